@@ -1,0 +1,42 @@
+"""Settings of the storage and pipeline layers, from the environment (and a ``.env`` file).
+
+The names are the contract's (SEED_API §6); ``rpc.config.Settings`` adds the server's own.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from storage.urls import DEFAULT_URL
+
+
+class PipelineSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    database_url: str = DEFAULT_URL
+    database_pool_size: int = Field(default=0, ge=0)  # 0: sized from WORKER_CONCURRENCY
+
+    worker_concurrency: int = Field(default=16, ge=1, le=1024)
+    max_retries: int = Field(default=3, ge=1, le=100)
+    retry_delay_ms: int = Field(default=5000, ge=0)
+    poll_interval_ms: int = Field(default=1000, ge=10)
+    lease_seconds: float = Field(default=30.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    stage_timeout_seconds: float = Field(default=120.0, gt=0)
+
+    image_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    image_fetch_allow_private: bool = False
+
+    providers: Literal["auto", "offline"] = "auto"
+    gemini_api_key: str | None = None
+    gemini_base_url: str | None = None
+    gemini_model: str = "gemini-3.8-flash"
+    deepseek_api_key: str | None = None
+    deepseek_base_url: str = "https://api.deepseek.com"
+    deepseek_model: str = "deepseek-v4-flash"
+
+    def pool_size(self) -> int:
+        return self.database_pool_size or min(self.worker_concurrency + 4, 40)

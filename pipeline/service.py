@@ -1,0 +1,38 @@
+"""Assemble the pipeline from settings: providers, stages, worker."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+from pipeline.config import PipelineSettings
+from pipeline.images import load_image
+from pipeline.providers.base import ContentProvider, VisionProvider
+from pipeline.providers.offline import OfflineContent, OfflineVision
+from pipeline.stages import Stages
+from pipeline.worker import Worker
+from storage.store import JobStore
+
+log = logging.getLogger("pipeline")
+
+
+def build_providers(settings: PipelineSettings) -> tuple[VisionProvider, ContentProvider]:
+    """PROVIDERS=auto: a provider whose key is set is real, the other offline; =offline: both
+    offline whatever keys are set."""
+    vision: VisionProvider = OfflineVision()
+    content: ContentProvider = OfflineContent()
+    return vision, content
+
+
+def build_stages(settings: PipelineSettings) -> Stages:
+    vision, content = build_providers(settings)
+    loader = partial(
+        load_image,
+        max_bytes=settings.image_max_bytes,
+        allow_private=settings.image_fetch_allow_private,
+    )
+    return Stages(vision, content, loader, settings.stage_timeout_seconds)
+
+
+def build_worker(store: JobStore, settings: PipelineSettings) -> Worker:
+    return Worker(store, build_stages(settings), settings)

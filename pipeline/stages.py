@@ -1,0 +1,111 @@
+"""The two stages of a job, provider-agnostic: vision (image → analysis), content (analysis →
+pieces), each under a real deadline, and the mapping of their results to stored columns."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import cast
+
+import anyio
+
+from pipeline.analysis import GeneratedContent, OutputFormat, VisionAnalysis
+from pipeline.errors import RetryableError, StageError
+from pipeline.providers.base import (
+    ContentProvider,
+    ContentRequest,
+    Image,
+    StageResult,
+    VisionProvider,
+    VisionRequest,
+)
+from storage.records import ClaimedJob, Outputs, StageUsage
+
+ImageLoader = Callable[[str], Awaitable[Image]]
+
+
+@dataclass(frozen=True, slots=True)
+class Stages:
+    vision: VisionProvider
+    content: ContentProvider
+    load_image: ImageLoader
+    timeout: float
+
+    async def analyze(self, job: ClaimedJob) -> tuple[VisionAnalysis, StageUsage]:
+        started = time.perf_counter()
+        with _deadline(self.timeout, "gemini"):
+            image = await self.load_image(job.image_url)
+            result = await self.vision.analyze(
+                VisionRequest(
+                    image=image,
+                    analysis_purpose=job.analysis_purpose,
+                    image_context=job.image_context or "",
+                    creativity_level=job.creativity_level,
+                )
+            )
+        return result.value, _usage(result, started)
+
+    async def write(
+        self, job: ClaimedJob, analysis: VisionAnalysis
+    ) -> tuple[GeneratedContent, StageUsage]:
+        started = time.perf_counter()
+        with _deadline(self.timeout, "deepseek"):
+            result = await self.content.generate(
+                ContentRequest(
+                    analysis=analysis,
+                    analysis_purpose=job.analysis_purpose,
+                    image_context=job.image_context or "",
+                    output_format=cast(OutputFormat, job.output_format),
+                    creativity_level=job.creativity_level,
+                    additional_instructions=job.additional_instructions,
+                )
+            )
+        return result.value, _usage(result, started)
+
+
+@contextmanager
+def _deadline(seconds: float, stage: str) -> Iterator[None]:
+    """A real deadline around the whole stage (the SDKs' timeouts are per read, not total)."""
+    try:
+        with anyio.fail_after(seconds):
+            yield
+    except TimeoutError:
+        raise RetryableError(f"the {stage} stage timed out after {seconds:g} s") from None
+
+
+def _usage(result: StageResult[object], started: float) -> StageUsage:
+    u = result.usage
+    latency = u.latency_ms or (time.perf_counter() - started) * 1000
+    return StageUsage(u.model, u.input_tokens, u.output_tokens, round(latency))
+
+
+def parse_stored_analysis(text: str) -> VisionAnalysis:
+    try:
+        return VisionAnalysis.model_validate_json(text)
+    except ValueError as exc:  # a row written by hand or an older version
+        raise StageError(f"the stored vision analysis is unreadable: {exc}") from exc
+
+
+def pieces_json(content: GeneratedContent) -> str:
+    return json.dumps(
+        [p.model_dump(exclude_none=True) for p in content.content_pieces], ensure_ascii=False
+    )
+
+
+def outputs_of(analysis: VisionAnalysis, pieces: str) -> Outputs:
+    """The ``visionJobOutputs`` columns, as the design document's completeVisionJob fills them."""
+    return Outputs(
+        colors_primary=json.dumps(analysis.colors.primary),
+        colors_secondary=json.dumps(analysis.colors.secondary),
+        colors_description=analysis.colors.description,
+        mood=analysis.mood_and_tone.mood,
+        tone=analysis.mood_and_tone.tone,
+        composition_layout=analysis.composition.layout,
+        brand_personality=analysis.brand_insights.brand_personality,
+        perceived_industry=analysis.brand_insights.perceived_industry,
+        target_audience=analysis.brand_insights.target_audience,
+        content_pieces=pieces,
+    )

@@ -1,0 +1,278 @@
+"""The worker: claims jobs atomically, runs up to WORKER_CONCURRENCY at once, keeps their
+leases alive, and ends every attempt with exactly one fenced write.
+
+It wakes at once when a job is created in this process (``wake``); the poll interval is only
+the fallback for jobs created elsewhere. Jobs waiting for a retry are slept on until the
+earliest one is due, not polled for.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from pipeline.config import PipelineSettings
+from pipeline.errors import StageError
+from pipeline.retry import retry_delay
+from pipeline.stages import Stages, outputs_of, parse_stored_analysis, pieces_json
+from storage.driver import DatabaseUnavailable
+from storage.records import AttemptRecord, ClaimedJob, StageUsage
+from storage.store import JobStore
+
+log = logging.getLogger("pipeline.worker")
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class _Running:
+    job: ClaimedJob
+    scope: anyio.CancelScope
+    lease_lost: bool = False
+
+
+@dataclass
+class WorkerState:
+    running: bool = False
+    last_heartbeat: datetime | None = None
+    completed: int = 0
+    failed: int = 0
+    retried: int = 0
+    in_flight: dict[int, _Running] = field(default_factory=dict)
+
+
+class Worker:
+    def __init__(
+        self,
+        store: JobStore,
+        stages: Stages,
+        settings: PipelineSettings,
+        *,
+        worker_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.stages = stages
+        self.settings = settings
+        self.worker_id = worker_id or new_worker_id()
+        self.state = WorkerState()
+        self._lease = timedelta(seconds=settings.lease_seconds)
+        self._wake = anyio.Event()
+        self._stopping = False
+        self._stopped = anyio.Event()
+        store.on_job_created(self.wake)
+
+    # -- control -----------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Something changed (a job was created, a slot freed): look for work now."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop claiming; ``run`` returns once in-flight jobs finished or were released."""
+        self._stopping = True
+        self._wake.set()
+
+    def status(self) -> dict[str, Any]:
+        """The design document's getWorkerStatus, with what a lease-based worker adds."""
+        s = self.settings
+        return {
+            "workerId": self.worker_id,
+            "isRunning": self.state.running,
+            "concurrency": s.worker_concurrency,
+            "jobsInFlight": len(self.state.in_flight),
+            "pollIntervalMs": s.poll_interval_ms,
+            "maxRetries": s.max_retries,
+            "leaseSeconds": s.lease_seconds,
+            "lastHeartbeat": self.state.last_heartbeat,
+            "completed": self.state.completed,
+            "failed": self.state.failed,
+            "retried": self.state.retried,
+        }
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        self.state.running = True
+        log.info("worker %s started (concurrency %d)", self.worker_id, self.settings.worker_concurrency)
+        try:
+            async with anyio.create_task_group() as jobs:
+                async with anyio.create_task_group() as chores:
+                    chores.start_soon(self._heartbeat_loop)
+                    task_status.started()
+                    await self._claim_loop(jobs)
+                    await self._drain(jobs)
+                    chores.cancel_scope.cancel()
+        finally:
+            self.state.running = False
+            self._stopped.set()
+            log.info("worker %s stopped", self.worker_id)
+
+    async def _claim_loop(self, jobs: anyio.abc.TaskGroup) -> None:
+        s = self.settings
+        failures = 0
+        while not self._stopping:
+            self._wake = anyio.Event()  # before claiming: a wake during the claim is not lost
+            free = s.worker_concurrency - len(self.state.in_flight)
+            timeout = s.poll_interval_ms / 1000
+            if free > 0:
+                try:
+                    claimed = await self.store.claim_jobs(self.worker_id, free, self._lease)
+                    if len(claimed) < free:
+                        timeout = await self._until_next_due(timeout)
+                    failures = 0
+                except (DatabaseUnavailable, OSError, Exception) as exc:  # noqa: B014
+                    failures += 1
+                    timeout = min(0.1 * 2**failures, 5.0)
+                    log.warning("claim failed (%s); retrying in %.1f s", _describe(exc), timeout)
+                    claimed = []
+                for job in claimed:
+                    running = _Running(job, anyio.CancelScope())
+                    self.state.in_flight[job.id] = running
+                    jobs.start_soon(self._run_job, running)
+                if len(claimed) == free:
+                    continue
+            with anyio.move_on_after(timeout):
+                await self._wake.wait()
+
+    async def _until_next_due(self, fallback: float) -> float:
+        due = await self.store.next_run_after()
+        if due is None:
+            return fallback
+        wait = (due - datetime.now(UTC)).total_seconds()
+        return min(max(wait, 0.0), fallback)
+
+    async def _drain(self, jobs: anyio.abc.TaskGroup) -> None:
+        """Graceful stop: let in-flight jobs finish within the grace period, then release them."""
+        if not self.state.in_flight:
+            return
+        log.info("waiting up to %.0f s for %d in-flight jobs",
+                 self.settings.shutdown_grace_seconds, len(self.state.in_flight))  # fmt: skip
+        with anyio.move_on_after(self.settings.shutdown_grace_seconds):
+            while self.state.in_flight:
+                await anyio.sleep(0.05)
+        leftover = list(self.state.in_flight.values())
+        for running in leftover:
+            running.scope.cancel()
+        with anyio.CancelScope(shield=True):
+            for running in leftover:
+                stage = "gemini" if running.job.gemin_output is None else "deepseek"
+                await self._end(running.job, AttemptRecord("released", stage, "worker shut down"))
+        jobs.cancel_scope.cancel()
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.settings.lease_seconds / 3
+        while True:
+            await anyio.sleep(interval)
+            try:
+                held = await self.store.renew_leases(self.worker_id, self._lease)
+                self.state.last_heartbeat = datetime.now(UTC)
+                held_ids = {(h.id, h.attempt) for h in held}
+                for running in list(self.state.in_flight.values()):
+                    key = (running.job.id, running.job.attempt)
+                    if key not in held_ids and running.job.id in self.state.in_flight:
+                        # Another worker took it (our lease expired while we were cut off):
+                        # stop working on it; every write we would make is fenced anyway.
+                        running.lease_lost = True
+                        running.scope.cancel()
+                        log.warning("job %d: lease lost, abandoning the attempt", key[0])
+                reaped = await self.store.reap_expired()
+                for job in reaped:
+                    log.warning("job %d: lease of %s expired; %s", job.id, job.worker_id,
+                                "failed for good" if job.final else "back in the queue")  # fmt: skip
+                if reaped:
+                    self.wake()
+            except Exception as exc:
+                log.warning("heartbeat failed (%s)", _describe(exc))
+
+    # -- one job -----------------------------------------------------------------------------
+
+    async def _run_job(self, running: _Running) -> None:
+        try:
+            with running.scope:
+                await self._process(running.job)
+        finally:
+            self.state.in_flight.pop(running.job.id, None)
+            self.wake()
+
+    async def _process(self, job: ClaimedJob) -> None:
+        vision = StageUsage()
+        content_usage = StageUsage()
+        stage = "gemini" if job.gemin_output is None else "deepseek"
+        try:
+            if job.gemin_output is None:
+                analysis, vision = await self.stages.analyze(job)
+                cancel = await self.store.store_vision_output(job, analysis.model_dump_json())
+                if cancel is None:
+                    return  # the lease is gone: someone else runs this job now
+                if cancel:
+                    await self._end(job, AttemptRecord(
+                        "cancelled", stage, "Cancelled by an operator", vision))  # fmt: skip
+                    return
+            else:
+                analysis = parse_stored_analysis(job.gemin_output)
+            stage = "deepseek"
+            content, content_usage = await self.stages.write(job, analysis)
+            pieces = pieces_json(content)
+            record = AttemptRecord("complete", stage, None, vision, content_usage)
+            if await self.store.complete_job(job, pieces, outputs_of(analysis, pieces), record):
+                self.state.completed += 1
+        except StageError as exc:
+            await self._failed(job, stage, exc, vision, content_usage)
+        except Exception as exc:  # a bug or an unexpected library error: retry, loudly
+            log.exception("job %d: unexpected error in %s", job.id, stage)
+            error = StageError(f"internal error: {_describe(exc)}")
+            error.retryable = True
+            await self._failed(job, stage, error, vision, content_usage)
+
+    async def _failed(
+        self, job: ClaimedJob, stage: str, exc: StageError, vision: StageUsage,
+        content: StageUsage,
+    ) -> None:  # fmt: skip
+        failures = job.retry_count + 1
+        if exc.retryable and failures < job.max_retries:
+            delay = retry_delay(failures, self.settings.retry_delay_ms,
+                                getattr(exc, "retry_after", None))  # fmt: skip
+            message = f"{stage}: {exc.message}. Retry {failures}/{job.max_retries}"
+            retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+            log.info("job %d: %s (next attempt in %.2f s)", job.id, message, delay)
+            if await self._end(job, AttemptRecord("retry", stage, message, vision, content),
+                               retry_at=retry_at):  # fmt: skip
+                self.state.retried += 1
+            return
+        if exc.retryable:
+            message = f"Failed after {failures} attempts in {stage}: {exc.message}"
+        else:
+            message = f"{stage}: {exc.message}"
+        log.info("job %d failed: %s", job.id, message)
+        if await self._end(job, AttemptRecord("error", stage, message, vision, content)):
+            self.state.failed += 1
+
+    async def _end(
+        self, job: ClaimedJob, record: AttemptRecord, retry_at: datetime | None = None
+    ) -> bool:
+        """The attempt's last write, retried while the database is briefly unavailable."""
+        delay = 0.05
+        for _ in range(8):
+            try:
+                return await self.store.end_attempt(job, record, retry_at=retry_at)
+            except Exception as exc:
+                log.warning("job %d: could not record the attempt (%s)", job.id, _describe(exc))
+                await anyio.sleep(delay)
+                delay *= 2
+        # Still unwritten: the lease runs out and the reaper returns the job to the queue.
+        return False
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 300 else text[:297] + "..."

@@ -1,0 +1,1 @@
+"""HTTP: the tRPC wire layer, the procedures, auth, and the Starlette app."""

@@ -1,0 +1,75 @@
+"""The Starlette app: ``create_app(settings)`` builds it; its lifespan opens the store and hosts
+the worker in an anyio task group, so one process serves the API and runs jobs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from pipeline.service import build_worker
+from rpc import template, vision
+from rpc.auth import Authenticator
+from rpc.config import Settings
+from rpc.context import Services
+from rpc.dispatch import Dispatcher
+from rpc.router import Router
+from storage.engine import open_store
+
+log = logging.getLogger("rpc.app")
+_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def build_router() -> Router:
+    router = Router()
+    vision.register(router)
+    template.register(router)
+    return router
+
+
+def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> Starlette:
+    settings = settings or Settings()
+    router = build_router()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store = await open_store(settings.database_url, pool_size=settings.pool_size())
+        worker = build_worker(store, settings) if run_worker else None
+        services = Services(settings, store, Authenticator(settings, store), worker)
+        app.state.services = services
+        app.state.dispatcher = Dispatcher(router, services)
+        if settings.local_mode:
+            log.warning(
+                "LOCAL MODE: JWT_SECRET is not set, so every request acts as the local user. "
+                "Set JWT_SECRET before exposing this server."
+            )
+        try:
+            async with anyio.create_task_group() as tasks:
+                if worker is not None:
+                    await tasks.start(worker.run)
+                try:
+                    yield
+                finally:
+                    if worker is not None:
+                        worker.stop()
+        finally:
+            await store.driver.close()
+
+    async def trpc(request: Request) -> Response:
+        dispatcher: Dispatcher = request.app.state.dispatcher
+        return await dispatcher.handle(request)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    routes = [
+        Route("/api/trpc/{path:path}", trpc, methods=_ALL_METHODS),
+        Route("/healthz", health, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

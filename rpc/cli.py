@@ -1,0 +1,190 @@
+"""The ``vision-pipeline`` command: serve, worker, db push, token, jobs, users (SEED_API §7)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+import anyio
+
+from rpc.config import Settings
+
+log = logging.getLogger("vision-pipeline")
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from rpc.app import create_app
+
+    if settings.local_mode and not _is_loopback(args.host):
+        print(
+            f"refusing to listen on {args.host} in local mode (no JWT_SECRET): every request "
+            "would act as the local user. Set JWT_SECRET, or use --host 127.0.0.1.",
+            file=sys.stderr,
+        )
+        return 2
+    app = create_app(settings, run_worker=not args.no_worker)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=max(int(settings.shutdown_grace_seconds) + 5, 5),
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.service import build_worker
+    from storage.engine import open_store
+
+    async def main() -> None:
+        store = await open_store(settings.database_url, pool_size=settings.pool_size())
+        worker = build_worker(store, settings)
+        try:
+            async with anyio.create_task_group() as tasks:
+
+                async def on_signals() -> None:
+                    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                        async for signum in signals:
+                            log.info("received %s: stopping", signal.Signals(signum).name)
+                            worker.stop()
+                            return
+
+                tasks.start_soon(on_signals)
+                await worker.run()
+                tasks.cancel_scope.cancel()
+        finally:
+            await store.driver.close()
+
+    anyio.run(main)
+    return 0
+
+
+def cmd_db_push(args: argparse.Namespace, settings: Settings) -> int:
+    from storage.schema import push
+    from storage.urls import parse_database_url
+
+    added = anyio.run(push, parse_database_url(settings.database_url))
+    print("tables are up to date" + (f" (added columns: {', '.join(added)})" if added else ""))
+    return 0
+
+
+def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    from rpc.auth import mint_token
+
+    if not settings.jwt_secret:
+        print("JWT_SECRET is not set: tokens are only needed when it is.", file=sys.stderr)
+        return 2
+    print(mint_token(settings.jwt_secret, args.open_id, name=args.name, app_id=settings.app_id,
+                     expires_in=args.days * 86400))  # fmt: skip
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
+    from storage.engine import open_store
+
+    async def main() -> int:
+        store = await open_store(settings.database_url)
+        try:
+            if args.action == "retry":
+                if await store.retry_failed_job(args.job_id):
+                    print(f"job {args.job_id} is pending again, retries reset")
+                    return 0
+                print(f"job {args.job_id} is not in error", file=sys.stderr)
+                return 1
+            outcome = await store.cancel_job(args.job_id)
+            if outcome is None:
+                print(f"job {args.job_id} is not waiting or running", file=sys.stderr)
+                return 1
+            print(f"job {args.job_id}: {outcome}")
+            return 0
+        finally:
+            await store.driver.close()
+
+    return anyio.run(main)
+
+
+def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
+    from storage.engine import open_store
+
+    async def main() -> int:
+        store = await open_store(settings.database_url)
+        try:
+            user_id = await store.set_user_role(args.open_id, args.role)
+            print(f"user {args.open_id} (id {user_id}) is now {args.role}")
+            return 0
+        finally:
+            await store.driver.close()
+
+    return anyio.run(main)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vision-pipeline", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="the API, with the worker in the same process")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=3000)
+    serve.add_argument("--no-worker", action="store_true", help="API only")
+    serve.set_defaults(run=cmd_serve)
+
+    worker = sub.add_parser("worker", help="the worker only (run as many as you like)")
+    worker.set_defaults(run=cmd_worker)
+
+    db = sub.add_parser("db", help="database commands")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("push", help="create or update the tables").set_defaults(run=cmd_db_push)
+
+    token = sub.add_parser("token", help="print a session token for an API user")
+    token.add_argument("--open-id", required=True)
+    token.add_argument("--name")
+    token.add_argument("--days", type=int, default=365)
+    token.set_defaults(run=cmd_token)
+
+    jobs = sub.add_parser("jobs", help="operate on jobs")
+    jobs.add_argument("action", choices=["retry", "cancel"])
+    jobs.add_argument("job_id", type=int)
+    jobs.set_defaults(run=cmd_jobs)
+
+    users = sub.add_parser("users", help="operate on users")
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    set_role = users_sub.add_parser("set-role", help="make a user an admin (or a user)")
+    set_role.add_argument("open_id")
+    set_role.add_argument("role", choices=["admin", "user"])
+    set_role.set_defaults(run=cmd_users)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = Settings()
+    _setup_logging(settings)
+    return int(args.run(args, settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""The tRPC v11 HTTP dispatcher (TRPC_WIRE §1–§4, recipe §10), as one Starlette endpoint.
+
+One request carries one call or a batch (``?batch=1``, paths joined with ``,``). The answer
+is one envelope or an array of them; per-call failures stay per call (207 when the statuses
+differ), request-level failures are a single envelope. Whether the answer is superjson or
+plain JSON follows the client's input (SEED_API §1), unless a setting forces one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from rpc import superjson
+from rpc.context import Context, Services
+from rpc.encoding import dumps, to_plain
+from rpc.errors import TRPCError
+from rpc.router import Procedure, Router
+
+log = logging.getLogger("rpc.dispatch")
+
+BASE_PATH = "/api/trpc/"
+_JSON_TYPES = ("application/json", "text/plain", "application/x-www-form-urlencoded")
+
+
+@dataclass(slots=True)
+class _Call:
+    path: str
+    procedure: Procedure | None
+    raw: Any = superjson.UNDEFINED
+    error: TRPCError | None = None
+
+
+class Dispatcher:
+    def __init__(self, router: Router, services: Services) -> None:
+        self.router = router
+        self.services = services
+
+    async def handle(self, request: Request) -> Response:
+        """The endpoint: every method on ``/api/trpc/{path}``."""
+        method = request.method
+        if method == "HEAD":
+            return Response(status_code=204)
+        path = request.url.path[len(BASE_PATH) :] if request.url.path.startswith(BASE_PATH) else ""
+        batch = request.query_params.get("batch") == "1"
+        try:
+            content_type = request.headers.get("content-type", "")
+            if method not in ("GET", "POST") and not content_type:
+                raise TRPCError("UNSUPPORTED_MEDIA_TYPE", "Missing content-type header")
+            if method == "POST" and content_type and not content_type.lower().startswith(
+                _JSON_TYPES
+            ):
+                raise TRPCError(
+                    "UNSUPPORTED_MEDIA_TYPE",
+                    f'Unsupported content-type "{content_type.split(";")[0].strip()}',
+                )
+            paths = path.split(",") if batch else [path]
+            calls = [_Call(p, self.router.get(p)) for p in paths]
+            kinds = sorted({c.procedure.kind for c in calls if c.procedure is not None})
+            if len(kinds) > 1:
+                raise TRPCError(
+                    "BAD_REQUEST", "Cannot mix procedure types in call: " + ", ".join(kinds)
+                )
+            lenient = await self._read_inputs(request, calls, batch)
+        except TRPCError as exc:
+            return self._request_error(exc, request)
+
+        sj = self._superjson(calls)
+        ctx = Context(self.services, request)
+        if batch:
+            results = await asyncio.gather(
+                *(self._run(ctx, call, method, lenient) for call in calls)
+            )
+        else:
+            results = [await self._run(ctx, calls[0], method, lenient)]
+        statuses = {status for status, _ in results}
+        status = statuses.pop() if len(statuses) == 1 else 207
+        envelopes = [
+            self._envelope(value, error, call.path, sj)
+            for (_, (value, error)), call in zip(results, calls, strict=True)
+        ]
+        body = envelopes if batch else envelopes[0]
+        headers = {"vary": "trpc-accept, accept"}
+        extra = [h for c in calls for h in (c.error.headers.items() if c.error else ())]
+        response = Response(dumps(body), status_code=status, headers=headers,
+                            media_type="application/json")  # fmt: skip
+        for name, value in [*ctx.response_headers, *extra]:
+            response.headers.append(name, value)
+        return response
+
+    # -- input -------------------------------------------------------------------------------
+
+    async def _read_inputs(self, request: Request, calls: list[_Call], batch: bool) -> bool:
+        """Fill each call's raw input. Returns True for the lenient query-parameter form."""
+        limit = self.services.settings.max_body_bytes
+        if request.method == "GET":
+            text = request.query_params.get("input")
+            if text is None and not batch:
+                # The docs' curl form: the input's fields as plain query parameters.
+                fields = {k: v for k, v in request.query_params.items() if k != "batch"}
+                if fields:
+                    calls[0].raw = fields
+                    return True
+            if not text:
+                return False
+            if len(text) > limit:
+                raise TRPCError("PAYLOAD_TOO_LARGE", "Request input is too large")
+        else:
+            text = await _read_body(request, limit)
+            if not text.strip():
+                return False
+        try:
+            decoded = json.loads(text)
+        except ValueError as exc:
+            error = TRPCError("BAD_REQUEST", f"Invalid JSON input: {exc}")
+            for call in calls:
+                call.error = error
+            return False
+        if not batch:
+            calls[0].raw = decoded
+            return False
+        if not isinstance(decoded, dict):
+            error = TRPCError("BAD_REQUEST", '"input" needs to be an object when doing a batch call')
+            for call in calls:
+                call.error = error
+            return False
+        for index, call in enumerate(calls):
+            call.raw = decoded.get(str(index), superjson.UNDEFINED)
+        return False
+
+    def _superjson(self, calls: list[_Call]) -> bool:
+        mode = self.services.settings.trpc_transformer
+        if mode != "auto":
+            return mode == "superjson"
+        return any(superjson.is_superjson(c.raw) for c in calls)
+
+    # -- calls -------------------------------------------------------------------------------
+
+    async def _run(
+        self, ctx: Context, call: _Call, method: str, lenient: bool
+    ) -> tuple[int, tuple[Any, TRPCError | None]]:
+        try:
+            if call.error is not None:
+                raise call.error
+            procedure = call.procedure
+            if procedure is None:
+                raise TRPCError("NOT_FOUND", f'No procedure found on path "{call.path}"')
+            expected = "POST" if procedure.kind == "mutation" else "GET"
+            if method != expected:
+                call.error = TRPCError(
+                    "METHOD_NOT_SUPPORTED",
+                    f'Unsupported {method}-request to {procedure.kind} procedure at path '
+                    f'"{call.path}"',
+                    headers={"allow": expected},
+                )
+                raise call.error
+            raw = call.raw
+            if superjson.is_superjson(raw):
+                try:
+                    raw = superjson.deserialize(raw)
+                except superjson.SuperjsonError as exc:
+                    raise TRPCError("BAD_REQUEST", f"Invalid superjson input: {exc}") from None
+            value = await procedure.call(ctx, raw, lenient=lenient)
+            return 200, (value, None)
+        except TRPCError as exc:
+            return exc.http_status, (None, exc)
+        except Exception as exc:
+            log.exception("procedure %s failed", call.path)
+            error = TRPCError("INTERNAL_SERVER_ERROR", _internal_message(exc))
+            return error.http_status, (None, error)
+
+    # -- output ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _envelope(value: Any, error: TRPCError | None, path: str, sj: bool) -> dict[str, Any]:
+        if error is not None:
+            shape = error.shape(path)
+            return {"error": superjson.serialize(shape) if sj else shape}
+        if sj:
+            return {"result": {"data": superjson.serialize(value)}}
+        if value is superjson.UNDEFINED:
+            return {"result": {}}
+        return {"result": {"data": to_plain(value)}}
+
+    def _request_error(self, error: TRPCError, request: Request) -> Response:
+        sj = self.services.settings.trpc_transformer == "superjson" or _looks_superjson(request)
+        shape = error.shape(None)
+        body = {"error": superjson.serialize(shape) if sj else shape}
+        response = Response(dumps(body), status_code=error.http_status,
+                            media_type="application/json")  # fmt: skip
+        for name, value in error.headers.items():
+            response.headers[name] = value
+        return response
+
+
+async def _read_body(request: Request, limit: int) -> str:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise TRPCError("PAYLOAD_TOO_LARGE", f"Request body is larger than {limit} bytes")
+        except ValueError:
+            raise TRPCError("BAD_REQUEST", "Invalid content-length header") from None
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise TRPCError("PAYLOAD_TOO_LARGE", f"Request body is larger than {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise TRPCError("CLIENT_CLOSED_REQUEST", "The client closed the request") from None
+    try:
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError:
+        raise TRPCError("BAD_REQUEST", "Request body is not valid UTF-8") from None
+
+
+def _looks_superjson(request: Request) -> bool:
+    """For request-level errors (input not parsed): guess from the raw input text."""
+    text = request.query_params.get("input") or ""
+    return '"json"' in text[:4096]
+
+
+def _internal_message(exc: Exception) -> str:
+    from storage.driver import DatabaseUnavailable
+
+    if isinstance(exc, DatabaseUnavailable):
+        return "The database is unavailable; please try again"
+    return "Internal server error"

@@ -1,0 +1,40 @@
+"""The template's companion procedures the frontend calls on every page (SEED_API §2):
+``auth.me``, ``auth.logout``, ``system.health``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from rpc.auth import COOKIE_NAME
+from rpc.context import Context
+from rpc.router import Router
+
+
+class HealthInput(BaseModel):
+    timestamp: float = Field(ge=0)
+
+
+def register(router: Router) -> None:
+    @router.procedure("auth.me", "query")
+    async def me(ctx: Context, _: None) -> dict[str, Any] | None:
+        caller = await ctx.caller()
+        if caller is None:
+            return None
+        user = await ctx.services.store.get_user(caller.user_id)
+        return None if user is None else asdict(user)
+
+    @router.procedure("auth.logout", "mutation")
+    async def logout(ctx: Context, _: None) -> dict[str, bool]:
+        ctx.services.auth.forget(ctx.request)
+        flags = "; Secure; SameSite=None" if ctx.secure else "; SameSite=None"
+        ctx.response_headers.append(
+            ("set-cookie", f"{COOKIE_NAME}=; Max-Age=0; Path=/; HttpOnly{flags}")
+        )
+        return {"success": True}
+
+    @router.procedure("system.health", "query", input=HealthInput)
+    async def health(ctx: Context, _: HealthInput) -> dict[str, bool]:
+        return {"ok": True}

@@ -1,0 +1,149 @@
+"""The ``visionPipeline`` procedures (SEED_API §2): create a job, read its status, list them."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from rpc.context import Context
+from rpc.errors import TRPCError
+from rpc.router import Router
+from storage.records import NewJob
+
+CREATED_MESSAGE = "Job created and queued for processing"
+
+
+class CreateJobInput(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    imageUrl: str = Field(min_length=1)
+    imageContext: str | None = Field(default=None, max_length=10_000)
+    analysisPurpose: str = Field(min_length=1, max_length=10_000)
+    outputFormat: Literal["bullet_points", "detailed_analysis", "social_media_post"]
+    creativityLevel: float = Field(default=1.0, ge=0, le=2)
+    additionalInstructions: str | None = Field(default=None, max_length=10_000)
+
+    @field_validator("imageUrl")
+    @classmethod
+    def _image_url(cls, value: str) -> str:
+        value = value.strip()
+        if value[:5].lower() == "data:":
+            header, comma, data = value.partition(",")
+            if not comma or not header[5:].lower().startswith("image/"):
+                raise ValueError("Invalid data URL: expected data:image/<type>;base64,<data>")
+            if not header.lower().endswith(";base64"):
+                raise ValueError("Invalid data URL: the image must be base64-encoded")
+            return value
+        parts = urlsplit(value)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError("Invalid URL: expected an http(s) URL or a data:image/… URL")
+        if len(value) > 8192:
+            raise ValueError("Invalid URL: longer than 8192 characters")
+        return value
+
+
+class JobIdInput(BaseModel):
+    jobId: int
+
+
+class HistoryInput(BaseModel):
+    limit: int = Field(default=20, ge=1, le=100)
+    offset: int = Field(default=0, ge=0)
+
+
+def _data_url_size(url: str) -> int:
+    """Decoded size of a data: URL's payload, without decoding it all."""
+    data = url.partition(",")[2].strip()
+    return len(data) * 3 // 4 - data[-2:].count("=")
+
+
+def _check_data_url(url: str, max_bytes: int) -> None:
+    if _data_url_size(url) > max_bytes:
+        raise TRPCError(
+            "PAYLOAD_TOO_LARGE", f"The image is larger than the {max_bytes // 1024} KiB limit"
+        )
+    try:
+        base64.b64decode(url.partition(",")[2][:4096].strip() + "==", validate=False)
+    except (binascii.Error, ValueError):
+        raise TRPCError("BAD_REQUEST", "The data URL is not valid base64") from None
+
+
+def _parsed(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def register(router: Router) -> None:
+    @router.procedure("visionPipeline.createJob", "mutation", input=CreateJobInput, guard="user")
+    async def create_job(ctx: Context, data: CreateJobInput) -> dict[str, Any]:
+        settings = ctx.services.settings
+        if data.imageUrl.startswith(("data:", "DATA:", "Data:")):
+            _check_data_url(data.imageUrl, settings.image_max_bytes)
+        caller = await ctx.caller()
+        assert caller is not None
+        job_id = await ctx.services.store.create_job(
+            NewJob(
+                user_id=caller.user_id,
+                image_url=data.imageUrl,
+                image_context=data.imageContext,
+                analysis_purpose=data.analysisPurpose,
+                output_format=data.outputFormat,
+                creativity_level=data.creativityLevel,
+                additional_instructions=data.additionalInstructions,
+                max_retries=settings.max_retries,
+            )
+        )
+        return {"jobId": job_id, "status": "pending", "message": CREATED_MESSAGE}
+
+    @router.procedure("visionPipeline.getJobStatus", "query", input=JobIdInput, guard="user")
+    async def get_job_status(ctx: Context, data: JobIdInput) -> dict[str, Any]:
+        caller = await ctx.caller()
+        assert caller is not None
+        job = await ctx.services.store.get_job_status(data.jobId)
+        if job is None:
+            raise TRPCError("NOT_FOUND", "Job not found")
+        if job.user_id != caller.user_id:
+            raise TRPCError("FORBIDDEN", "You do not have access to this job")
+        return {
+            "jobId": job.id,
+            "status": job.status,
+            "progress": job.progress,
+            "geminOutput": _parsed(job.gemin_output),
+            "deepseekOutput": _parsed(job.deepseek_output),
+            "errorMessage": job.error_message,
+            "createdAt": job.created_at,
+            "completedAt": job.completed_at,
+            # Extra fields (the frontend ignores what it does not know):
+            "errorStage": job.error_stage,
+            "retryCount": job.retry_count,
+        }
+
+    @router.procedure(
+        "visionPipeline.getJobHistory", "query", input=HistoryInput, input_optional=True,
+        guard="user",
+    )  # fmt: skip
+    async def get_job_history(ctx: Context, data: HistoryInput) -> list[dict[str, Any]]:
+        caller = await ctx.caller()
+        assert caller is not None
+        jobs = await ctx.services.store.list_user_jobs(caller.user_id, data.limit, data.offset)
+        return [
+            {
+                "jobId": j.id,
+                "status": j.status,
+                "progress": j.progress,
+                "imageUrl": j.image_url,
+                "analysisPurpose": j.analysis_purpose,
+                "createdAt": j.created_at,
+                "completedAt": j.completed_at,
+            }
+            for j in jobs
+        ]

@@ -1,0 +1,215 @@
+-- vision-pipeline schema. Generated from storage/tables.py by
+--   python -m storage.schema > schema.sql
+-- Do not edit by hand: tests/test_schema.py fails when this file and the models disagree.
+
+
+-- ==== SQLite ====
+
+CREATE TABLE users (
+	id INTEGER NOT NULL,
+	"openId" VARCHAR(64) NOT NULL,
+	name TEXT,
+	email VARCHAR(320),
+	"loginMethod" VARCHAR(64),
+	role VARCHAR(16) NOT NULL,
+	"createdAt" DATETIME NOT NULL,
+	"updatedAt" DATETIME NOT NULL,
+	"lastSignedIn" DATETIME NOT NULL,
+	PRIMARY KEY (id),
+	UNIQUE ("openId")
+);
+
+CREATE TABLE "visionJobOutputs" (
+	id INTEGER NOT NULL,
+	"jobId" INTEGER NOT NULL,
+	"userId" INTEGER NOT NULL,
+	colors_primary TEXT,
+	colors_secondary TEXT,
+	colors_description TEXT,
+	mood TEXT,
+	tone TEXT,
+	composition_layout TEXT,
+	brand_personality TEXT,
+	perceived_industry TEXT,
+	target_audience TEXT,
+	content_pieces TEXT,
+	"isTrainingData" BOOLEAN NOT NULL,
+	"createdAt" DATETIME NOT NULL,
+	PRIMARY KEY (id),
+	UNIQUE ("jobId")
+);
+
+CREATE INDEX "idx_outputs_userId" ON "visionJobOutputs" ("userId");
+
+CREATE TABLE "visionJobSessions" (
+	id INTEGER NOT NULL,
+	"jobId" INTEGER NOT NULL,
+	attempt INTEGER NOT NULL,
+	"workerId" VARCHAR(64),
+	"stageReached" VARCHAR(32),
+	outcome VARCHAR(16) NOT NULL,
+	"errorMessage" TEXT,
+	"startedAt" DATETIME,
+	"endedAt" DATETIME NOT NULL,
+	"geminiModel" VARCHAR(64),
+	"geminiInputTokens" INTEGER NOT NULL,
+	"geminiOutputTokens" INTEGER NOT NULL,
+	"geminiLatencyMs" INTEGER NOT NULL,
+	"deepseekModel" VARCHAR(64),
+	"deepseekInputTokens" INTEGER NOT NULL,
+	"deepseekOutputTokens" INTEGER NOT NULL,
+	"deepseekLatencyMs" INTEGER NOT NULL,
+	"costUsd" FLOAT NOT NULL,
+	PRIMARY KEY (id)
+);
+
+CREATE INDEX "idx_sessions_jobId" ON "visionJobSessions" ("jobId", attempt);
+
+CREATE TABLE "visionJobs" (
+	id INTEGER NOT NULL,
+	"userId" INTEGER NOT NULL,
+	"imageUrl" TEXT NOT NULL,
+	"imageContext" TEXT,
+	"analysisPurpose" TEXT NOT NULL,
+	"outputFormat" VARCHAR(32) NOT NULL,
+	"creativityLevel" FLOAT NOT NULL,
+	"additionalInstructions" TEXT,
+	status VARCHAR(32) NOT NULL,
+	progress INTEGER NOT NULL,
+	"geminOutput" TEXT,
+	"deepseekOutput" TEXT,
+	"geminAnalyzedAt" DATETIME,
+	"deepseekGeneratedAt" DATETIME,
+	"errorMessage" TEXT,
+	"errorStage" VARCHAR(32),
+	"retryCount" INTEGER NOT NULL,
+	"maxRetries" INTEGER NOT NULL,
+	"createdAt" DATETIME NOT NULL,
+	"updatedAt" DATETIME NOT NULL,
+	"completedAt" DATETIME,
+	"runAfter" DATETIME NOT NULL,
+	attempt INTEGER NOT NULL,
+	"lockedBy" VARCHAR(64),
+	"lockedAt" DATETIME,
+	"leaseExpiresAt" DATETIME,
+	"cancelRequested" BOOLEAN NOT NULL,
+	PRIMARY KEY (id)
+);
+
+CREATE INDEX idx_claim ON "visionJobs" ("runAfter", id) WHERE status = 'pending';
+
+CREATE INDEX "idx_createdAt" ON "visionJobs" ("createdAt");
+
+CREATE INDEX idx_lease ON "visionJobs" ("leaseExpiresAt") WHERE status IN ('gemini_analyzing', 'deepseek_generating');
+
+CREATE INDEX idx_status ON "visionJobs" (status);
+
+CREATE INDEX "idx_userId_createdAt" ON "visionJobs" ("userId", "createdAt", id);
+
+CREATE INDEX "idx_userId_status" ON "visionJobs" ("userId", status);
+
+
+-- ==== PostgreSQL ====
+
+CREATE TABLE users (
+	id SERIAL NOT NULL,
+	"openId" VARCHAR(64) NOT NULL,
+	name TEXT,
+	email VARCHAR(320),
+	"loginMethod" VARCHAR(64),
+	role VARCHAR(16) NOT NULL,
+	"createdAt" TIMESTAMP WITH TIME ZONE NOT NULL,
+	"updatedAt" TIMESTAMP WITH TIME ZONE NOT NULL,
+	"lastSignedIn" TIMESTAMP WITH TIME ZONE NOT NULL,
+	PRIMARY KEY (id),
+	UNIQUE ("openId")
+);
+
+CREATE TABLE "visionJobOutputs" (
+	id SERIAL NOT NULL,
+	"jobId" INTEGER NOT NULL,
+	"userId" INTEGER NOT NULL,
+	colors_primary TEXT,
+	colors_secondary TEXT,
+	colors_description TEXT,
+	mood TEXT,
+	tone TEXT,
+	composition_layout TEXT,
+	brand_personality TEXT,
+	perceived_industry TEXT,
+	target_audience TEXT,
+	content_pieces TEXT,
+	"isTrainingData" BOOLEAN NOT NULL,
+	"createdAt" TIMESTAMP WITH TIME ZONE NOT NULL,
+	PRIMARY KEY (id),
+	UNIQUE ("jobId")
+);
+
+CREATE INDEX "idx_outputs_userId" ON "visionJobOutputs" ("userId");
+
+CREATE TABLE "visionJobSessions" (
+	id SERIAL NOT NULL,
+	"jobId" INTEGER NOT NULL,
+	attempt INTEGER NOT NULL,
+	"workerId" VARCHAR(64),
+	"stageReached" VARCHAR(32),
+	outcome VARCHAR(16) NOT NULL,
+	"errorMessage" TEXT,
+	"startedAt" TIMESTAMP WITH TIME ZONE,
+	"endedAt" TIMESTAMP WITH TIME ZONE NOT NULL,
+	"geminiModel" VARCHAR(64),
+	"geminiInputTokens" INTEGER NOT NULL,
+	"geminiOutputTokens" INTEGER NOT NULL,
+	"geminiLatencyMs" INTEGER NOT NULL,
+	"deepseekModel" VARCHAR(64),
+	"deepseekInputTokens" INTEGER NOT NULL,
+	"deepseekOutputTokens" INTEGER NOT NULL,
+	"deepseekLatencyMs" INTEGER NOT NULL,
+	"costUsd" FLOAT NOT NULL,
+	PRIMARY KEY (id)
+);
+
+CREATE INDEX "idx_sessions_jobId" ON "visionJobSessions" ("jobId", attempt);
+
+CREATE TABLE "visionJobs" (
+	id SERIAL NOT NULL,
+	"userId" INTEGER NOT NULL,
+	"imageUrl" TEXT NOT NULL,
+	"imageContext" TEXT,
+	"analysisPurpose" TEXT NOT NULL,
+	"outputFormat" VARCHAR(32) NOT NULL,
+	"creativityLevel" FLOAT NOT NULL,
+	"additionalInstructions" TEXT,
+	status VARCHAR(32) NOT NULL,
+	progress INTEGER NOT NULL,
+	"geminOutput" TEXT,
+	"deepseekOutput" TEXT,
+	"geminAnalyzedAt" TIMESTAMP WITH TIME ZONE,
+	"deepseekGeneratedAt" TIMESTAMP WITH TIME ZONE,
+	"errorMessage" TEXT,
+	"errorStage" VARCHAR(32),
+	"retryCount" INTEGER NOT NULL,
+	"maxRetries" INTEGER NOT NULL,
+	"createdAt" TIMESTAMP WITH TIME ZONE NOT NULL,
+	"updatedAt" TIMESTAMP WITH TIME ZONE NOT NULL,
+	"completedAt" TIMESTAMP WITH TIME ZONE,
+	"runAfter" TIMESTAMP WITH TIME ZONE NOT NULL,
+	attempt INTEGER NOT NULL,
+	"lockedBy" VARCHAR(64),
+	"lockedAt" TIMESTAMP WITH TIME ZONE,
+	"leaseExpiresAt" TIMESTAMP WITH TIME ZONE,
+	"cancelRequested" BOOLEAN NOT NULL,
+	PRIMARY KEY (id)
+);
+
+CREATE INDEX idx_claim ON "visionJobs" ("runAfter", id) WHERE status = 'pending';
+
+CREATE INDEX "idx_createdAt" ON "visionJobs" ("createdAt");
+
+CREATE INDEX idx_lease ON "visionJobs" ("leaseExpiresAt") WHERE status IN ('gemini_analyzing', 'deepseek_generating');
+
+CREATE INDEX idx_status ON "visionJobs" (status);
+
+CREATE INDEX "idx_userId_createdAt" ON "visionJobs" ("userId", "createdAt", id);
+
+CREATE INDEX "idx_userId_status" ON "visionJobs" ("userId", status);

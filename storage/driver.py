@@ -1,0 +1,63 @@
+"""The seam between the queue and a database (River's idea: the queue written once, a driver
+per database).
+
+A transaction body is a generator that yields ``Statement``s and receives each one's result.
+``storage.store`` writes every body once; the SQLite driver drives it synchronously on its
+writer thread (so a whole transaction costs one thread hop, and concurrent transactions share
+one commit), the PostgreSQL driver drives it with ``await`` on a pooled connection. Nothing
+above ``storage`` knows which database it talks to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar
+
+from storage.queries import Query
+
+T = TypeVar("T")
+Row = Mapping[str, Any]
+Mode = Literal["all", "one", "rowcount"]
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    query: Query
+    args: tuple[Any, ...]
+    mode: Mode
+
+
+def fetch_all(query: Query, *args: Any) -> Statement:
+    return Statement(query, args, "all")
+
+
+def fetch_one(query: Query, *args: Any) -> Statement:
+    return Statement(query, args, "one")
+
+
+def execute(query: Query, *args: Any) -> Statement:
+    """Run a statement for its effect; the result sent back is the number of rows changed."""
+    return Statement(query, args, "rowcount")
+
+
+# A transaction body: yields statements, gets back rows / a row / a row count, returns T.
+Work = Generator[Statement, Any, T]
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached or stayed locked past the deadline; nothing changed."""
+
+
+class Driver(Protocol):
+    dialect: str
+
+    async def run(self, work: Callable[[], Work[T]]) -> T:
+        """Run ``work()`` in one write transaction; all of it commits or none of it does."""
+        ...
+
+    async def read(self, statement: Statement) -> Any:
+        """Run one read-only statement outside any transaction."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,260 @@
+"""Every SQL statement the queue and the API run, named and described, in one place.
+
+Read this file to know what "claim a job" or "complete a job" means: each statement is one
+``Query`` with a description. Parameters are written ``$1, $2 …`` (PostgreSQL's form); the
+SQLite driver runs the same text with ``?1, ?2 …``. Where the dialects must differ (the claim,
+the reaper's lock) a query carries both texts. Drivers execute these; nothing else builds SQL.
+
+Writes a worker makes to a job it runs are *fenced*: they match ``attempt`` (bumped by every
+claim) and ``lockedBy``, so a worker that lost its lease changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+_PARAM = re.compile(r"\$(\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    name: str
+    description: str
+    postgres: str
+    sqlite: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.sqlite:
+            object.__setattr__(self, "sqlite", _PARAM.sub(r"?\1", self.postgres))
+
+
+RUNNING = "('gemini_analyzing', 'deepseek_generating')"
+
+# Columns a worker needs to run a job it has claimed.
+_CLAIMED_COLUMNS = """id, "userId", "imageUrl", "imageContext", "analysisPurpose", "outputFormat",
+    "creativityLevel", "additionalInstructions", status, "geminOutput", "retryCount",
+    "maxRetries", attempt, "lockedAt\""""
+
+# --- users ------------------------------------------------------------------------------------
+
+UPSERT_USER_SEEN = Query(
+    "upsert_user_seen",
+    "First sight of an openId creates its user; a later sight refreshes lastSignedIn (and name "
+    "when the session carries one). Returns the row's id and role.",
+    """INSERT INTO users ("openId", name, role, "createdAt", "updatedAt", "lastSignedIn")
+    VALUES ($1, $2, $3, $4, $4, $4)
+    ON CONFLICT ("openId") DO UPDATE SET "lastSignedIn" = excluded."lastSignedIn",
+        name = COALESCE(excluded.name, users.name)
+    RETURNING id, role""",
+)
+
+GET_USER = Query(
+    "get_user",
+    "The whole user row by id, for auth.me.",
+    """SELECT id, "openId", name, email, "loginMethod", role, "createdAt", "updatedAt",
+        "lastSignedIn" FROM users WHERE id = $1""",
+)
+
+SET_USER_ROLE = Query(
+    "set_user_role",
+    "Make a user an admin (or back to user); creates the row when the openId is new.",
+    """INSERT INTO users ("openId", role, "createdAt", "updatedAt", "lastSignedIn")
+    VALUES ($1, $2, $3, $3, $3)
+    ON CONFLICT ("openId") DO UPDATE SET role = excluded.role, "updatedAt" = excluded."updatedAt"
+    RETURNING id""",
+)
+
+# --- jobs: the API side -----------------------------------------------------------------------
+
+INSERT_JOB = Query(
+    "insert_job",
+    "createJob: a new pending job, eligible to run at once (runAfter = createdAt).",
+    """INSERT INTO "visionJobs" ("userId", "imageUrl", "imageContext", "analysisPurpose",
+        "outputFormat", "creativityLevel", "additionalInstructions", status, progress,
+        "retryCount", "maxRetries", "createdAt", "updatedAt", "runAfter", attempt,
+        "cancelRequested")
+    VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, 0, $8, $9, $9, $9, 0, FALSE)
+    RETURNING id""",
+)
+
+GET_JOB_STATUS = Query(
+    "get_job_status",
+    "getJobStatus: one job by id with its owner, so ownership is checked without a second query.",
+    """SELECT id, "userId", status, progress, "geminOutput", "deepseekOutput", "errorMessage",
+        "errorStage", "retryCount", "createdAt", "completedAt"
+    FROM "visionJobs" WHERE id = $1""",
+)
+
+LIST_USER_JOBS = Query(
+    "list_user_jobs",
+    "getJobHistory: a user's jobs, oldest first as the design document orders them; served "
+    "by the (userId, createdAt, id) index.",
+    """SELECT id, status, progress, "imageUrl", "analysisPurpose", "createdAt", "completedAt"
+    FROM "visionJobs" WHERE "userId" = $1 ORDER BY "createdAt", id LIMIT $2 OFFSET $3""",
+)
+
+# --- jobs: the worker side --------------------------------------------------------------------
+
+CLAIM_JOBS = Query(
+    "claim_jobs",
+    "Take up to $4 waiting jobs whose runAfter has passed, oldest first, for worker $1: bump the "
+    "attempt (the fencing token), set the lease, and move each to the stage it resumes at "
+    "(a job whose vision output is stored resumes at the content stage). On PostgreSQL, "
+    "SKIP LOCKED lets many workers claim side by side; SQLite has one writer at a time.",
+    postgres=f"""WITH picked AS (
+        SELECT id FROM "visionJobs"
+        WHERE status = 'pending' AND "runAfter" <= $2
+        ORDER BY "runAfter", id LIMIT $4
+        FOR UPDATE SKIP LOCKED)
+    UPDATE "visionJobs" AS j SET
+        status = CASE WHEN j."geminOutput" IS NULL THEN 'gemini_analyzing'
+                      ELSE 'deepseek_generating' END,
+        progress = CASE WHEN j."geminOutput" IS NULL THEN 25 ELSE 60 END,
+        attempt = j.attempt + 1, "lockedBy" = $1, "lockedAt" = $2, "leaseExpiresAt" = $3,
+        "updatedAt" = $2
+    FROM picked WHERE j.id = picked.id
+    RETURNING {_CLAIMED_COLUMNS.replace('id,', 'j.id,', 1)}""",
+    sqlite=f"""UPDATE "visionJobs" SET
+        status = CASE WHEN "geminOutput" IS NULL THEN 'gemini_analyzing'
+                      ELSE 'deepseek_generating' END,
+        progress = CASE WHEN "geminOutput" IS NULL THEN 25 ELSE 60 END,
+        attempt = attempt + 1, "lockedBy" = ?1, "lockedAt" = ?2, "leaseExpiresAt" = ?3,
+        "updatedAt" = ?2
+    WHERE id IN (SELECT id FROM "visionJobs"
+                 WHERE status = 'pending' AND "runAfter" <= ?2
+                 ORDER BY "runAfter", id LIMIT ?4)
+    RETURNING {_CLAIMED_COLUMNS}""",
+)
+
+NEXT_RUN_AFTER = Query(
+    "next_run_after",
+    "When the earliest waiting job becomes eligible, so an idle worker sleeps exactly that long.",
+    """SELECT MIN("runAfter") AS next FROM "visionJobs" WHERE status = 'pending'""",
+)
+
+STORE_VISION_OUTPUT = Query(
+    "store_vision_output",
+    "Stage boundary (fenced): keep the vision analysis and move to the content stage, so a "
+    "retry of the content stage does not pay for the vision stage again. Returns whether a "
+    "cancel was requested meanwhile.",
+    f"""UPDATE "visionJobs" SET status = 'deepseek_generating', progress = 60,
+        "geminOutput" = $4, "geminAnalyzedAt" = $5, "updatedAt" = $5
+    WHERE id = $1 AND attempt = $2 AND "lockedBy" = $3 AND status IN {RUNNING}
+    RETURNING "cancelRequested\"""",
+)
+
+COMPLETE_JOB = Query(
+    "complete_job",
+    "Completion (fenced): store the content, mark complete, drop the lease, clear the message of "
+    "earlier failed attempts (they stay in visionJobSessions).",
+    f"""UPDATE "visionJobs" SET status = 'complete', progress = 100, "deepseekOutput" = $4,
+        "deepseekGeneratedAt" = $5, "completedAt" = $5, "updatedAt" = $5,
+        "errorMessage" = NULL, "errorStage" = NULL, "lockedBy" = NULL, "leaseExpiresAt" = NULL
+    WHERE id = $1 AND attempt = $2 AND "lockedBy" = $3 AND status IN {RUNNING}
+    RETURNING "userId\"""",
+)
+
+INSERT_OUTPUT = Query(
+    "insert_output",
+    "The structured outputs row of a completed job; unique per job, so a second insert is a "
+    "no-op rather than a duplicate.",
+    """INSERT INTO "visionJobOutputs" ("jobId", "userId", colors_primary, colors_secondary,
+        colors_description, mood, tone, composition_layout, brand_personality,
+        perceived_industry, target_audience, content_pieces, "isTrainingData", "createdAt")
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, TRUE, $13)
+    ON CONFLICT ("jobId") DO NOTHING""",
+)
+
+RETRY_JOB = Query(
+    "retry_job",
+    "A failed attempt that may succeed later (fenced): back to pending, not before $4, with the "
+    "failed stage and the attempt count in errorMessage.",
+    f"""UPDATE "visionJobs" SET status = 'pending', progress = 0, "retryCount" = "retryCount" + 1,
+        "runAfter" = $4, "errorMessage" = $5, "errorStage" = $6, "updatedAt" = $7,
+        "lockedBy" = NULL, "leaseExpiresAt" = NULL
+    WHERE id = $1 AND attempt = $2 AND "lockedBy" = $3 AND status IN {RUNNING}""",
+)
+
+FAIL_JOB = Query(
+    "fail_job",
+    "A failed attempt that ends the job (fenced): error is final. retryCount counts the failed "
+    "attempt only when $7 is true (a cancel is not a failure).",
+    f"""UPDATE "visionJobs" SET status = 'error', progress = 0,
+        "retryCount" = "retryCount" + CASE WHEN $7 THEN 1 ELSE 0 END,
+        "errorMessage" = $4, "errorStage" = $5, "updatedAt" = $6,
+        "lockedBy" = NULL, "leaseExpiresAt" = NULL
+    WHERE id = $1 AND attempt = $2 AND "lockedBy" = $3 AND status IN {RUNNING}""",
+)
+
+RELEASE_JOB = Query(
+    "release_job",
+    "Graceful shutdown (fenced): hand a running job back to the queue at once without counting "
+    "a failed attempt; it resumes at the stage it reached.",
+    f"""UPDATE "visionJobs" SET status = 'pending', progress = 0, "runAfter" = $4,
+        "updatedAt" = $4, "lockedBy" = NULL, "leaseExpiresAt" = NULL
+    WHERE id = $1 AND attempt = $2 AND "lockedBy" = $3 AND status IN {RUNNING}""",
+)
+
+RENEW_LEASES = Query(
+    "renew_leases",
+    "Heartbeat: extend the lease of every job worker $1 still holds, in one statement. The "
+    "returned ids are the jobs it still owns; any other it thinks it runs was taken from it.",
+    f"""UPDATE "visionJobs" SET "leaseExpiresAt" = $2
+    WHERE "lockedBy" = $1 AND status IN {RUNNING}
+    RETURNING id, attempt, "cancelRequested\"""",
+)
+
+FIND_EXPIRED_LEASES = Query(
+    "find_expired_leases",
+    "Reaper: running jobs whose holder stopped renewing its lease (killed, frozen, cut off).",
+    postgres=f"""SELECT id, attempt, "lockedBy", "lockedAt", status, "retryCount", "maxRetries"
+    FROM "visionJobs" WHERE status IN {RUNNING} AND "leaseExpiresAt" < $1
+    ORDER BY "leaseExpiresAt" LIMIT 100 FOR UPDATE SKIP LOCKED""",
+    sqlite=f"""SELECT id, attempt, "lockedBy", "lockedAt", status, "retryCount", "maxRetries"
+    FROM "visionJobs" WHERE status IN {RUNNING} AND "leaseExpiresAt" < ?1
+    ORDER BY "leaseExpiresAt" LIMIT 100""",
+)
+
+INSERT_ATTEMPT = Query(
+    "insert_attempt",
+    "One row per processing attempt, written when the attempt ends: the job's audit trail.",
+    """INSERT INTO "visionJobSessions" ("jobId", attempt, "workerId", "stageReached", outcome,
+        "errorMessage", "startedAt", "endedAt", "geminiModel", "geminiInputTokens",
+        "geminiOutputTokens", "geminiLatencyMs", "deepseekModel", "deepseekInputTokens",
+        "deepseekOutputTokens", "deepseekLatencyMs", "costUsd")
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)""",
+)
+
+# --- operators --------------------------------------------------------------------------------
+
+RETRY_FAILED_JOB = Query(
+    "retry_failed_job",
+    "`jobs retry ID`: an error job back to pending with its retries reset. Returns the id when "
+    "the job was in error.",
+    """UPDATE "visionJobs" SET status = 'pending', progress = 0, "retryCount" = 0,
+        "errorMessage" = NULL, "errorStage" = NULL, "cancelRequested" = FALSE,
+        "runAfter" = $2, "updatedAt" = $2
+    WHERE id = $1 AND status = 'error' RETURNING id""",
+)
+
+CANCEL_PENDING_JOB = Query(
+    "cancel_pending_job",
+    "`jobs cancel ID` on a waiting job: it ends at once as error/cancelled.",
+    """UPDATE "visionJobs" SET status = 'error', progress = 0, "errorStage" = 'cancelled',
+        "errorMessage" = 'Cancelled by an operator', "cancelRequested" = TRUE, "updatedAt" = $2
+    WHERE id = $1 AND status = 'pending' RETURNING id""",
+)
+
+REQUEST_CANCEL = Query(
+    "request_cancel",
+    "`jobs cancel ID` on a running job: flag it; its worker stops at the next stage boundary.",
+    f"""UPDATE "visionJobs" SET "cancelRequested" = TRUE, "updatedAt" = $2
+    WHERE id = $1 AND status IN {RUNNING} RETURNING id""",
+)
+
+COUNT_BY_STATUS = Query(
+    "count_by_status",
+    "How many jobs are in each status (operators, tests, benchmarks).",
+    """SELECT status, COUNT(*) AS n FROM "visionJobs" GROUP BY status""",
+)

@@ -1,0 +1,129 @@
+"""Typed rows the store hands to the layers above (they never see driver rows)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: int
+    openId: str
+    name: str | None
+    email: str | None
+    loginMethod: str | None
+    role: str
+    createdAt: datetime
+    updatedAt: datetime
+    lastSignedIn: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    user_id: int
+    image_url: str
+    image_context: str | None
+    analysis_purpose: str
+    output_format: str
+    creativity_level: float
+    additional_instructions: str | None
+    max_retries: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatusRecord:
+    id: int
+    user_id: int
+    status: str
+    progress: int
+    gemin_output: str | None
+    deepseek_output: str | None
+    error_message: str | None
+    error_stage: str | None
+    retry_count: int
+    created_at: datetime
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobSummary:
+    id: int
+    status: str
+    progress: int
+    image_url: str
+    analysis_purpose: str
+    created_at: datetime
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job a worker holds: ``attempt`` and ``worker_id`` fence every write it makes."""
+
+    id: int
+    user_id: int
+    image_url: str
+    image_context: str | None
+    analysis_purpose: str
+    output_format: str
+    creativity_level: float
+    additional_instructions: str | None
+    stage: str  # "gemini_analyzing" or "deepseek_generating" (resuming)
+    gemin_output: str | None
+    retry_count: int
+    max_retries: int
+    attempt: int
+    worker_id: str
+    locked_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StageUsage:
+    model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """How one attempt ended, for its ``visionJobSessions`` row."""
+
+    outcome: str  # complete | retry | error | cancelled | released | abandoned
+    stage_reached: str
+    error_message: str | None = None
+    vision: StageUsage = StageUsage()
+    content: StageUsage = StageUsage()
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outputs:
+    """The structured columns of ``visionJobOutputs`` (lists and objects as JSON text)."""
+
+    colors_primary: str | None
+    colors_secondary: str | None
+    colors_description: str | None
+    mood: str | None
+    tone: str | None
+    composition_layout: str | None
+    brand_personality: str | None
+    perceived_industry: str | None
+    target_audience: str | None
+    content_pieces: str
+
+
+@dataclass(frozen=True, slots=True)
+class HeldLease:
+    id: int
+    attempt: int
+    cancel_requested: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReapedJob:
+    id: int
+    attempt: int
+    worker_id: str | None
+    final: bool

@@ -1,0 +1,338 @@
+"""JobStore: the only class that talks to the database (procrastinate's JobManager idea).
+
+Each method is one intent (``claim_jobs``, ``complete_job`` …): the named statements of
+``storage.queries`` it runs, written once as a transaction body for every driver, plus the
+mapping of rows to ``storage.records``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from storage import queries as q
+from storage.driver import Driver, Row, Work, execute, fetch_all, fetch_one
+from storage.records import (
+    AttemptRecord,
+    ClaimedJob,
+    HeldLease,
+    JobStatusRecord,
+    JobSummary,
+    NewJob,
+    Outputs,
+    ReapedJob,
+    UserRecord,
+)
+from storage.timeutil import as_datetime, utcnow
+
+
+def _ts(value: object) -> datetime:
+    parsed = as_datetime(value)
+    assert parsed is not None
+    return parsed
+
+
+def _user(row: Row) -> UserRecord:
+    return UserRecord(
+        id=row["id"],
+        openId=row["openId"],
+        name=row["name"],
+        email=row["email"],
+        loginMethod=row["loginMethod"],
+        role=row["role"],
+        createdAt=_ts(row["createdAt"]),
+        updatedAt=_ts(row["updatedAt"]),
+        lastSignedIn=_ts(row["lastSignedIn"]),
+    )
+
+
+def _claimed(row: Row, worker_id: str) -> ClaimedJob:
+    return ClaimedJob(
+        id=row["id"],
+        user_id=row["userId"],
+        image_url=row["imageUrl"],
+        image_context=row["imageContext"],
+        analysis_purpose=row["analysisPurpose"],
+        output_format=row["outputFormat"],
+        creativity_level=float(row["creativityLevel"]),
+        additional_instructions=row["additionalInstructions"],
+        stage=row["status"],
+        gemin_output=row["geminOutput"],
+        retry_count=row["retryCount"],
+        max_retries=row["maxRetries"],
+        attempt=row["attempt"],
+        worker_id=worker_id,
+        locked_at=_ts(row["lockedAt"]),
+    )
+
+
+def _attempt_args(
+    job_id: int, attempt: int, worker_id: str | None, started: datetime | None, now: datetime,
+    record: AttemptRecord,
+) -> tuple[Any, ...]:
+    v, c = record.vision, record.content
+    return (
+        job_id, attempt, worker_id, record.stage_reached, record.outcome, record.error_message,
+        started, now, v.model, v.input_tokens, v.output_tokens, v.latency_ms,
+        c.model, c.input_tokens, c.output_tokens, c.latency_ms, record.cost_usd,
+    )  # fmt: skip
+
+
+class JobStore:
+    def __init__(self, driver: Driver) -> None:
+        self.driver = driver
+        # Called after a job-creating transaction commits: the worker in this process wakes.
+        self._on_created: list[Callable[[], None]] = []
+
+    @property
+    def dialect(self) -> str:
+        return self.driver.dialect
+
+    def on_job_created(self, callback: Callable[[], None]) -> None:
+        self._on_created.append(callback)
+
+    def _created(self) -> None:
+        for callback in self._on_created:
+            callback()
+
+    # -- users -------------------------------------------------------------------------------
+
+    async def user_seen(self, open_id: str, name: str | None, role: str = "user") -> tuple[int, str]:
+        """Create the user on first sight, else refresh lastSignedIn. Returns (id, role)."""
+
+        def work() -> Work[tuple[int, str]]:
+            row = yield fetch_one(q.UPSERT_USER_SEEN, open_id, name, role, utcnow())
+            return int(row["id"]), str(row["role"])
+
+        return await self.driver.run(work)
+
+    async def get_user(self, user_id: int) -> UserRecord | None:
+        row = await self.driver.read(fetch_one(q.GET_USER, user_id))
+        return None if row is None else _user(row)
+
+    async def set_user_role(self, open_id: str, role: str) -> int:
+        def work() -> Work[int]:
+            row = yield fetch_one(q.SET_USER_ROLE, open_id, role, utcnow())
+            return int(row["id"])
+
+        return await self.driver.run(work)
+
+    # -- jobs: API side ----------------------------------------------------------------------
+
+    async def create_job(self, job: NewJob) -> int:
+        def work() -> Work[int]:
+            row = yield fetch_one(
+                q.INSERT_JOB, job.user_id, job.image_url, job.image_context,
+                job.analysis_purpose, job.output_format, job.creativity_level,
+                job.additional_instructions, job.max_retries, utcnow(),
+            )  # fmt: skip
+            return int(row["id"])
+
+        job_id = await self.driver.run(work)
+        self._created()
+        return job_id
+
+    async def get_job_status(self, job_id: int) -> JobStatusRecord | None:
+        row = await self.driver.read(fetch_one(q.GET_JOB_STATUS, job_id))
+        if row is None:
+            return None
+        return JobStatusRecord(
+            id=row["id"],
+            user_id=row["userId"],
+            status=row["status"],
+            progress=row["progress"],
+            gemin_output=row["geminOutput"],
+            deepseek_output=row["deepseekOutput"],
+            error_message=row["errorMessage"],
+            error_stage=row["errorStage"],
+            retry_count=row["retryCount"],
+            created_at=_ts(row["createdAt"]),
+            completed_at=as_datetime(row["completedAt"]),
+        )
+
+    async def list_user_jobs(self, user_id: int, limit: int, offset: int) -> list[JobSummary]:
+        rows = await self.driver.read(fetch_all(q.LIST_USER_JOBS, user_id, limit, offset))
+        return [
+            JobSummary(
+                id=r["id"],
+                status=r["status"],
+                progress=r["progress"],
+                image_url=r["imageUrl"],
+                analysis_purpose=r["analysisPurpose"],
+                created_at=_ts(r["createdAt"]),
+                completed_at=as_datetime(r["completedAt"]),
+            )
+            for r in rows
+        ]
+
+    async def count_by_status(self) -> dict[str, int]:
+        rows = await self.driver.read(fetch_all(q.COUNT_BY_STATUS))
+        return {str(r["status"]): int(r["n"]) for r in rows}
+
+    # -- jobs: worker side -------------------------------------------------------------------
+
+    async def claim_jobs(self, worker_id: str, limit: int, lease: timedelta) -> list[ClaimedJob]:
+        def work() -> Work[list[ClaimedJob]]:
+            now = utcnow()
+            rows = yield fetch_all(q.CLAIM_JOBS, worker_id, now, now + lease, limit)
+            return [_claimed(r, worker_id) for r in rows]
+
+        claimed = await self.driver.run(work)
+        claimed.sort(key=lambda job: job.id)
+        return claimed
+
+    async def next_run_after(self) -> datetime | None:
+        row = await self.driver.read(fetch_one(q.NEXT_RUN_AFTER))
+        return None if row is None else as_datetime(row["next"])
+
+    async def store_vision_output(self, job: ClaimedJob, output_json: str) -> bool | None:
+        """Fenced stage boundary. None: the lease is lost; else whether a cancel was asked."""
+
+        def work() -> Work[bool | None]:
+            row = yield fetch_one(
+                q.STORE_VISION_OUTPUT, job.id, job.attempt, job.worker_id, output_json, utcnow()
+            )
+            return None if row is None else bool(row["cancelRequested"])
+
+        return await self.driver.run(work)
+
+    async def complete_job(
+        self, job: ClaimedJob, content_json: str, outputs: Outputs, attempt: AttemptRecord
+    ) -> bool:
+        """Fenced completion with its outputs row and attempt row, all in one transaction."""
+
+        def work() -> Work[bool]:
+            now = utcnow()
+            row = yield fetch_one(
+                q.COMPLETE_JOB, job.id, job.attempt, job.worker_id, content_json, now
+            )
+            if row is None:
+                return False
+            o = outputs
+            yield execute(
+                q.INSERT_OUTPUT, job.id, row["userId"], o.colors_primary, o.colors_secondary,
+                o.colors_description, o.mood, o.tone, o.composition_layout, o.brand_personality,
+                o.perceived_industry, o.target_audience, o.content_pieces, now,
+            )  # fmt: skip
+            yield execute(
+                q.INSERT_ATTEMPT,
+                *_attempt_args(job.id, job.attempt, job.worker_id, job.locked_at, now, attempt),
+            )
+            return True
+
+        return await self.driver.run(work)
+
+    async def end_attempt(
+        self, job: ClaimedJob, attempt: AttemptRecord, *, retry_at: datetime | None = None
+    ) -> bool:
+        """Fenced end of an attempt that did not complete: retry later, fail, or release.
+
+        ``attempt.outcome`` decides: "retry" (pending again at ``retry_at``, counted), "error"
+        (final, counted), "cancelled" (final, not counted), "released" (pending now, not
+        counted). Returns False when the lease was already lost (nothing written).
+        """
+
+        def work() -> Work[bool]:
+            now = utcnow()
+            fence = (job.id, job.attempt, job.worker_id)
+            if attempt.outcome == "retry":
+                changed = yield execute(
+                    q.RETRY_JOB, *fence, retry_at or now, attempt.error_message,
+                    _stage_name(attempt.stage_reached), now,
+                )  # fmt: skip
+            elif attempt.outcome in ("error", "cancelled"):
+                stage = "cancelled" if attempt.outcome == "cancelled" else attempt.stage_reached
+                changed = yield execute(
+                    q.FAIL_JOB, *fence, attempt.error_message, _stage_name(stage), now,
+                    attempt.outcome == "error",
+                )  # fmt: skip
+            elif attempt.outcome == "released":
+                changed = yield execute(q.RELEASE_JOB, *fence, now)
+            else:
+                raise ValueError(f"unknown outcome {attempt.outcome!r}")
+            if not changed:
+                return False
+            yield execute(
+                q.INSERT_ATTEMPT,
+                *_attempt_args(job.id, job.attempt, job.worker_id, job.locked_at, now, attempt),
+            )
+            return True
+
+        return await self.driver.run(work)
+
+    async def renew_leases(self, worker_id: str, lease: timedelta) -> list[HeldLease]:
+        def work() -> Work[list[HeldLease]]:
+            rows = yield fetch_all(q.RENEW_LEASES, worker_id, utcnow() + lease)
+            return [
+                HeldLease(r["id"], r["attempt"], bool(r["cancelRequested"])) for r in rows
+            ]
+
+        return await self.driver.run(work)
+
+    async def reap_expired(self) -> list[ReapedJob]:
+        """Return jobs whose lease expired to the queue (or end them at their last retry).
+
+        The abandoned attempt counts as a failed one and gets its ``visionJobSessions`` row.
+        """
+
+        def work() -> Work[list[ReapedJob]]:
+            now = utcnow()
+            rows = yield fetch_all(q.FIND_EXPIRED_LEASES, now)
+            reaped: list[ReapedJob] = []
+            for r in rows:
+                stage = _stage_name(r["status"])
+                failures = r["retryCount"] + 1
+                final = failures >= r["maxRetries"]
+                reason = "the worker stopped responding (lease expired)"
+                fence = (r["id"], r["attempt"], r["lockedBy"])
+                if final:
+                    message = f"Failed after {failures} attempts in {stage}: {reason}"
+                    yield execute(q.FAIL_JOB, *fence, message, stage, now, True)
+                else:
+                    message = f"{stage}: {reason}. Retry {failures}/{r['maxRetries']}"
+                    yield execute(q.RETRY_JOB, *fence, now, message, stage, now)
+                record = AttemptRecord("abandoned", stage, message)
+                yield execute(
+                    q.INSERT_ATTEMPT,
+                    *_attempt_args(r["id"], r["attempt"], r["lockedBy"],
+                                   as_datetime(r["lockedAt"]), now, record),
+                )  # fmt: skip
+                reaped.append(ReapedJob(r["id"], r["attempt"], r["lockedBy"], final))
+            return reaped
+
+        return await self.driver.run(work)
+
+    # -- operators ---------------------------------------------------------------------------
+
+    async def retry_failed_job(self, job_id: int) -> bool:
+        def work() -> Work[bool]:
+            row = yield fetch_one(q.RETRY_FAILED_JOB, job_id, utcnow())
+            return row is not None
+
+        done = await self.driver.run(work)
+        if done:
+            self._created()
+        return done
+
+    async def cancel_job(self, job_id: int) -> str | None:
+        """Cancel a waiting job at once, or flag a running one. Returns what happened."""
+
+        def work() -> Work[str | None]:
+            now = utcnow()
+            row = yield fetch_one(q.CANCEL_PENDING_JOB, job_id, now)
+            if row is not None:
+                return "cancelled"
+            row = yield fetch_one(q.REQUEST_CANCEL, job_id, now)
+            return None if row is None else "cancel requested"
+
+        return await self.driver.run(work)
+
+
+def _stage_name(status: str) -> str:
+    """The design document's stage names (errorStage): gemini, deepseek, storage, cancelled."""
+    return {"gemini_analyzing": "gemini", "deepseek_generating": "deepseek"}.get(status, status)
+
+
+def rows_to_dicts(rows: Iterable[Row]) -> list[dict[str, Any]]:
+    return [dict(r) for r in rows]

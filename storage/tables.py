@@ -1,0 +1,151 @@
+"""The tables, defined once with SQLModel (names and camelCase columns as in the design document).
+
+SQLModel serves the cold paths (``db push``, admin commands, tests); the hot paths talk to the
+driver with the plain SQL in ``storage.queries``. ``schema.sql`` is the same DDL written out,
+and a test proves the two agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+# Timestamps are stored in UTC: TIMESTAMPTZ on PostgreSQL; on SQLite, ISO-8601 text that
+# sorts in time order, which is what the claim and lease comparisons rely on.
+_TS = sa.DateTime(timezone=True)
+
+
+def _ts(nullable: bool = True) -> Any:
+    return Field(default=None, sa_type=_TS, nullable=nullable)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    openId: str = Field(sa_type=sa.String(64), unique=True, nullable=False)
+    name: str | None = Field(default=None, sa_type=sa.Text)
+    email: str | None = Field(default=None, sa_type=sa.String(320))
+    loginMethod: str | None = Field(default=None, sa_type=sa.String(64))
+    role: str = Field(default="user", sa_type=sa.String(16), nullable=False)
+    createdAt: datetime = Field(sa_type=_TS, nullable=False)
+    updatedAt: datetime = Field(sa_type=_TS, nullable=False)
+    lastSignedIn: datetime = Field(sa_type=_TS, nullable=False)
+
+
+class VisionJob(SQLModel, table=True):
+    """One image through the pipeline; also the queue entry (status, lease, run-after)."""
+
+    __tablename__ = "visionJobs"
+    __table_args__ = (
+        sa.Index("idx_status", "status"),
+        sa.Index("idx_userId_status", "userId", "status"),
+        sa.Index("idx_createdAt", "createdAt"),
+        sa.Index("idx_userId_createdAt", "userId", "createdAt", "id"),
+        # The claim reads only waiting jobs, oldest eligible first; a partial index keeps it
+        # small however many finished jobs the table holds (PERF_NOTES: the plain status index
+        # degrades as the table churns).
+        sa.Index(
+            "idx_claim",
+            "runAfter",
+            "id",
+            sqlite_where=sa.text("status = 'pending'"),
+            postgresql_where=sa.text("status = 'pending'"),
+        ),
+        # The reaper looks only at running jobs, by lease expiry.
+        sa.Index(
+            "idx_lease",
+            "leaseExpiresAt",
+            sqlite_where=sa.text("status IN ('gemini_analyzing', 'deepseek_generating')"),
+            postgresql_where=sa.text("status IN ('gemini_analyzing', 'deepseek_generating')"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    userId: int = Field(nullable=False)
+    imageUrl: str = Field(sa_type=sa.Text, nullable=False)
+    imageContext: str | None = Field(default=None, sa_type=sa.Text)
+    analysisPurpose: str = Field(sa_type=sa.Text, nullable=False)
+    outputFormat: str = Field(sa_type=sa.String(32), nullable=False)
+    creativityLevel: float = Field(default=1.0, sa_type=sa.Float, nullable=False)
+    additionalInstructions: str | None = Field(default=None, sa_type=sa.Text)
+    status: str = Field(default="pending", sa_type=sa.String(32), nullable=False)
+    progress: int = Field(default=0, nullable=False)
+    geminOutput: str | None = Field(default=None, sa_type=sa.Text)
+    deepseekOutput: str | None = Field(default=None, sa_type=sa.Text)
+    geminAnalyzedAt: datetime | None = _ts()
+    deepseekGeneratedAt: datetime | None = _ts()
+    errorMessage: str | None = Field(default=None, sa_type=sa.Text)
+    errorStage: str | None = Field(default=None, sa_type=sa.String(32))
+    retryCount: int = Field(default=0, nullable=False)
+    maxRetries: int = Field(default=3, nullable=False)
+    createdAt: datetime = Field(sa_type=_TS, nullable=False)
+    updatedAt: datetime = Field(sa_type=_TS, nullable=False)
+    completedAt: datetime | None = _ts()
+    # Queue columns (not in the design document): when the job may run next, which attempt
+    # is current (the fencing token), who holds it and until when.
+    runAfter: datetime = Field(sa_type=_TS, nullable=False)
+    attempt: int = Field(default=0, nullable=False)
+    lockedBy: str | None = Field(default=None, sa_type=sa.String(64))
+    lockedAt: datetime | None = _ts()
+    leaseExpiresAt: datetime | None = _ts()
+    cancelRequested: bool = Field(default=False, nullable=False)
+
+
+class VisionJobOutput(SQLModel, table=True):
+    """The structured result of a completed job, one row per job, kept as training data."""
+
+    __tablename__ = "visionJobOutputs"
+    __table_args__ = (sa.Index("idx_outputs_userId", "userId"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    jobId: int = Field(unique=True, nullable=False)
+    userId: int = Field(nullable=False)
+    colors_primary: str | None = Field(default=None, sa_type=sa.Text)
+    colors_secondary: str | None = Field(default=None, sa_type=sa.Text)
+    colors_description: str | None = Field(default=None, sa_type=sa.Text)
+    mood: str | None = Field(default=None, sa_type=sa.Text)
+    tone: str | None = Field(default=None, sa_type=sa.Text)
+    composition_layout: str | None = Field(default=None, sa_type=sa.Text)
+    brand_personality: str | None = Field(default=None, sa_type=sa.Text)
+    perceived_industry: str | None = Field(default=None, sa_type=sa.Text)
+    target_audience: str | None = Field(default=None, sa_type=sa.Text)
+    content_pieces: str | None = Field(default=None, sa_type=sa.Text)
+    isTrainingData: bool = Field(default=True, nullable=False)
+    createdAt: datetime = Field(sa_type=_TS, nullable=False)
+
+
+class VisionJobSession(SQLModel, table=True):
+    """One processing attempt: the job's audit trail (who, how far, how it ended, what it cost)."""
+
+    __tablename__ = "visionJobSessions"
+    __table_args__ = (sa.Index("idx_sessions_jobId", "jobId", "attempt"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    jobId: int = Field(nullable=False)
+    attempt: int = Field(nullable=False)
+    workerId: str | None = Field(default=None, sa_type=sa.String(64))
+    stageReached: str | None = Field(default=None, sa_type=sa.String(32))
+    outcome: str = Field(sa_type=sa.String(16), nullable=False)
+    errorMessage: str | None = Field(default=None, sa_type=sa.Text)
+    startedAt: datetime | None = _ts()
+    endedAt: datetime = Field(sa_type=_TS, nullable=False)
+    geminiModel: str | None = Field(default=None, sa_type=sa.String(64))
+    geminiInputTokens: int = Field(default=0, nullable=False)
+    geminiOutputTokens: int = Field(default=0, nullable=False)
+    geminiLatencyMs: int = Field(default=0, nullable=False)
+    deepseekModel: str | None = Field(default=None, sa_type=sa.String(64))
+    deepseekInputTokens: int = Field(default=0, nullable=False)
+    deepseekOutputTokens: int = Field(default=0, nullable=False)
+    deepseekLatencyMs: int = Field(default=0, nullable=False)
+    costUsd: float = Field(default=0.0, sa_type=sa.Float, nullable=False)
+
+
+ALL_TABLES = (User, VisionJob, VisionJobOutput, VisionJobSession)
+
+
+def metadata() -> sa.MetaData:
+    return SQLModel.metadata
