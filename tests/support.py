@@ -1,0 +1,185 @@
+"""Test support: real servers in subprocesses and a local image server (no internet)."""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from PIL import Image
+
+from rpc.auth import mint_token
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "test-secret-for-vision-pipeline-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def png_bytes(color: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def data_url(color: tuple[int, int, int]) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes(color)).decode()
+
+
+@dataclass
+class Server:
+    """A ``vision-pipeline`` process (serve or worker) on a fresh or shared database."""
+
+    base: str
+    db_path: Path
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def trpc(self) -> str:
+        return self.base + "/api/trpc"
+
+    def token(self, open_id: str, name: str | None = None, **kw: Any) -> str:
+        return mint_token(SECRET, open_id, name=name, **kw)
+
+    def client(self, open_id: str | None = None, **kw: Any) -> httpx.Client:
+        headers = {}
+        if open_id is not None:
+            headers["authorization"] = f"Bearer {self.token(open_id)}"
+        return httpx.Client(base_url=self.trpc, headers=headers, timeout=30, **kw)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return int(self.process.returncode)
+
+
+def server_env(db_path: Path, **overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI", "DEEPSEEK"))}
+    env.update(
+        DATABASE_URL=f"sqlite:///{db_path}",
+        JWT_SECRET=SECRET,
+        IMAGE_FETCH_ALLOW_PRIVATE="true",
+        RETRY_DELAY_MS="20",
+        POLL_INTERVAL_MS="200",
+        PROVIDERS="offline",
+        LOG_LEVEL="info",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(overrides)
+    return {k: v for k, v in env.items() if v != ""}
+
+
+def start_process(
+    args: list[str], db_path: Path, log_path: Path, *, port: int | None = None, **env: str
+) -> Server:
+    full_env = server_env(db_path, **env)
+    log = open(log_path, "ab")  # noqa: SIM115 (kept open for the child's lifetime)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rpc.cli", *args], cwd=ROOT, env=full_env, stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}" if port else ""
+    server = Server(base, db_path, process, log_path, full_env)
+    if port:
+        _wait_ready(server)
+    return server
+
+
+def start_server(db_path: Path, log_path: Path, *extra: str, **env: str) -> Server:
+    port = free_port()
+    return start_process(["serve", "--port", str(port), *extra], db_path, log_path, port=port, **env)
+
+
+def _wait_ready(server: Server, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{server.log()}")
+        try:
+            if httpx.get(server.base + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    server.stop()
+    raise RuntimeError(f"server did not start:\n{server.log()}")
+
+
+def wait_for_status(
+    client: httpx.Client, job_id: int, statuses: tuple[str, ...] = ("complete", "error"),
+    timeout: float = 30,
+) -> dict[str, Any]:  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while True:
+        r = client.get("/visionPipeline.getJobStatus", params={"input": f'{{"jobId":{job_id}}}'})
+        data: dict[str, Any] = r.json()["result"]["data"]
+        if data["status"] in statuses:
+            return data
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {data['status']}: {data}")
+        time.sleep(0.05)
+
+
+class _ImageHandler(http.server.BaseHTTPRequestHandler):
+    routes: dict[str, tuple[int, str, bytes]] = {}
+    hits: dict[str, int] = {}
+
+    def do_GET(self) -> None:
+        self.hits[self.path] = self.hits.get(self.path, 0) + 1
+        status, ctype, body = self.routes.get(self.path, (404, "text/plain", b"not found"))
+        self.send_response(status)
+        self.send_header("content-type", ctype)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def image_server() -> Iterator[str]:
+    """Serves /red.png, /blue.png, /green.png, /page.html, /fail (500); anything else is 404."""
+    _ImageHandler.routes = {
+        "/red.png": (200, "image/png", png_bytes((230, 20, 20))),
+        "/blue.png": (200, "image/png", png_bytes((20, 40, 220))),
+        "/green.png": (200, "image/png", png_bytes((20, 200, 40))),
+        "/page.html": (200, "text/html", b"<html><body>not an image</body></html>"),
+        "/fake.png": (200, "image/png", b"this is text pretending to be a png"),
+        "/fail": (500, "text/plain", b"boom"),
+    }
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ImageHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

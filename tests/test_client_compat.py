@@ -1,0 +1,40 @@
+"""The genuine @trpc/client 11 (superjson 1.13.3 and 2.x, httpBatchLink and httpLink) drives
+every procedure and error case against a running server (tests/client/compat.mjs)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support import Server
+
+CLIENT_DIR = Path(__file__).resolve().parent / "client"
+
+
+def _npm_ci() -> None:
+    marker = CLIENT_DIR / "node_modules" / ".package-lock.json"
+    lock = CLIENT_DIR / "package-lock.json"
+    if marker.exists() and marker.stat().st_mtime >= lock.stat().st_mtime:
+        return
+    subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=CLIENT_DIR, check=True,
+                   capture_output=True, timeout=600)  # fmt: skip
+
+
+@pytest.mark.node
+def test_genuine_trpc_client_drives_every_procedure(server: Server, images: str) -> None:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("Node.js/npm are not installed: the @trpc/client compatibility test needs them")
+    _npm_ci()
+    result = subprocess.run(
+        ["node", "compat.mjs", server.trpc, server.token("compat-user-a", "Compat A"),
+         server.token("compat-user-b", "Compat B"), f"{images}/red.png"],
+        cwd=CLIENT_DIR, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    failures = [line for line in result.stdout.splitlines() if line.startswith("not ok")]
+    assert result.returncode == 0 and not failures, (
+        "\n".join(failures) or result.stdout[-3000:] + result.stderr[-3000:]
+    )
+    assert "0 failed" in result.stdout.splitlines()[-1]
