@@ -16,8 +16,9 @@ def retry_delay(
     provider outage) do not retry together; never earlier than the provider asked.
     """
     exponent = max(failures - 1, 0)
-    delay = min(base_ms / 1000.0 * (2**exponent), MAX_DELAY_SECONDS)
-    delay *= 1.0 - 0.5 * (rng or random).random()
+    delay = min(base_ms / 1000.0 * 2.0**exponent, MAX_DELAY_SECONDS)
+    jitter = rng.random() if rng is not None else random.random()
+    delay *= 1.0 - 0.5 * jitter
     if retry_after is not None:
         delay = max(delay, min(retry_after, MAX_DELAY_SECONDS))
     return delay

@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import anyio
 
@@ -76,7 +76,7 @@ def _deadline(seconds: float, stage: str) -> Iterator[None]:
         raise RetryableError(f"the {stage} stage timed out after {seconds:g} s") from None
 
 
-def _usage(result: StageResult[object], started: float) -> StageUsage:
+def _usage(result: StageResult[Any], started: float) -> StageUsage:
     u = result.usage
     latency = u.latency_ms or (time.perf_counter() - started) * 1000
     return StageUsage(u.model, u.input_tokens, u.output_tokens, round(latency))

@@ -23,7 +23,6 @@ from pipeline.config import PipelineSettings
 from pipeline.errors import StageError
 from pipeline.retry import retry_delay
 from pipeline.stages import Stages, outputs_of, parse_stored_analysis, pieces_json
-from storage.driver import DatabaseUnavailable
 from storage.records import AttemptRecord, ClaimedJob, StageUsage
 from storage.store import JobStore
 
@@ -68,7 +67,7 @@ class Worker:
         self._lease = timedelta(seconds=settings.lease_seconds)
         self._wake = anyio.Event()
         self._stopping = False
-        self._stopped = anyio.Event()
+        self._idle = anyio.Event()  # set when stopping and the last in-flight job ended
         store.on_job_created(self.wake)
 
     # -- control -----------------------------------------------------------------------------
@@ -103,7 +102,8 @@ class Worker:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self.state.running = True
-        log.info("worker %s started (concurrency %d)", self.worker_id, self.settings.worker_concurrency)
+        log.info("worker %s started (concurrency %d)", self.worker_id,
+                 self.settings.worker_concurrency)  # fmt: skip
         try:
             async with anyio.create_task_group() as jobs:
                 async with anyio.create_task_group() as chores:
@@ -114,7 +114,6 @@ class Worker:
                     chores.cancel_scope.cancel()
         finally:
             self.state.running = False
-            self._stopped.set()
             log.info("worker %s stopped", self.worker_id)
 
     async def _claim_loop(self, jobs: anyio.abc.TaskGroup) -> None:
@@ -130,7 +129,7 @@ class Worker:
                     if len(claimed) < free:
                         timeout = await self._until_next_due(timeout)
                     failures = 0
-                except (DatabaseUnavailable, OSError, Exception) as exc:  # noqa: B014
+                except Exception as exc:  # the database is away: back off, keep the loop
                     failures += 1
                     timeout = min(0.1 * 2**failures, 5.0)
                     log.warning("claim failed (%s); retrying in %.1f s", _describe(exc), timeout)
@@ -158,8 +157,7 @@ class Worker:
         log.info("waiting up to %.0f s for %d in-flight jobs",
                  self.settings.shutdown_grace_seconds, len(self.state.in_flight))  # fmt: skip
         with anyio.move_on_after(self.settings.shutdown_grace_seconds):
-            while self.state.in_flight:
-                await anyio.sleep(0.05)
+            await self._idle.wait()
         leftover = list(self.state.in_flight.values())
         for running in leftover:
             running.scope.cancel()
@@ -187,8 +185,8 @@ class Worker:
                         log.warning("job %d: lease lost, abandoning the attempt", key[0])
                 reaped = await self.store.reap_expired()
                 for job in reaped:
-                    log.warning("job %d: lease of %s expired; %s", job.id, job.worker_id,
-                                "failed for good" if job.final else "back in the queue")  # fmt: skip
+                    outcome = "failed for good" if job.final else "back in the queue"
+                    log.warning("job %d: lease of %s expired; %s", job.id, job.worker_id, outcome)
                 if reaped:
                     self.wake()
             except Exception as exc:
@@ -202,6 +200,8 @@ class Worker:
                 await self._process(running.job)
         finally:
             self.state.in_flight.pop(running.job.id, None)
+            if self._stopping and not self.state.in_flight:
+                self._idle.set()
             self.wake()
 
     async def _process(self, job: ClaimedJob) -> None:

@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 import anyio
 
@@ -44,8 +45,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            # uvicorn re-raises a captured SIGTERM after shutting down, so the process would
+            # die "by signal"; a drained, signalled stop is a clean one: exit 0.
+            self._captured_signals.clear()
+
     app = create_app(settings, run_worker=not args.no_worker)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=args.host,
         port=args.port,
@@ -53,6 +62,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         access_log=False,
         timeout_graceful_shutdown=max(int(settings.shutdown_grace_seconds) + 5, 5),
     )
+    Server(config).run()
     return 0
 
 

@@ -53,8 +53,10 @@ class Dispatcher:
             content_type = request.headers.get("content-type", "")
             if method not in ("GET", "POST") and not content_type:
                 raise TRPCError("UNSUPPORTED_MEDIA_TYPE", "Missing content-type header")
-            if method == "POST" and content_type and not content_type.lower().startswith(
-                _JSON_TYPES
+            if (
+                method == "POST"
+                and content_type
+                and not content_type.lower().startswith(_JSON_TYPES)
             ):
                 raise TRPCError(
                     "UNSUPPORTED_MEDIA_TYPE",
@@ -126,7 +128,9 @@ class Dispatcher:
             calls[0].raw = decoded
             return False
         if not isinstance(decoded, dict):
-            error = TRPCError("BAD_REQUEST", '"input" needs to be an object when doing a batch call')
+            error = TRPCError(
+                "BAD_REQUEST", '"input" needs to be an object when doing a batch call'
+            )
             for call in calls:
                 call.error = error
             return False
@@ -155,7 +159,7 @@ class Dispatcher:
             if method != expected:
                 call.error = TRPCError(
                     "METHOD_NOT_SUPPORTED",
-                    f'Unsupported {method}-request to {procedure.kind} procedure at path '
+                    f"Unsupported {method}-request to {procedure.kind} procedure at path "
                     f'"{call.path}"',
                     headers={"allow": expected},
                 )

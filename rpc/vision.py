@@ -33,7 +33,7 @@ class CreateJobInput(BaseModel):
     def _image_url(cls, value: str) -> str:
         value = value.strip()
         if value[:5].lower() == "data:":
-            header, comma, data = value.partition(",")
+            header, comma, _ = value.partition(",")
             if not comma or not header[5:].lower().startswith("image/"):
                 raise ValueError("Invalid data URL: expected data:image/<type>;base64,<data>")
             if not header.lower().endswith(";base64"):

@@ -15,7 +15,8 @@ async def open_driver(url: DatabaseUrl, *, pool_size: int = 10) -> Driver:
         return SqliteDriver(url.path)
     from storage.postgres import PostgresDriver
 
-    return await PostgresDriver.connect(url.dsn, pool_size=pool_size)
+    driver: Driver = await PostgresDriver.connect(url.dsn, pool_size=pool_size)
+    return driver
 
 
 async def open_store(database_url: str, *, create: bool = True, pool_size: int = 10) -> JobStore:

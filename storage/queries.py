@@ -114,7 +114,7 @@ CLAIM_JOBS = Query(
         attempt = j.attempt + 1, "lockedBy" = $1, "lockedAt" = $2, "leaseExpiresAt" = $3,
         "updatedAt" = $2
     FROM picked WHERE j.id = picked.id
-    RETURNING {_CLAIMED_COLUMNS.replace('id,', 'j.id,', 1)}""",
+    RETURNING {_CLAIMED_COLUMNS.replace("id,", "j.id,", 1)}""",
     sqlite=f"""UPDATE "visionJobs" SET
         status = CASE WHEN "geminOutput" IS NULL THEN 'gemini_analyzing'
                       ELSE 'deepseek_generating' END,

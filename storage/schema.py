@@ -39,7 +39,11 @@ def ddl(dialect: Dialect) -> list[str]:
 
 def schema_sql() -> str:
     parts = [HEADER]
-    for title, dialect in (("SQLite", sqlite.dialect()), ("PostgreSQL", postgresql.dialect())):
+    dialects: list[tuple[str, Dialect]] = [
+        ("SQLite", sqlite.dialect()),
+        ("PostgreSQL", postgresql.dialect()),  # type: ignore[no-untyped-call]
+    ]
+    for title, dialect in dialects:
         parts.append(f"\n-- ==== {title} ====\n")
         parts.extend(statement + ";\n" for statement in ddl(dialect))
     return "\n".join(parts)

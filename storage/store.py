@@ -68,7 +68,11 @@ def _claimed(row: Row, worker_id: str) -> ClaimedJob:
 
 
 def _attempt_args(
-    job_id: int, attempt: int, worker_id: str | None, started: datetime | None, now: datetime,
+    job_id: int,
+    attempt: int,
+    worker_id: str | None,
+    started: datetime | None,
+    now: datetime,
     record: AttemptRecord,
 ) -> tuple[Any, ...]:
     v, c = record.vision, record.content
@@ -98,7 +102,9 @@ class JobStore:
 
     # -- users -------------------------------------------------------------------------------
 
-    async def user_seen(self, open_id: str, name: str | None, role: str = "user") -> tuple[int, str]:
+    async def user_seen(
+        self, open_id: str, name: str | None, role: str = "user"
+    ) -> tuple[int, str]:
         """Create the user on first sight, else refresh lastSignedIn. Returns (id, role)."""
 
         def work() -> Work[tuple[int, str]]:
@@ -264,9 +270,7 @@ class JobStore:
     async def renew_leases(self, worker_id: str, lease: timedelta) -> list[HeldLease]:
         def work() -> Work[list[HeldLease]]:
             rows = yield fetch_all(q.RENEW_LEASES, worker_id, utcnow() + lease)
-            return [
-                HeldLease(r["id"], r["attempt"], bool(r["cancelRequested"])) for r in rows
-            ]
+            return [HeldLease(r["id"], r["attempt"], bool(r["cancelRequested"])) for r in rows]
 
         return await self.driver.run(work)
 

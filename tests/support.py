@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from PIL import Image
@@ -100,7 +100,7 @@ def start_process(
     args: list[str], db_path: Path, log_path: Path, *, port: int | None = None, **env: str
 ) -> Server:
     full_env = server_env(db_path, **env)
-    log = open(log_path, "ab")  # noqa: SIM115 (kept open for the child's lifetime)
+    log = open(log_path, "ab")  # kept open for the child's lifetime
     process = subprocess.Popen(
         [sys.executable, "-m", "rpc.cli", *args], cwd=ROOT, env=full_env, stdout=log,
         stderr=subprocess.STDOUT,
@@ -114,7 +114,8 @@ def start_process(
 
 def start_server(db_path: Path, log_path: Path, *extra: str, **env: str) -> Server:
     port = free_port()
-    return start_process(["serve", "--port", str(port), *extra], db_path, log_path, port=port, **env)
+    args = ["serve", "--port", str(port), *extra]
+    return start_process(args, db_path, log_path, port=port, **env)
 
 
 def _wait_ready(server: Server, timeout: float = 30) -> None:
@@ -148,8 +149,8 @@ def wait_for_status(
 
 
 class _ImageHandler(http.server.BaseHTTPRequestHandler):
-    routes: dict[str, tuple[int, str, bytes]] = {}
-    hits: dict[str, int] = {}
+    routes: ClassVar[dict[str, tuple[int, str, bytes]]] = {}
+    hits: ClassVar[dict[str, int]] = {}
 
     def do_GET(self) -> None:
         self.hits[self.path] = self.hits.get(self.path, 0) + 1

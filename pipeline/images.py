@@ -1,0 +1,388 @@
+"""Turn a user-supplied image reference (a ``data:`` URL or an http(s) URL) into checked bytes.
+
+Every failure is a ``StageError`` whose message can be shown to the job's owner as is:
+``ImageError`` when no retry can help (bad URL, 4xx, not an image, too large, refused
+address), ``RetryableError`` when it may pass (5xx, 429, timeouts, connection and DNS faults).
+
+The SSRF defence here is the basic one (PROVIDERS.md §5.1): scheme and userinfo checks, every
+resolved address must be public, redirects followed by hand with each hop re-checked, size
+caps and an overall deadline. The connection is not yet pinned to the checked address, so DNS
+rebinding between the check and httpx's own lookup is still possible.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import math
+import re
+import socket
+import ssl
+import urllib.parse
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from io import BytesIO
+
+import anyio
+import anyio.to_thread
+import httpx
+from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
+
+from pipeline.errors import ImageError, RetryableError
+from pipeline.providers.base import Image
+
+MAX_REDIRECTS = 3
+"""How many redirects ``load_image`` follows before refusing the URL."""
+
+# Pillow format name -> MIME type; the MIME type is derived from this, never from a header.
+ALLOWED_FORMATS: dict[str, str] = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+}
+
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Only a clearly non-image Content-Type is refused before sniffing: many hosts (object
+# stores, CDNs) serve images as octet-stream or without a type, and Pillow decides anyway.
+_NEUTRAL_CONTENT_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"  # a DNS label; "_" occurs in real names
+_HOSTNAME_RE = re.compile(rf"^(?=.{{1,254}}$){_LABEL}(?:\.{_LABEL})*\.?$", re.IGNORECASE)
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_CONNECT_TIMEOUT = 10.0
+_SUPPORTED = "JPEG, PNG, WEBP or GIF"
+
+# Magic numbers of common formats we refuse, only to say which format it was.
+_OTHER_FORMATS: tuple[tuple[bytes, int, str], ...] = (
+    (b"BM", 0, "BMP"),
+    (b"II*\x00", 0, "TIFF"),
+    (b"MM\x00*", 0, "TIFF"),
+    (b"ftypheic", 4, "HEIC"),
+    (b"ftypheix", 4, "HEIC"),
+    (b"ftypmif1", 4, "HEIF"),
+    (b"ftypavif", 4, "AVIF"),
+    (b"%PDF", 0, "PDF"),
+    (b"\x00\x00\x01\x00", 0, "ICO"),
+    (b"8BPS", 0, "PSD"),
+)
+
+
+async def load_image(
+    url: str,
+    *,
+    max_bytes: int,
+    allow_private: bool,
+    timeout: float = 15.0,  # noqa: ASYNC109 - the contract's name; applied via fail_after
+    max_pixels: int = 40_000_000,
+) -> Image:
+    """Fetch or decode ``url`` and return it as an ``Image`` that Pillow has verified.
+
+    ``url`` is ``data:image/<type>;base64,<data>`` or an http(s) URL. The result is a JPEG,
+    PNG, WEBP or GIF of at most ``max_bytes`` bytes and ``max_pixels`` pixels, with
+    ``mime_type`` taken from Pillow's reading of the bytes. An http fetch takes at most
+    ``timeout`` seconds in total, follows at most ``MAX_REDIRECTS`` redirects, and connects
+    only to public addresses unless ``allow_private``.
+
+    Raises ``ImageError`` for permanent problems and ``RetryableError`` for transient ones.
+    """
+    stripped = url.strip()
+    if stripped[:5].lower() == "data:":
+        data = _decode_data_url(stripped, max_bytes)
+    else:
+        data = await _fetch(
+            stripped, max_bytes=max_bytes, allow_private=allow_private, deadline=timeout
+        )
+    # verify() walks the whole file (PNG chunk CRCs, for one), so keep it off the event loop.
+    return await anyio.to_thread.run_sync(_sniff, data, max_pixels)
+
+
+def is_public_address(address: str) -> bool:
+    """Return True only if ``address`` (an IPv4/IPv6 literal) is a public unicast address.
+
+    IPv4-mapped, NAT64 and 6to4 IPv6 addresses are judged by the IPv4 address they embed.
+    ``is_global`` alone is not enough (224.0.0.1 is "global"), so the specific ranges are
+    refused as well. A string that is not an IP address is not public.
+    """
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(
+            address.split("%", 1)[0]  # drop an IPv6 zone id ("fe80::1%eth0")
+        )
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip in _NAT64:
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        elif ip.sixtofour is not None:
+            ip = ip.sixtofour
+        elif ip.is_site_local:
+            return False
+    return ip.is_global and not (
+        ip.is_loopback
+        or ip.is_private
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+    )
+
+
+def format_size(num_bytes: int) -> str:
+    """Render a byte count for people: "10 MiB", "500 KiB", "900 bytes"."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if num_bytes >= size:
+            return f"{round(num_bytes / size, 1):g} {unit}"
+    return f"{num_bytes} bytes"
+
+
+# --- data: URLs -------------------------------------------------------------------------
+
+
+def _decode_data_url(url: str, max_bytes: int) -> bytes:
+    header, comma, payload = url[5:].partition(",")
+    if not comma:
+        raise ImageError("The data URL is malformed (no ',' before the data)")
+    media_type, *params = (part.strip() for part in header.split(";"))
+    media_type = media_type.lower()
+    if not media_type.startswith("image/"):
+        shown = media_type or "no media type"
+        raise ImageError(f"The data URL is not an image ({shown})")
+    if "base64" not in (p.lower() for p in params):
+        raise ImageError("The data URL must be base64-encoded (data:image/...;base64,...)")
+    if "%" in payload:
+        payload = urllib.parse.unquote(payload)
+    payload = "".join(payload.split())  # line breaks and spaces some encoders insert
+    if not payload:
+        raise ImageError("The data URL contains no image data")
+    # Refuse before decoding: base64 is 4 characters per 3 bytes.
+    if len(payload) // 4 * 3 > max_bytes + 3:
+        raise ImageError(f"Image is larger than the {format_size(max_bytes)} limit")
+    altchars = b"-_" if ("-" in payload or "_" in payload) else None
+    payload += "=" * (-len(payload) % 4)
+    try:
+        data = base64.b64decode(payload, altchars=altchars, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageError("The data URL's base64 data is malformed") from None
+    if len(data) > max_bytes:
+        raise ImageError(f"Image is larger than the {format_size(max_bytes)} limit")
+    return data
+
+
+# --- http(s) ----------------------------------------------------------------------------
+
+
+async def _fetch(url: str, *, max_bytes: int, allow_private: bool, deadline: float) -> bytes:
+    client_timeout = httpx.Timeout(deadline, connect=min(deadline, _CONNECT_TIMEOUT))
+    headers = {
+        "Accept": "image/jpeg,image/png,image/webp,image/gif;q=0.9,*/*;q=0.1",
+        # Raw bytes are counted against the cap; a compressed body could inflate past it.
+        "Accept-Encoding": "identity",
+        "User-Agent": "vision-pipeline/0.1 (image fetcher)",
+    }
+    try:
+        with anyio.fail_after(deadline):
+            async with httpx.AsyncClient(
+                trust_env=False, follow_redirects=False, timeout=client_timeout, headers=headers
+            ) as client:
+                target = _check_url(url)
+                for _hop in range(MAX_REDIRECTS + 1):
+                    if not allow_private:
+                        await _check_host(target)
+                    async with client.stream("GET", target) as response:
+                        if response.status_code in _REDIRECT_STATUSES:
+                            target = _next_hop(target, response)
+                            continue
+                        _check_response(response, max_bytes)
+                        return await _read_capped(response, max_bytes)
+                raise ImageError(f"Image URL redirected more than {MAX_REDIRECTS} times")
+    except TimeoutError:
+        raise RetryableError(
+            f"Could not fetch the image: it did not arrive within {deadline:g} seconds"
+        ) from None
+    except httpx.TimeoutException as exc:
+        what = "connecting timed out" if isinstance(exc, httpx.ConnectTimeout) else "timed out"
+        raise RetryableError(f"Could not fetch the image: {what}") from None
+    except httpx.ConnectError as exc:
+        raise RetryableError(f"Could not fetch the image: {_describe_connect(exc)}") from None
+    except httpx.RemoteProtocolError:
+        raise RetryableError(
+            "Could not fetch the image: the server closed the connection unexpectedly"
+        ) from None
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol):
+        raise ImageError("Image URL is not a valid http(s) URL") from None
+    except httpx.HTTPError:
+        raise RetryableError("Could not fetch the image: a network error occurred") from None
+
+
+def _check_url(url: str | httpx.URL) -> httpx.URL:
+    try:
+        parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        raise ImageError("Image URL is not a valid http(s) URL") from None
+    if parsed.scheme not in ("http", "https"):
+        raise ImageError("Image URL must start with http:// or https:// (or be a data: URL)")
+    if parsed.userinfo:
+        raise ImageError("Image URL must not contain a user name or password")
+    if not parsed.host:
+        raise ImageError("Image URL has no host name")
+    host = parsed.raw_host.decode("ascii", "replace")
+    # Reject hosts no resolver could answer for before asking one (httpx percent-encodes
+    # odd characters rather than refusing them).
+    if not _HOSTNAME_RE.match(host) and not _is_ip_literal(host):
+        raise ImageError("Image URL is not a valid http(s) URL")
+    return parsed
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+async def _check_host(url: httpx.URL) -> None:
+    """Refuse the URL unless its host resolves only to public addresses."""
+    host = url.raw_host.decode("ascii")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise RetryableError(
+            "Could not fetch the image: the host name could not be resolved"
+        ) from None
+    addresses = {str(info[4][0]) for info in infos}
+    if not addresses or not all(is_public_address(a) for a in addresses):
+        raise ImageError("Image URL points to a private or local address")
+
+
+def _next_hop(current: httpx.URL, response: httpx.Response) -> httpx.URL:
+    location = response.headers.get("location", "").strip()
+    if not location:
+        raise ImageError(f"Image URL returned HTTP {response.status_code} without a target")
+    try:
+        joined = current.join(location)
+    except (httpx.InvalidURL, ValueError):
+        raise ImageError("Image URL redirected to an invalid URL") from None
+    return _check_url(joined)
+
+
+def _check_response(response: httpx.Response, max_bytes: int) -> None:
+    status = response.status_code
+    if status == 429 or status >= 500 or status == 408:
+        retry_after = _retry_after(response) if status in (429, 503) else None
+        raise RetryableError(
+            f"Could not fetch the image: the server returned HTTP {status}",
+            retry_after=retry_after,
+        )
+    if not 200 <= status < 300:
+        raise ImageError(f"Image URL returned HTTP {status}")
+    content_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type not in _NEUTRAL_CONTENT_TYPES and not content_type.startswith("image/"):
+        raise ImageError(f"The URL did not return an image ({content_type})")
+    declared = response.headers.get("content-length", "").strip()
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise ImageError(f"Image is larger than the {format_size(max_bytes)} limit")
+
+
+async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
+    buffer = bytearray()
+    async for chunk in response.aiter_raw():
+        buffer += chunk
+        if len(buffer) > max_bytes:
+            raise ImageError(f"Image is larger than the {format_size(max_bytes)} limit")
+    return bytes(buffer)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), if usable."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _describe_connect(exc: BaseException) -> str:
+    """Say in words why a connection failed, from the OS error under httpx's exception."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return "the host name could not be resolved"
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return "the server's TLS certificate could not be verified"
+        if isinstance(cause, ssl.SSLError):
+            return "the TLS handshake failed"
+        cause = cause.__cause__ or cause.__context__
+    text = str(exc).lower()
+    if "refused" in text:
+        return "connection refused"
+    if "name or service not known" in text or "nodename nor servname" in text:
+        return "the host name could not be resolved"
+    return "could not connect to the server"
+
+
+# --- sniffing ---------------------------------------------------------------------------
+
+
+def _sniff(data: bytes, max_pixels: int) -> Image:
+    """Check ``data`` with Pillow and describe it; the format list bounds which parsers run.
+
+    Pillow's ``DecompressionBombWarning`` is not turned into an error with
+    ``warnings.catch_warnings``, because that mutates process-wide state from a worker
+    thread; the explicit ``max_pixels`` check does the job, and both bomb exceptions are
+    still caught in case a caller's warning filter raises them.
+    """
+    if not data:
+        raise ImageError("The image is empty")
+    formats = list(ALLOWED_FORMATS)
+    too_many = f"Image has too many pixels (the limit is {max_pixels:,})"
+    try:
+        with PILImage.open(BytesIO(data), formats=formats) as probe:
+            fmt = probe.format or ""
+            probe.verify()
+        with PILImage.open(BytesIO(data), formats=formats) as reopened:
+            width, height = reopened.size
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
+        raise ImageError(too_many) from None
+    except UnidentifiedImageError:
+        raise ImageError(_not_an_image(data)) from None
+    except Exception:
+        # verify() and the plugins signal corrupt data with assorted exception types
+        # (SyntaxError, OSError, struct.error, ValueError...), all of which mean the same.
+        raise ImageError("The image file is damaged or incomplete") from None
+    if fmt not in ALLOWED_FORMATS:
+        raise ImageError(f"Unsupported image format {fmt or 'unknown'}; use {_SUPPORTED}")
+    if width <= 0 or height <= 0:
+        raise ImageError("The image has no pixels")
+    if width * height > max_pixels:
+        raise ImageError(too_many)
+    return Image(data=data, mime_type=ALLOWED_FORMATS[fmt], width=width, height=height)
+
+
+def _not_an_image(data: bytes) -> str:
+    for magic, offset, name in _OTHER_FORMATS:
+        if data[offset : offset + len(magic)] == magic:
+            return f"Unsupported image format {name}; use {_SUPPORTED}"
+    head = data[:256].lstrip().lower()
+    if head.startswith((b"<svg", b"<?xml")) and b"<svg" in data[:4096].lower():
+        return f"Unsupported image format SVG; use {_SUPPORTED}"
+    return f"The data is not an image (expected {_SUPPORTED})"

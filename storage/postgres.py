@@ -1,0 +1,71 @@
+"""The PostgreSQL driver: an asyncpg pool; each transaction body runs on one pooled connection.
+
+Claims use ``FOR UPDATE SKIP LOCKED`` (in ``storage.queries``), so many workers on many hosts
+claim side by side without waiting on each other.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import asyncpg
+
+from storage.driver import DatabaseUnavailable, Statement, Work
+
+T = TypeVar("T")
+log = logging.getLogger("storage.postgres")
+
+_UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                asyncpg.CannotConnectNowError)  # fmt: skip
+
+
+async def _perform(conn: Any, stmt: Statement) -> Any:
+    sql = stmt.query.postgres
+    if stmt.mode == "all":
+        return await conn.fetch(sql, *stmt.args)
+    if stmt.mode == "one":
+        return await conn.fetchrow(sql, *stmt.args)
+    if "RETURNING" in sql.upper():
+        return len(await conn.fetch(sql, *stmt.args))
+    status: str = await conn.execute(sql, *stmt.args)
+    try:
+        return int(status.rsplit(" ", 1)[-1])
+    except ValueError:
+        return 0
+
+
+class PostgresDriver:
+    dialect = "postgresql"
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    @classmethod
+    async def connect(cls, dsn: str, *, pool_size: int = 10) -> PostgresDriver:
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size)
+        return cls(pool)
+
+    async def run(self, work: Callable[[], Work[T]]) -> T:
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                gen = work()
+                try:
+                    stmt = next(gen)
+                    while True:
+                        stmt = gen.send(await _perform(conn, stmt))
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+        except _UNAVAILABLE as exc:
+            raise DatabaseUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+
+    async def read(self, statement: Statement) -> Any:
+        try:
+            async with self.pool.acquire() as conn:
+                return await _perform(conn, statement)
+        except _UNAVAILABLE as exc:
+            raise DatabaseUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+
+    async def close(self) -> None:
+        await self.pool.close()
