@@ -11,8 +11,10 @@ Python mapping: None <-> null, `UNDEFINED` <-> undefined, datetime/date -> Date 
 back as an aware UTC datetime), set/frozenset -> Set (read back as a list), a dict with
 any non-str key -> Map (read back as a dict when all keys are str, else as [k, v] pairs),
 NaN/Infinity/-0.0 -> "number", Decimal -> float. Python ints are sent as JSON numbers and
-never as bigint. JSON object key order follows the dict, which can differ from what JS
-would print when a key looks like an integer; the parsed object is the same.
+never as bigint. JS lists integer-like object keys first: dicts carrying annotations are
+reordered that way so the meta matches byte for byte; plain ones keep their order (the
+parsed object is the same). `serialize` shares unchanged sub-trees with its input, and
+`deserialize` rewrites the payload's "json" value in place.
 """
 
 from __future__ import annotations

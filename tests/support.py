@@ -184,3 +184,22 @@ def image_server() -> Iterator[str]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+async def scalar(store: Any, sql: str, *args: Any) -> Any:
+    """One value read through the store's own driver (works on every backend).
+
+    Write ``$1``-style parameters; SQLite runs them as ``?1``."""
+    from storage.driver import fetch_one
+    from storage.queries import Query
+
+    row = await store.driver.read(fetch_one(Query("test", "a test's own read", sql), *args))
+    return None if row is None else row[0]
+
+
+async def rows(store: Any, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    from storage.driver import fetch_all
+    from storage.queries import Query
+
+    found = await store.driver.read(fetch_all(Query("test", "a test's own read", sql), *args))
+    return [tuple(r) for r in found]

@@ -3,10 +3,8 @@ retries that wait and resume at the failed stage, and transactions that fail alo
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import anyio
 import pytest
@@ -17,6 +15,7 @@ from storage.queries import INSERT_JOB
 from storage.records import AttemptRecord, NewJob, Outputs
 from storage.store import JobStore
 from storage.timeutil import utcnow
+from tests.support import scalar
 
 pytestmark = pytest.mark.anyio
 LEASE = timedelta(seconds=30)
@@ -24,8 +23,8 @@ OUTPUTS = Outputs(*([None] * 9), content_pieces="[]")  # type: ignore[arg-type]
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[JobStore]:
-    s = await open_store(f"sqlite:///{tmp_path / 'jobs.db'}")
+async def store(database_url: str) -> AsyncIterator[JobStore]:
+    s = await open_store(database_url)
     try:
         yield s
     finally:
@@ -38,17 +37,12 @@ async def _jobs(store: JobStore, n: int, user: str = "u1") -> list[int]:
     return [await store.create_job(new) for _ in range(n)]
 
 
-def _count(store: JobStore, sql: str) -> int:
-    path = getattr(store.driver, "path")
-    conn = sqlite3.connect(path)
-    try:
-        return int(conn.execute(sql).fetchone()[0])
-    finally:
-        conn.close()
+async def _count(store: JobStore, sql: str) -> int:
+    return int(await scalar(store, sql))
 
 
-async def test_concurrent_claimers_never_take_the_same_job(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+async def test_concurrent_claimers_never_take_the_same_job(database_url: str) -> None:
+    url = database_url
     stores = [await open_store(url) for _ in range(3)]  # three drivers: as three processes
     try:
         await _jobs(stores[0], 150)
@@ -84,10 +78,10 @@ async def test_a_stale_worker_cannot_complete_a_job_taken_over_by_another(store:
     assert await store.end_attempt(stale, AttemptRecord("error", "gemini", "x")) is False
     assert await store.complete_job(fresh, "[]", OUTPUTS, record) is True
     assert await store.complete_job(fresh, "[]", OUTPUTS, record) is False
-    assert _count(store, 'SELECT COUNT(*) FROM "visionJobOutputs"') == 1
+    assert await _count(store, 'SELECT COUNT(*) FROM "visionJobOutputs"') == 1
     status = await store.get_job_status(job_id)
     assert status is not None and status.status == "complete" and status.retry_count == 1
-    outcomes = _count(
+    outcomes = await _count(
         store,
         """SELECT COUNT(*) FROM "visionJobSessions" WHERE outcome IN
                                ('abandoned', 'complete')""",
@@ -198,7 +192,7 @@ async def test_a_failing_transaction_rolls_back_alone_inside_a_shared_commit(
         for i in range(60):
             tg.start_soon(run, bad if i % 3 == 0 else good)
     assert results.count("half-way failure") == 20
-    assert _count(store, 'SELECT COUNT(*) FROM "visionJobs"') == 40
+    assert await _count(store, 'SELECT COUNT(*) FROM "visionJobs"') == 40
 
 
 async def test_users_are_created_on_first_sight_and_roles_can_be_set(store: JobStore) -> None:

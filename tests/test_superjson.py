@@ -5,8 +5,11 @@ from __future__ import annotations
 import copy
 import json
 import math
+import shutil
+import subprocess
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -437,3 +440,37 @@ plain_values = st.recursive(
 @given(plain_values)
 def test_round_trip(value: object) -> None:
     assert deserialize(json.loads(json.dumps(serialize(value)))) == value
+
+
+# --- cross-check against the real superjson 2.2.7 (tests/client/node_modules) ----------
+
+CLIENT_DIR = Path(__file__).parent / "client"
+CROSS_CASES: list[tuple[str, object]] = [
+    ("[{d: new Date(0)}, new Date(1)]", [{"d": EPOCH}, ms(1)]),  # "1" sorts before "0.d"
+    (
+        "({b: new Date(0), 10: {x: new Date(1)}, 2: undefined})",
+        {"b": EPOCH, "10": {"x": ms(1)}, "2": UNDEFINED},
+    ),
+    ("new Set([new Date(2)])", {ms(2)}),
+    ("new Map([[1, {a: [new Date(3)]}]])", {1: {"a": [ms(3)]}}),
+    ("({'\\\\a.b': [NaN, -0, 1]})", {"\\a.b": [math.nan, -0.0, 1]}),
+    ("[[undefined], {k: null}]", [[UNDEFINED], {"k": None}]),
+]
+
+
+@pytest.mark.node
+@pytest.mark.skipif(
+    shutil.which("node") is None or not (CLIENT_DIR / "node_modules" / "superjson2").is_dir(),
+    reason="needs node and tests/client/node_modules (npm ci in tests/client)",
+)
+def test_matches_real_superjson_2() -> None:
+    script = (
+        "const S = require('superjson2'); const S2 = S.default ?? S;"
+        f"for (const v of [{','.join(js for js, _ in CROSS_CASES)}])"
+        " console.log(JSON.stringify(S2.serialize(v)));"
+    )
+    proc = subprocess.run(
+        ["node", "-e", script], cwd=CLIENT_DIR, capture_output=True, text=True, check=True
+    )
+    expected = proc.stdout.splitlines()
+    assert [wire(value) for _, value in CROSS_CASES] == expected

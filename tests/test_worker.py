@@ -5,10 +5,8 @@ lost leases, cancellation and graceful release."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -21,18 +19,21 @@ from pipeline.worker import Worker
 from storage.engine import open_store
 from storage.records import NewJob
 from storage.store import JobStore
+from storage.driver import Work, execute
+from storage.queries import Query
 from tests.fakes import FakeContent, FakeVision, Step, fake_image
+from tests.support import rows
 
 pytestmark = pytest.mark.anyio
 
 
 @asynccontextmanager
 async def running(
-    tmp_path: Path, vision: Sequence[Step] = (), content: Sequence[Step] = (), **settings: Any
+    database_url: str, vision: Sequence[Step] = (), content: Sequence[Step] = (), **settings: Any
 ) -> AsyncIterator[tuple[Worker, JobStore, FakeVision, FakeContent]]:
     opts: dict[str, Any] = {"retry_delay_ms": 1, "poll_interval_ms": 50, "lease_seconds": 30}
     opts.update(settings)
-    config = PipelineSettings(database_url=f"sqlite:///{tmp_path / 'jobs.db'}", **opts)
+    config = PipelineSettings(database_url=database_url, **opts)
     store = await open_store(config.database_url)
     fv, fc = FakeVision(vision), FakeContent(content)
     stages = Stages(fv, fc, fake_image, config.stage_timeout_seconds)
@@ -71,54 +72,51 @@ async def finished(store: JobStore, job_id: int) -> dict[str, Any]:
             "stage": status.error_stage, "content": status.deepseek_output}  # fmt: skip
 
 
-def attempts(store: JobStore, job_id: int) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(getattr(store.driver, "path"))
-    try:
-        return conn.execute(
-            'SELECT attempt, outcome, "stageReached", "geminiModel", "deepseekModel", '
-            '"geminiInputTokens" FROM "visionJobSessions" WHERE "jobId" = ? ORDER BY attempt',
-            (job_id,),
-        ).fetchall()
-    finally:
-        conn.close()
+async def attempts(store: JobStore, job_id: int) -> list[tuple[Any, ...]]:
+    return await rows(
+        store,
+        'SELECT attempt, outcome, "stageReached", "geminiModel", "deepseekModel", '
+        '"geminiInputTokens" FROM "visionJobSessions" WHERE "jobId" = $1 ORDER BY attempt',
+        job_id,
+    )
 
 
-async def test_a_job_runs_both_stages_and_records_one_attempt(tmp_path: Path) -> None:
-    async with running(tmp_path) as (_, store, vision, content):
+async def test_a_job_runs_both_stages_and_records_one_attempt(database_url: str) -> None:
+    async with running(database_url) as (_, store, vision, content):
         [job_id] = await create(store)
         result = await finished(store, job_id)
         assert result["status"] == "complete"
         assert json.loads(result["content"]) == [{"title": "social_media_post", "body": "launch"}]
         assert (vision.calls, content.calls) == (1, 1)
-        assert attempts(store, job_id) == [(1, "complete", "deepseek", "fake-vision",
+        assert await attempts(store, job_id) == [(1, "complete", "deepseek", "fake-vision",
                                             "fake-content", 100)]  # fmt: skip
 
 
-async def test_retryable_failures_back_off_then_the_job_completes(tmp_path: Path) -> None:
+async def test_retryable_failures_back_off_then_the_job_completes(database_url: str) -> None:
     errors = [RetryableError("429 rate limited"), RetryableError("503 overloaded")]
-    async with running(tmp_path, vision=errors) as (_, store, vision, _c):
+    async with running(database_url, vision=errors) as (_, store, vision, _c):
         [job_id] = await create(store)
         result = await finished(store, job_id)
         assert (result["status"], result["retries"], result["error"]) == ("complete", 2, None)
         assert vision.calls == 3
-        assert [a[1] for a in attempts(store, job_id)] == ["retry", "retry", "complete"]
+        assert [a[1] for a in await attempts(store, job_id)] == ["retry", "retry", "complete"]
 
 
 async def test_a_content_stage_retry_does_not_pay_for_the_vision_stage_again(
-    tmp_path: Path,
+    database_url: str,
 ) -> None:
-    async with running(tmp_path, content=[RetryableError("500 server error")]) as (
+    async with running(database_url, content=[RetryableError("500 server error")]) as (
         _, store, vision, content,
     ):  # fmt: skip
         [job_id] = await create(store)
         result = await finished(store, job_id)
         assert result["status"] == "complete"
         assert (vision.calls, content.calls) == (1, 2)
-        assert [a[2] for a in attempts(store, job_id)] == ["deepseek", "deepseek"]
+        assert [a[2] for a in await attempts(store, job_id)] == ["deepseek", "deepseek"]
 
 
-async def test_the_retry_message_names_the_stage_and_the_attempt(tmp_path: Path) -> None:
-    async with running(tmp_path, vision=[RetryableError("boom"), 5.0], retry_delay_ms=1) as (
+async def test_the_retry_message_names_the_stage_and_the_attempt(database_url: str) -> None:
+    async with running(database_url, vision=[RetryableError("boom"), 5.0], retry_delay_ms=1) as (
         _, store, vision, _c,
     ):  # fmt: skip
         [job_id] = await create(store)
@@ -132,8 +130,8 @@ async def _calls_at_least(provider: FakeVision, n: int) -> bool:
     return provider.calls >= n
 
 
-async def test_retry_after_from_the_provider_is_honoured(tmp_path: Path) -> None:
-    async with running(tmp_path, vision=[RetryableError("429", retry_after=0.4)]) as (
+async def test_retry_after_from_the_provider_is_honoured(database_url: str) -> None:
+    async with running(database_url, vision=[RetryableError("429", retry_after=0.4)]) as (
         _, store, vision, _c,
     ):  # fmt: skip
         [job_id] = await create(store)
@@ -141,8 +139,8 @@ async def test_retry_after_from_the_provider_is_honoured(tmp_path: Path) -> None
         assert vision.times[1] - vision.times[0] >= 0.4
 
 
-async def test_a_final_error_fails_the_job_at_once(tmp_path: Path) -> None:
-    async with running(tmp_path, content=[FatalError("DeepSeek rejected the API key")]) as (
+async def test_a_final_error_fails_the_job_at_once(database_url: str) -> None:
+    async with running(database_url, content=[FatalError("DeepSeek rejected the API key")]) as (
         _, store, _v, content,
     ):  # fmt: skip
         [job_id] = await create(store)
@@ -152,8 +150,10 @@ async def test_a_final_error_fails_the_job_at_once(tmp_path: Path) -> None:
         assert content.calls == 1
 
 
-async def test_an_unusable_image_fails_the_job_with_a_message_that_says_so(tmp_path: Path) -> None:
-    async with running(tmp_path, vision=[ImageError("The URL did not return an image")]) as (
+async def test_an_unusable_image_fails_the_job_with_a_message_that_says_so(
+    database_url: str,
+) -> None:
+    async with running(database_url, vision=[ImageError("The URL did not return an image")]) as (
         _, store, _v, _c,
     ):  # fmt: skip
         [job_id] = await create(store)
@@ -161,9 +161,9 @@ async def test_an_unusable_image_fails_the_job_with_a_message_that_says_so(tmp_p
         assert result["error"] == "gemini: The URL did not return an image"
 
 
-async def test_retries_stop_at_max_retries(tmp_path: Path) -> None:
+async def test_retries_stop_at_max_retries(database_url: str) -> None:
     errors = [RetryableError("down")] * 5
-    async with running(tmp_path, vision=errors) as (_, store, vision, _c):
+    async with running(database_url, vision=errors) as (_, store, vision, _c):
         [job_id] = await create(store, max_retries=3)
         result = await finished(store, job_id)
         assert result["status"] == "error"
@@ -171,19 +171,19 @@ async def test_retries_stop_at_max_retries(tmp_path: Path) -> None:
         assert (result["retries"], vision.calls) == (3, 3)
 
 
-async def test_a_hung_provider_call_hits_the_stage_deadline(tmp_path: Path) -> None:
-    async with running(tmp_path, vision=[30.0], stage_timeout_seconds=0.2) as (
+async def test_a_hung_provider_call_hits_the_stage_deadline(database_url: str) -> None:
+    async with running(database_url, vision=[30.0], stage_timeout_seconds=0.2) as (
         _, store, vision, _c,
     ):  # fmt: skip
         [job_id] = await create(store)
         result = await finished(store, job_id)
         assert result["status"] == "complete"
         assert vision.calls == 2
-        assert attempts(store, job_id)[0][1] == "retry"
+        assert (await attempts(store, job_id))[0][1] == "retry"
 
 
-async def test_no_more_than_worker_concurrency_jobs_run_at_once(tmp_path: Path) -> None:
-    async with running(tmp_path, vision=[0.2] * 12, worker_concurrency=4) as (
+async def test_no_more_than_worker_concurrency_jobs_run_at_once(database_url: str) -> None:
+    async with running(database_url, vision=[0.2] * 12, worker_concurrency=4) as (
         worker, store, _v, _c,
     ):  # fmt: skip
         ids = await create(store, 12)
@@ -198,18 +198,26 @@ async def test_no_more_than_worker_concurrency_jobs_run_at_once(tmp_path: Path) 
         assert peak == 4
 
 
-async def test_a_worker_that_lost_its_lease_stops_and_writes_nothing(tmp_path: Path) -> None:
-    async with running(tmp_path, vision=[2.0], lease_seconds=0.3) as (worker, store, _v, _c):
+async def test_a_worker_that_lost_its_lease_stops_and_writes_nothing(database_url: str) -> None:
+    async with running(database_url, vision=[2.0], lease_seconds=0.3) as (worker, store, _v, _c):
         [job_id] = await create(store)
         await until(lambda: _in_flight(worker, job_id))
-        conn = sqlite3.connect(getattr(store.driver, "path"))
-        conn.execute('UPDATE "visionJobs" SET "lockedBy" = \'thief\', attempt = attempt + 1')
-        conn.commit()
-        conn.close()
+        await steal(store, job_id)
         await until(lambda: _not_in_flight(worker, job_id))
         status = await store.get_job_status(job_id)
         assert status is not None and status.status == "gemini_analyzing"
-        assert attempts(store, job_id) == []
+        assert await attempts(store, job_id) == []
+
+
+async def steal(store: JobStore, job_id: int) -> None:
+    """What another worker does after our lease expired: take the job (a new attempt)."""
+    theft = Query("steal", "a test's takeover", 'UPDATE "visionJobs" SET "lockedBy" = \'thief\', '
+                  "attempt = attempt + 1 WHERE id = $1")  # fmt: skip
+
+    def work() -> Work[None]:
+        yield execute(theft, job_id)
+
+    await store.driver.run(work)
 
 
 async def _in_flight(worker: Worker, job_id: int) -> bool:
@@ -220,8 +228,8 @@ async def _not_in_flight(worker: Worker, job_id: int) -> bool:
     return job_id not in worker.state.in_flight
 
 
-async def test_a_cancelled_running_job_stops_at_the_stage_boundary(tmp_path: Path) -> None:
-    async with running(tmp_path, vision=[0.3]) as (worker, store, _v, content):
+async def test_a_cancelled_running_job_stops_at_the_stage_boundary(database_url: str) -> None:
+    async with running(database_url, vision=[0.3]) as (worker, store, _v, content):
         [job_id] = await create(store)
         await until(lambda: _in_flight(worker, job_id))
         assert await store.cancel_job(job_id) == "cancel requested"
@@ -231,9 +239,9 @@ async def test_a_cancelled_running_job_stops_at_the_stage_boundary(tmp_path: Pat
 
 
 async def test_stopping_releases_unfinished_jobs_without_counting_a_failure(
-    tmp_path: Path,
+    database_url: str,
 ) -> None:
-    async with running(tmp_path, vision=[5.0], shutdown_grace_seconds=0.1) as (
+    async with running(database_url, vision=[5.0], shutdown_grace_seconds=0.1) as (
         worker, store, _v, _c,
     ):  # fmt: skip
         [job_id] = await create(store)
@@ -244,11 +252,11 @@ async def test_stopping_releases_unfinished_jobs_without_counting_a_failure(
                 await anyio.sleep(0.01)
         status = await store.get_job_status(job_id)
         assert status is not None and (status.status, status.retry_count) == ("pending", 0)
-        assert [a[1] for a in attempts(store, job_id)] == ["released"]
+        assert [a[1] for a in await attempts(store, job_id)] == ["released"]
 
 
-async def test_a_job_created_in_the_process_wakes_the_worker_at_once(tmp_path: Path) -> None:
-    async with running(tmp_path, poll_interval_ms=60_000) as (_, store, _v, _c):
+async def test_a_job_created_in_the_process_wakes_the_worker_at_once(database_url: str) -> None:
+    async with running(database_url, poll_interval_ms=60_000) as (_, store, _v, _c):
         await anyio.sleep(0.1)  # the worker is idle, its fallback poll a minute away
         [job_id] = await create(store)
         with anyio.fail_after(5):
