@@ -16,11 +16,11 @@ from pipeline.config import PipelineSettings
 from pipeline.errors import FatalError, ImageError, RetryableError
 from pipeline.stages import Stages
 from pipeline.worker import Worker
+from storage.driver import Work, execute
 from storage.engine import open_store
+from storage.queries import Query
 from storage.records import NewJob
 from storage.store import JobStore
-from storage.driver import Work, execute
-from storage.queries import Query
 from tests.fakes import FakeContent, FakeVision, Step, fake_image
 from tests.support import rows
 
