@@ -93,6 +93,7 @@ CREATE TABLE "visionJobs" (
 	"lockedAt" DATETIME,
 	"leaseExpiresAt" DATETIME,
 	"cancelRequested" BOOLEAN NOT NULL,
+	"costUsd" FLOAT NOT NULL,
 	PRIMARY KEY (id)
 );
 
@@ -199,6 +200,7 @@ CREATE TABLE "visionJobs" (
 	"lockedAt" TIMESTAMP WITH TIME ZONE,
 	"leaseExpiresAt" TIMESTAMP WITH TIME ZONE,
 	"cancelRequested" BOOLEAN NOT NULL,
+	"costUsd" FLOAT NOT NULL,
 	PRIMARY KEY (id)
 );
 

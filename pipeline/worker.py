@@ -226,6 +226,12 @@ class Worker:
             record = AttemptRecord("complete", stage, None, vision, content_usage)
             if await self.store.complete_job(job, pieces, outputs_of(analysis, pieces), record):
                 self.state.completed += 1
+            else:
+                # Not completed while we hold the lease means a cancel was requested; if the
+                # lease is gone instead, this fenced write changes nothing.
+                cancelled = AttemptRecord("cancelled", stage, "Cancelled by an operator", vision,
+                                          content_usage)  # fmt: skip
+                await self._end(job, cancelled)
         except StageError as exc:
             await self._failed(job, stage, exc, vision, content_usage)
         except Exception as exc:  # a bug or an unexpected library error: retry, loudly

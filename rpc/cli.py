@@ -25,7 +25,7 @@ def _setup_logging(settings: Settings) -> None:
 
 
 def _is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -107,6 +107,9 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
 
     if not settings.jwt_secret:
         print("JWT_SECRET is not set: tokens are only needed when it is.", file=sys.stderr)
+        return 2
+    if not args.open_id.strip() or len(args.open_id) > 64:
+        print("--open-id must be 1 to 64 characters (the server accepts no other)", file=sys.stderr)
         return 2
     print(mint_token(settings.jwt_secret, args.open_id, name=args.name, app_id=settings.app_id,
                      expires_in=args.days * 86400))  # fmt: skip

@@ -49,6 +49,7 @@ class Dispatcher:
             return Response(status_code=204)
         path = request.url.path[len(BASE_PATH) :] if request.url.path.startswith(BASE_PATH) else ""
         batch = request.query_params.get("batch") == "1"
+        calls: list[_Call] | None = None
         try:
             content_type = request.headers.get("content-type", "")
             if method not in ("GET", "POST") and not content_type:
@@ -64,14 +65,15 @@ class Dispatcher:
                 )
             paths = path.split(",") if batch else [path]
             calls = [_Call(p, self.router.get(p)) for p in paths]
-            kinds = sorted({c.procedure.kind for c in calls if c.procedure is not None})
+            lenient = await self._read_inputs(request, calls, batch)
+            # In call order, as tRPC words it.
+            kinds = list(dict.fromkeys(c.procedure.kind for c in calls if c.procedure))
             if len(kinds) > 1:
                 raise TRPCError(
                     "BAD_REQUEST", "Cannot mix procedure types in call: " + ", ".join(kinds)
                 )
-            lenient = await self._read_inputs(request, calls, batch)
         except TRPCError as exc:
-            return self._request_error(exc, request)
+            return self._request_error(exc, request, calls)
 
         sj = self._superjson(calls)
         ctx = Context(self.services, request)
@@ -192,8 +194,14 @@ class Dispatcher:
             return {"result": {}}
         return {"result": {"data": to_plain(value)}}
 
-    def _request_error(self, error: TRPCError, request: Request) -> Response:
+    def _request_error(
+        self, error: TRPCError, request: Request, calls: list[_Call] | None = None
+    ) -> Response:
+        """A single, non-array error envelope. Superjson when the input we could read says so
+        (a body refused unread, e.g. too large, leaves only the query string to go by)."""
         sj = self.services.settings.trpc_transformer == "superjson" or _looks_superjson(request)
+        if calls is not None and self.services.settings.trpc_transformer == "auto":
+            sj = sj or self._superjson(calls)
         shape = error.shape(None)
         body = {"error": superjson.serialize(shape) if sj else shape}
         response = Response(dumps(body), status_code=error.http_status,

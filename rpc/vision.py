@@ -47,13 +47,18 @@ class CreateJobInput(BaseModel):
         return value
 
 
+# Ids and offsets beyond a 64-bit integer cannot exist; refusing them here keeps them from
+# reaching the driver (SQLite raises OverflowError on them).
+_INT64 = 2**63 - 1
+
+
 class JobIdInput(BaseModel):
-    jobId: int
+    jobId: int = Field(ge=-_INT64, le=_INT64)
 
 
 class HistoryInput(BaseModel):
     limit: int = Field(default=20, ge=1, le=100)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=_INT64)
 
 
 def _data_url_size(url: str) -> int:
@@ -125,7 +130,24 @@ def register(router: Router) -> None:
             # Extra fields (the frontend ignores what it does not know):
             "errorStage": job.error_stage,
             "retryCount": job.retry_count,
+            "costUsd": round(job.cost_usd, 6),
         }
+
+    @router.procedure("visionPipeline.getWorkerStatus", "query", guard="admin")
+    async def get_worker_status(ctx: Context, _: None) -> dict[str, Any]:
+        """The design document's getWorkerStatus (admins only), plus the queue's counts."""
+        worker = ctx.services.worker
+        status: dict[str, Any] = (
+            worker.status()
+            if worker is not None
+            else {"isRunning": False, "concurrency": 0, "jobsInFlight": 0}
+        )
+        settings = ctx.services.settings
+        status.setdefault("pollIntervalMs", settings.poll_interval_ms)
+        status.setdefault("maxRetries", settings.max_retries)
+        status.setdefault("lastHeartbeat", None)
+        status["queue"] = await ctx.services.store.count_by_status()
+        return status
 
     @router.procedure(
         "visionPipeline.getJobHistory", "query", input=HistoryInput, input_optional=True,

@@ -73,8 +73,8 @@ INSERT_JOB = Query(
     """INSERT INTO "visionJobs" ("userId", "imageUrl", "imageContext", "analysisPurpose",
         "outputFormat", "creativityLevel", "additionalInstructions", status, progress,
         "retryCount", "maxRetries", "createdAt", "updatedAt", "runAfter", attempt,
-        "cancelRequested")
-    VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, 0, $8, $9, $9, $9, 0, FALSE)
+        "cancelRequested", "costUsd")
+    VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, 0, $8, $9, $9, $9, 0, FALSE, 0)
     RETURNING id""",
 )
 
@@ -82,7 +82,7 @@ GET_JOB_STATUS = Query(
     "get_job_status",
     "getJobStatus: one job by id with its owner, so ownership is checked without a second query.",
     """SELECT id, "userId", status, progress, "geminOutput", "deepseekOutput", "errorMessage",
-        "errorStage", "retryCount", "createdAt", "completedAt"
+        "errorStage", "retryCount", "createdAt", "completedAt", "costUsd"
     FROM "visionJobs" WHERE id = $1""",
 )
 
@@ -147,11 +147,14 @@ STORE_VISION_OUTPUT = Query(
 COMPLETE_JOB = Query(
     "complete_job",
     "Completion (fenced): store the content, mark complete, drop the lease, clear the message of "
-    "earlier failed attempts (they stay in visionJobSessions).",
+    "earlier failed attempts (they stay in visionJobSessions), add the attempt's cost. A job "
+    "whose cancel was requested does not complete: the caller then records the cancel.",
     f"""UPDATE "visionJobs" SET status = 'complete', progress = 100, "deepseekOutput" = $4,
         "deepseekGeneratedAt" = $5, "completedAt" = $5, "updatedAt" = $5,
-        "errorMessage" = NULL, "errorStage" = NULL, "lockedBy" = NULL, "leaseExpiresAt" = NULL
+        "errorMessage" = NULL, "errorStage" = NULL, "lockedBy" = NULL, "leaseExpiresAt" = NULL,
+        "costUsd" = "costUsd" + $6
     WHERE id = $1 AND attempt = $2 AND "lockedBy" = $3 AND status IN {RUNNING}
+        AND NOT "cancelRequested"
     RETURNING "userId\"""",
 )
 
@@ -172,7 +175,7 @@ RETRY_JOB = Query(
     "failed stage and the attempt count in errorMessage.",
     f"""UPDATE "visionJobs" SET status = 'pending', progress = 0, "retryCount" = "retryCount" + 1,
         "runAfter" = $4, "errorMessage" = $5, "errorStage" = $6, "updatedAt" = $7,
-        "lockedBy" = NULL, "leaseExpiresAt" = NULL
+        "lockedBy" = NULL, "leaseExpiresAt" = NULL, "costUsd" = "costUsd" + $8
     WHERE id = $1 AND attempt = $2 AND "lockedBy" = $3 AND status IN {RUNNING}""",
 )
 
@@ -183,7 +186,7 @@ FAIL_JOB = Query(
     f"""UPDATE "visionJobs" SET status = 'error', progress = 0,
         "retryCount" = "retryCount" + CASE WHEN $7 THEN 1 ELSE 0 END,
         "errorMessage" = $4, "errorStage" = $5, "updatedAt" = $6,
-        "lockedBy" = NULL, "leaseExpiresAt" = NULL
+        "lockedBy" = NULL, "leaseExpiresAt" = NULL, "costUsd" = "costUsd" + $8
     WHERE id = $1 AND attempt = $2 AND "lockedBy" = $3 AND status IN {RUNNING}""",
 )
 
@@ -192,7 +195,7 @@ RELEASE_JOB = Query(
     "Graceful shutdown (fenced): hand a running job back to the queue at once without counting "
     "a failed attempt; it resumes at the stage it reached.",
     f"""UPDATE "visionJobs" SET status = 'pending', progress = 0, "runAfter" = $4,
-        "updatedAt" = $4, "lockedBy" = NULL, "leaseExpiresAt" = NULL
+        "updatedAt" = $4, "lockedBy" = NULL, "leaseExpiresAt" = NULL, "costUsd" = "costUsd" + $5
     WHERE id = $1 AND attempt = $2 AND "lockedBy" = $3 AND status IN {RUNNING}""",
 )
 

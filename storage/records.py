@@ -44,6 +44,7 @@ class JobStatusRecord:
     retry_count: int
     created_at: datetime
     completed_at: datetime | None
+    cost_usd: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

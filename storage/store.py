@@ -155,6 +155,7 @@ class JobStore:
             retry_count=row["retryCount"],
             created_at=_ts(row["createdAt"]),
             completed_at=as_datetime(row["completedAt"]),
+            cost_usd=float(row["costUsd"]),
         )
 
     async def list_user_jobs(self, user_id: int, limit: int, offset: int) -> list[JobSummary]:
@@ -211,8 +212,9 @@ class JobStore:
         def work() -> Work[bool]:
             now = utcnow()
             row = yield fetch_one(
-                q.COMPLETE_JOB, job.id, job.attempt, job.worker_id, content_json, now
-            )
+                q.COMPLETE_JOB, job.id, job.attempt, job.worker_id, content_json, now,
+                attempt.cost_usd,
+            )  # fmt: skip
             if row is None:
                 return False
             o = outputs
@@ -245,16 +247,16 @@ class JobStore:
             if attempt.outcome == "retry":
                 changed = yield execute(
                     q.RETRY_JOB, *fence, retry_at or now, attempt.error_message,
-                    _stage_name(attempt.stage_reached), now,
+                    _stage_name(attempt.stage_reached), now, attempt.cost_usd,
                 )  # fmt: skip
             elif attempt.outcome in ("error", "cancelled"):
                 stage = "cancelled" if attempt.outcome == "cancelled" else attempt.stage_reached
                 changed = yield execute(
                     q.FAIL_JOB, *fence, attempt.error_message, _stage_name(stage), now,
-                    attempt.outcome == "error",
+                    attempt.outcome == "error", attempt.cost_usd,
                 )  # fmt: skip
             elif attempt.outcome == "released":
-                changed = yield execute(q.RELEASE_JOB, *fence, now)
+                changed = yield execute(q.RELEASE_JOB, *fence, now, attempt.cost_usd)
             else:
                 raise ValueError(f"unknown outcome {attempt.outcome!r}")
             if not changed:
@@ -292,10 +294,10 @@ class JobStore:
                 fence = (r["id"], r["attempt"], r["lockedBy"])
                 if final:
                     message = f"Failed after {failures} attempts in {stage}: {reason}"
-                    yield execute(q.FAIL_JOB, *fence, message, stage, now, True)
+                    yield execute(q.FAIL_JOB, *fence, message, stage, now, True, 0.0)
                 else:
                     message = f"{stage}: {reason}. Retry {failures}/{r['maxRetries']}"
-                    yield execute(q.RETRY_JOB, *fence, now, message, stage, now)
+                    yield execute(q.RETRY_JOB, *fence, now, message, stage, now, 0.0)
                 record = AttemptRecord("abandoned", stage, message)
                 yield execute(
                     q.INSERT_ATTEMPT,

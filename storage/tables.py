@@ -93,6 +93,9 @@ class VisionJob(SQLModel, table=True):
     lockedAt: datetime | None = _ts()
     leaseExpiresAt: datetime | None = _ts()
     cancelRequested: bool = Field(default=False, nullable=False)
+    # What every attempt so far cost (the sum of its visionJobSessions rows), kept on the job so
+    # getJobStatus stays a single-row read.
+    costUsd: float = Field(default=0.0, sa_type=sa.Float, nullable=False)
 
 
 class VisionJobOutput(SQLModel, table=True):

@@ -154,7 +154,12 @@ class _ImageHandler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.hits[self.path] = self.hits.get(self.path, 0) + 1
-        status, ctype, body = self.routes.get(self.path, (404, "text/plain", b"not found"))
+        path = self.path
+        if path.startswith("/slow/"):  # /slow/<seconds>/<image>: answers after a delay
+            _, _, seconds, path = path.split("/", 3)
+            time.sleep(float(seconds))
+            path = "/" + path
+        status, ctype, body = self.routes.get(path, (404, "text/plain", b"not found"))
         self.send_response(status)
         self.send_header("content-type", ctype)
         self.send_header("content-length", str(len(body)))
@@ -167,7 +172,8 @@ class _ImageHandler(http.server.BaseHTTPRequestHandler):
 
 @contextmanager
 def image_server() -> Iterator[str]:
-    """Serves /red.png, /blue.png, /green.png, /page.html, /fail (500); anything else is 404."""
+    """Serves /red.png, /blue.png, /green.png, /page.html, /fake.png, /fail (500), and
+    /slow/<seconds>/<any of those> after a delay; anything else is 404."""
     _ImageHandler.routes = {
         "/red.png": (200, "image/png", png_bytes((230, 20, 20))),
         "/blue.png": (200, "image/png", png_bytes((20, 40, 220))),
