@@ -19,6 +19,19 @@ CREATE TABLE users (
 	UNIQUE ("openId")
 );
 
+CREATE TABLE "visionJobEvents" (
+	id INTEGER NOT NULL,
+	"jobId" INTEGER NOT NULL,
+	"userId" INTEGER NOT NULL,
+	status VARCHAR(32) NOT NULL,
+	progress INTEGER NOT NULL,
+	"errorMessage" TEXT,
+	"createdAt" DATETIME NOT NULL,
+	PRIMARY KEY (id)
+);
+
+CREATE INDEX "idx_events_jobId" ON "visionJobEvents" ("jobId", id);
+
 CREATE TABLE "visionJobOutputs" (
 	id INTEGER NOT NULL,
 	"jobId" INTEGER NOT NULL,
@@ -109,6 +122,25 @@ CREATE INDEX "idx_userId_createdAt" ON "visionJobs" ("userId", "createdAt", id);
 
 CREATE INDEX "idx_userId_status" ON "visionJobs" ("userId", status);
 
+CREATE TRIGGER IF NOT EXISTS trg_job_created AFTER INSERT ON "visionJobs"
+BEGIN
+    INSERT INTO "visionJobEvents" ("jobId", "userId", status, progress,
+            "errorMessage", "createdAt")
+        VALUES (NEW.id, NEW."userId", NEW.status, NEW.progress, NEW."errorMessage",
+            NEW."updatedAt");
+END;
+
+CREATE TRIGGER IF NOT EXISTS trg_job_changed
+AFTER UPDATE OF status, progress, "errorMessage" ON "visionJobs"
+WHEN OLD.status IS NOT NEW.status OR OLD.progress IS NOT NEW.progress
+        OR OLD."errorMessage" IS NOT NEW."errorMessage"
+BEGIN
+    INSERT INTO "visionJobEvents" ("jobId", "userId", status, progress,
+            "errorMessage", "createdAt")
+        VALUES (NEW.id, NEW."userId", NEW.status, NEW.progress, NEW."errorMessage",
+            NEW."updatedAt");
+END;
+
 
 -- ==== PostgreSQL ====
 
@@ -125,6 +157,19 @@ CREATE TABLE users (
 	PRIMARY KEY (id),
 	UNIQUE ("openId")
 );
+
+CREATE TABLE "visionJobEvents" (
+	id BIGSERIAL NOT NULL,
+	"jobId" INTEGER NOT NULL,
+	"userId" INTEGER NOT NULL,
+	status VARCHAR(32) NOT NULL,
+	progress INTEGER NOT NULL,
+	"errorMessage" TEXT,
+	"createdAt" TIMESTAMP WITH TIME ZONE NOT NULL,
+	PRIMARY KEY (id)
+);
+
+CREATE INDEX "idx_events_jobId" ON "visionJobEvents" ("jobId", id);
 
 CREATE TABLE "visionJobOutputs" (
 	id SERIAL NOT NULL,
@@ -215,3 +260,23 @@ CREATE INDEX idx_status ON "visionJobs" (status);
 CREATE INDEX "idx_userId_createdAt" ON "visionJobs" ("userId", "createdAt", id);
 
 CREATE INDEX "idx_userId_status" ON "visionJobs" ("userId", status);
+
+CREATE OR REPLACE FUNCTION vision_job_event() RETURNS trigger AS $$
+BEGIN
+    INSERT INTO "visionJobEvents" ("jobId", "userId", status, progress,
+            "errorMessage", "createdAt")
+        VALUES (NEW.id, NEW."userId", NEW.status, NEW.progress, NEW."errorMessage",
+            NEW."updatedAt");
+    PERFORM pg_notify('vision_job_events', '');
+    RETURN NULL;
+END
+$$ LANGUAGE plpgsql;
+
+CREATE OR REPLACE TRIGGER trg_job_created AFTER INSERT ON "visionJobs"
+FOR EACH ROW EXECUTE FUNCTION vision_job_event();
+
+CREATE OR REPLACE TRIGGER trg_job_changed
+AFTER UPDATE OF status, progress, "errorMessage" ON "visionJobs"
+FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.progress IS DISTINCT FROM NEW.progress
+        OR OLD."errorMessage" IS DISTINCT FROM NEW."errorMessage")
+EXECUTE FUNCTION vision_job_event();

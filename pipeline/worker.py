@@ -23,6 +23,7 @@ from pipeline.config import PipelineSettings
 from pipeline.errors import StageError
 from pipeline.retry import retry_delay
 from pipeline.stages import Stages, outputs_of, parse_stored_analysis, pieces_json
+from storage.changes import JobEvent
 from storage.records import AttemptRecord, ClaimedJob, StageUsage
 from storage.store import JobStore
 
@@ -68,13 +69,20 @@ class Worker:
         self._wake = anyio.Event()
         self._stopping = False
         self._idle = anyio.Event()  # set when stopping and the last in-flight job ended
+        self.stopped = anyio.Event()
         store.on_job_created(self.wake)
+        store.feed.subscribe(self._on_changes)
 
     # -- control -----------------------------------------------------------------------------
 
     def wake(self) -> None:
         """Something changed (a job was created, a slot freed): look for work now."""
         self._wake.set()
+
+    def _on_changes(self, events: list[JobEvent]) -> None:
+        # A job became pending somewhere (another process created or released it).
+        if any(e.status == "pending" for e in events):
+            self.wake()
 
     def stop(self) -> None:
         """Stop claiming; ``run`` returns once in-flight jobs finished or were released."""
@@ -114,6 +122,7 @@ class Worker:
                     chores.cancel_scope.cancel()
         finally:
             self.state.running = False
+            self.stopped.set()
             log.info("worker %s stopped", self.worker_id)
 
     async def _claim_loop(self, jobs: anyio.abc.TaskGroup) -> None:

@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
             )
         try:
             async with anyio.create_task_group() as tasks:
+                await tasks.start(store.feed.run)
                 if worker is not None:
                     await tasks.start(worker.run)
                 try:
@@ -58,6 +59,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
                 finally:
                     if worker is not None:
                         worker.stop()
+                        await worker.stopped.wait()
+                    tasks.cancel_scope.cancel()
         finally:
             await store.driver.close()
 

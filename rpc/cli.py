@@ -84,6 +84,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
                             return
 
                 tasks.start_soon(on_signals)
+                await tasks.start(store.feed.run)
                 await worker.run()
                 tasks.cancel_scope.cancel()
         finally:

@@ -39,13 +39,14 @@ async def _perform(conn: Any, stmt: Statement) -> Any:
 class PostgresDriver:
     dialect = "postgresql"
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, dsn: str = "") -> None:
         self.pool = pool
+        self.dsn = dsn  # the change feed opens its own LISTEN connection with it
 
     @classmethod
     async def connect(cls, dsn: str, *, pool_size: int = 10) -> PostgresDriver:
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size)
-        return cls(pool)
+        return cls(pool, dsn)
 
     async def run(self, work: Callable[[], Work[T]]) -> T:
         try:

@@ -65,6 +65,28 @@ SET_USER_ROLE = Query(
     RETURNING id""",
 )
 
+TOUCH_USER = Query(
+    "touch_user",
+    "A session's user seen again: refresh lastSignedIn (and name when the session carries one; "
+    "role when $3 is set, the owner's re-promotion to admin). No row when the openId is new.",
+    """UPDATE users SET "lastSignedIn" = $4, name = COALESCE($2, name), role = COALESCE($3, role)
+    WHERE "openId" = $1 RETURNING id, role""",
+)
+
+UPSERT_USER_LOGIN = Query(
+    "upsert_user_login",
+    "A login (the template's upsertUser, TEMPLATE_FLOWS §1.7): set name, email, loginMethod and "
+    "lastSignedIn; role $5 when set (the owner: admin, on insert and update), else 'user' on "
+    "insert and the kept role on update. Returns the row's id and role.",
+    """INSERT INTO users ("openId", name, email, "loginMethod", role, "createdAt", "updatedAt",
+        "lastSignedIn")
+    VALUES ($1, $2, $3, $4, COALESCE($5, 'user'), $6, $6, $6)
+    ON CONFLICT ("openId") DO UPDATE SET name = excluded.name, email = excluded.email,
+        "loginMethod" = excluded."loginMethod", role = COALESCE($5, users.role),
+        "updatedAt" = excluded."updatedAt", "lastSignedIn" = excluded."lastSignedIn"
+    RETURNING id, role""",
+)
+
 # --- jobs: the API side -----------------------------------------------------------------------
 
 INSERT_JOB = Query(
@@ -260,4 +282,34 @@ COUNT_BY_STATUS = Query(
     "count_by_status",
     "How many jobs are in each status (operators, tests, benchmarks).",
     """SELECT status, COUNT(*) AS n FROM "visionJobs" GROUP BY status""",
+)
+
+# --- the change feed (live progress, cross-process wake-up) -----------------------------------
+
+LAST_EVENT_ID = Query(
+    "last_event_id",
+    "The change counter: the newest event's id. Polled cheaply on SQLite (a primary-key max) "
+    "to learn that another process changed a job.",
+    """SELECT COALESCE(MAX(id), 0) AS last FROM "visionJobEvents\"""",
+)
+
+EVENTS_AFTER = Query(
+    "events_after",
+    "Every job change after event $1, oldest first, at most $2: what a listener missed.",
+    """SELECT id, "jobId", "userId", status, progress, "errorMessage", "createdAt"
+    FROM "visionJobEvents" WHERE id > $1 ORDER BY id LIMIT $2""",
+)
+
+JOB_EVENTS_AFTER = Query(
+    "job_events_after",
+    "One job's changes after event $2 (a reconnecting subscriber resumes from its last id).",
+    """SELECT id, "jobId", "userId", status, progress, "errorMessage", "createdAt"
+    FROM "visionJobEvents" WHERE "jobId" = $1 AND id > $2 ORDER BY id LIMIT $3""",
+)
+
+USER_EVENTS_AFTER = Query(
+    "user_events_after",
+    "A user's job changes after event $2 (onMyJobs resuming).",
+    """SELECT id, "jobId", "userId", status, progress, "errorMessage", "createdAt"
+    FROM "visionJobEvents" WHERE "userId" = $1 AND id > $2 ORDER BY id LIMIT $3""",
 )

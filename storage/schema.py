@@ -14,6 +14,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from storage import triggers
 from storage.tables import metadata
 from storage.urls import DatabaseUrl
 
@@ -46,6 +47,7 @@ def schema_sql() -> str:
     for title, dialect in dialects:
         parts.append(f"\n-- ==== {title} ====\n")
         parts.extend(statement + ";\n" for statement in ddl(dialect))
+        parts.extend(statement + ";\n" for statement in triggers.for_dialect(dialect.name))
     return "\n".join(parts)
 
 
@@ -78,6 +80,8 @@ async def push(url: DatabaseUrl) -> list[str]:
         async with engine.begin() as conn:
             await conn.run_sync(metadata().create_all, checkfirst=True)
             added = await conn.run_sync(_add_missing_columns)
+            for statement in triggers.for_dialect(conn.dialect.name):
+                await conn.exec_driver_sql(statement)
     finally:
         await engine.dispose()
     return added

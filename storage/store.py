@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from storage import queries as q
+from storage.changes import ChangeFeed
 from storage.driver import Driver, Row, Work, execute, fetch_all, fetch_one
 from storage.records import (
     AttemptRecord,
@@ -25,6 +26,8 @@ from storage.records import (
     UserRecord,
 )
 from storage.timeutil import as_datetime, utcnow
+
+T = TypeVar("T")
 
 
 def _ts(value: object) -> datetime:
@@ -86,6 +89,7 @@ def _attempt_args(
 class JobStore:
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
+        self.feed = ChangeFeed(driver)
         # Called after a job-creating transaction commits: the worker in this process wakes.
         self._on_created: list[Callable[[], None]] = []
 
@@ -100,6 +104,12 @@ class JobStore:
         for callback in self._on_created:
             callback()
 
+    async def _write(self, work: Callable[[], Work[T]]) -> T:
+        """Run a write transaction; once it committed, the change feed looks at once."""
+        result = await self.driver.run(work)
+        self.feed.poke()
+        return result
+
     # -- users -------------------------------------------------------------------------------
 
     async def user_seen(
@@ -109,6 +119,32 @@ class JobStore:
 
         def work() -> Work[tuple[int, str]]:
             row = yield fetch_one(q.UPSERT_USER_SEEN, open_id, name, role, utcnow())
+            return int(row["id"]), str(row["role"])
+
+        return await self._write(work)
+
+    async def touch_user(
+        self, open_id: str, name: str | None, role: str | None = None
+    ) -> tuple[int, str] | None:
+        """Refresh lastSignedIn (name, and role when given) of a known user: (id, role), or
+        None when the openId has no row yet."""
+
+        def work() -> Work[tuple[int, str] | None]:
+            row = yield fetch_one(q.TOUCH_USER, open_id, name, role, utcnow())
+            return None if row is None else (int(row["id"]), str(row["role"]))
+
+        return await self.driver.run(work)
+
+    async def upsert_user_login(
+        self, open_id: str, name: str | None, email: str | None, login_method: str | None,
+        role: str | None = None,
+    ) -> tuple[int, str]:  # fmt: skip
+        """The template's login upsert (TEMPLATE_FLOWS §1.7). Returns (id, role)."""
+
+        def work() -> Work[tuple[int, str]]:
+            row = yield fetch_one(
+                q.UPSERT_USER_LOGIN, open_id, name, email, login_method, role, utcnow()
+            )
             return int(row["id"]), str(row["role"])
 
         return await self.driver.run(work)
@@ -122,7 +158,7 @@ class JobStore:
             row = yield fetch_one(q.SET_USER_ROLE, open_id, role, utcnow())
             return int(row["id"])
 
-        return await self.driver.run(work)
+        return await self._write(work)
 
     # -- jobs: API side ----------------------------------------------------------------------
 
@@ -135,7 +171,7 @@ class JobStore:
             )  # fmt: skip
             return int(row["id"])
 
-        job_id = await self.driver.run(work)
+        job_id = await self._write(work)
         self._created()
         return job_id
 
@@ -185,7 +221,7 @@ class JobStore:
             rows = yield fetch_all(q.CLAIM_JOBS, worker_id, now, now + lease, limit)
             return [_claimed(r, worker_id) for r in rows]
 
-        claimed = await self.driver.run(work)
+        claimed = await self._write(work)
         claimed.sort(key=lambda job: job.id)
         return claimed
 
@@ -202,7 +238,7 @@ class JobStore:
             )
             return None if row is None else bool(row["cancelRequested"])
 
-        return await self.driver.run(work)
+        return await self._write(work)
 
     async def complete_job(
         self, job: ClaimedJob, content_json: str, outputs: Outputs, attempt: AttemptRecord
@@ -229,7 +265,7 @@ class JobStore:
             )
             return True
 
-        return await self.driver.run(work)
+        return await self._write(work)
 
     async def end_attempt(
         self, job: ClaimedJob, attempt: AttemptRecord, *, retry_at: datetime | None = None
@@ -267,14 +303,14 @@ class JobStore:
             )
             return True
 
-        return await self.driver.run(work)
+        return await self._write(work)
 
     async def renew_leases(self, worker_id: str, lease: timedelta) -> list[HeldLease]:
         def work() -> Work[list[HeldLease]]:
             rows = yield fetch_all(q.RENEW_LEASES, worker_id, utcnow() + lease)
             return [HeldLease(r["id"], r["attempt"], bool(r["cancelRequested"])) for r in rows]
 
-        return await self.driver.run(work)
+        return await self._write(work)
 
     async def reap_expired(self) -> list[ReapedJob]:
         """Return jobs whose lease expired to the queue (or end them at their last retry).
@@ -307,7 +343,7 @@ class JobStore:
                 reaped.append(ReapedJob(r["id"], r["attempt"], r["lockedBy"], final))
             return reaped
 
-        return await self.driver.run(work)
+        return await self._write(work)
 
     # -- operators ---------------------------------------------------------------------------
 
@@ -316,7 +352,7 @@ class JobStore:
             row = yield fetch_one(q.RETRY_FAILED_JOB, job_id, utcnow())
             return row is not None
 
-        done = await self.driver.run(work)
+        done = await self._write(work)
         if done:
             self._created()
         return done
@@ -332,7 +368,7 @@ class JobStore:
             row = yield fetch_one(q.REQUEST_CANCEL, job_id, now)
             return None if row is None else "cancel requested"
 
-        return await self.driver.run(work)
+        return await self._write(work)
 
 
 def _stage_name(status: str) -> str:

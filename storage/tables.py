@@ -147,7 +147,29 @@ class VisionJobSession(SQLModel, table=True):
     costUsd: float = Field(default=0.0, sa_type=sa.Float, nullable=False)
 
 
-ALL_TABLES = (User, VisionJob, VisionJobOutput, VisionJobSession)
+class VisionJobEvent(SQLModel, table=True):
+    """Every change of a job's status, progress or message, in commit order.
+
+    Written by database triggers (``storage.triggers``), so no writer can forget one: the
+    worker, the API, the reaper and an operator's command all leave the same trail. The id is
+    the change counter that live progress resumes from (a tracked SSE event id).
+    """
+
+    __tablename__ = "visionJobEvents"
+    __table_args__ = (sa.Index("idx_events_jobId", "jobId", "id"),)
+
+    id: int | None = Field(
+        default=None, sa_type=sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True
+    )
+    jobId: int = Field(nullable=False)
+    userId: int = Field(nullable=False)
+    status: str = Field(sa_type=sa.String(32), nullable=False)
+    progress: int = Field(nullable=False)
+    errorMessage: str | None = Field(default=None, sa_type=sa.Text)
+    createdAt: datetime = Field(sa_type=_TS, nullable=False)
+
+
+ALL_TABLES = (User, VisionJob, VisionJobOutput, VisionJobSession, VisionJobEvent)
 
 
 def metadata() -> sa.MetaData:

@@ -32,7 +32,10 @@ def _describe(db: Path) -> dict[str, object]:
                 "SELECT name, sql FROM sqlite_master WHERE type='index' AND sql IS NOT NULL"
             )
         )
-        return {"tables": tables, "indexes": indexes}
+        triggers = sorted(
+            name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")
+        )
+        return {"tables": tables, "indexes": indexes, "triggers": triggers}
     finally:
         conn.close()
 
@@ -53,7 +56,9 @@ def test_applying_schema_sql_gives_the_tables_the_models_create(tmp_path: Path) 
     assert _describe(from_file) == _describe(from_models)
     tables = _describe(from_models)["tables"]
     assert isinstance(tables, dict)
-    assert set(tables) == {"users", "visionJobs", "visionJobOutputs", "visionJobSessions"}
+    assert set(tables) == {"users", "visionJobs", "visionJobOutputs", "visionJobSessions",
+                           "visionJobEvents"}  # fmt: skip
+    assert _describe(from_models)["triggers"] == ["trg_job_changed", "trg_job_created"]
     job_columns = {c[1] for c in tables["visionJobs"]}
     # The design document's columns, so its SQL still works, plus the queue's.
     for column in ("id", "userId", "imageUrl", "imageContext", "analysisPurpose", "outputFormat",
