@@ -1,14 +1,19 @@
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
 
-from tests.support import Server, image_server, start_server
+from tests.support import (
+    PG_ADMIN_DSN,
+    Server,
+    create_pg_database,
+    drop_pg_database,
+    image_server,
+    start_server,
+)
 
 
 @pytest.fixture
@@ -23,18 +28,27 @@ def images() -> Iterator[str]:
         yield base
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A running server (API + worker) on its own SQLite file, with JWT_SECRET set."""
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Server]:  # fmt: skip
+    """A running server (API + worker) with JWT_SECRET set, on a database of its own: a
+    SQLite file, or a fresh PostgreSQL database dropped afterwards."""
     tmp: Path = tmp_path_factory.mktemp("server")
-    srv = start_server(tmp / "jobs.db", tmp / "server.log")
+    env: dict[str, str] = {}
+    pg_url = None
+    if request.param == "postgresql":
+        try:
+            pg_url = create_pg_database("vp_srv")
+        except Exception as exc:
+            pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {exc}")
+        env["DATABASE_URL"] = pg_url
+    srv = start_server(tmp / "jobs.db", tmp / "server.log", **env)
     try:
         yield srv
     finally:
         srv.stop()
-
-
-PG_ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+        if pg_url is not None:
+            drop_pg_database(pg_url)
 
 
 @pytest.fixture(scope="session")
@@ -43,25 +57,14 @@ def pg_url() -> Iterator[str]:
 
     Skips (saying why) when no server answers at TEST_PG_ADMIN_DSN; .ci/run starts it.
     """
-    import asyncpg
-
-    name = f"vp_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
     try:
-        anyio.run(admin, f'CREATE DATABASE "{name}"')
-    except (OSError, asyncpg.PostgresError) as exc:
+        url = create_pg_database()
+    except Exception as exc:
         pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {exc}")
     try:
-        yield PG_ADMIN_DSN.rsplit("/", 1)[0] + "/" + name
+        yield url
     finally:
-        anyio.run(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_pg_database(url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

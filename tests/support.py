@@ -69,6 +69,14 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    @property
+    def database_url(self) -> str:
+        return self.env["DATABASE_URL"]
+
+    def sql(self, statement: str, *args: Any) -> list[tuple[Any, ...]]:
+        """Run one statement on the server's database, whichever backend it is (``?`` params)."""
+        return sql(self.database_url, statement, *args)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)
@@ -78,6 +86,51 @@ class Server:
                 self.process.kill()
                 self.process.wait()
         return int(self.process.returncode)
+
+
+def sql(database_url: str, statement: str, *args: Any) -> list[tuple[Any, ...]]:
+    """One statement on a database by URL, from sync test code (``?`` placeholders)."""
+    if database_url.startswith("sqlite"):
+        import sqlite3
+
+        conn = sqlite3.connect(database_url.split(":///", 1)[1], timeout=30)
+        try:
+            found = conn.execute(statement, args).fetchall()
+            conn.commit()
+            return found
+        finally:
+            conn.close()
+    import anyio
+    import asyncpg
+
+    parts = statement.split("?")
+    numbered = parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], start=1))
+
+    async def run() -> list[tuple[Any, ...]]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return [tuple(r) for r in await conn.fetch(numbered, *args)]
+        finally:
+            await conn.close()
+
+    return anyio.run(run)
+
+
+PG_ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def create_pg_database(prefix: str = "vp_test") -> str:
+    """A new, empty PostgreSQL database; returns its URL. Raises OSError when unreachable."""
+    import uuid
+
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    sql(PG_ADMIN_DSN, f'CREATE DATABASE "{name}"')
+    return PG_ADMIN_DSN.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_pg_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    sql(PG_ADMIN_DSN, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def server_env(db_path: Path, **overrides: str) -> dict[str, str]:
