@@ -38,5 +38,19 @@ class PipelineSettings(BaseSettings):
     deepseek_base_url: str = "https://api.deepseek.com"
     deepseek_model: str = "deepseek-v4-flash"
 
+    # Real providers (pipeline.providers.gemini / .deepseek). The SDK timeout bounds one HTTP
+    # read; the whole stage is bounded by STAGE_TIMEOUT_SECONDS (PROVIDERS.md §0.5).
+    provider_timeout_seconds: float = Field(default=60.0, gt=0)
+    gemini_send_temperature: bool = False  # deprecated for Gemini 3.6+ (PROVIDERS.md §1.8)
+    gemini_thinking_level: str = "low"  # "" sends none: the model's default (MEDIUM on 3.8)
+    gemini_max_output_tokens: int = Field(default=8192, ge=256)
+    deepseek_max_tokens: int = Field(default=4096, ge=256)
+
+    # USD per million tokens (PROVIDERS.md §4); offline providers cost nothing.
+    gemini_price_input_per_m: float = Field(default=0.75, ge=0)
+    gemini_price_output_per_m: float = Field(default=3.75, ge=0)
+    deepseek_price_input_per_m: float = Field(default=0.30, ge=0)
+    deepseek_price_output_per_m: float = Field(default=1.20, ge=0)
+
     def pool_size(self) -> int:
         return self.database_pool_size or min(self.worker_concurrency + 4, 40)

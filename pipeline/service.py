@@ -18,9 +18,25 @@ log = logging.getLogger("pipeline")
 
 def build_providers(settings: PipelineSettings) -> tuple[VisionProvider, ContentProvider]:
     """PROVIDERS=auto: a provider whose key is set is real, the other offline; =offline: both
-    offline whatever keys are set."""
+    offline whatever keys are set. Logs which provider each stage uses (never a key)."""
     vision: VisionProvider = OfflineVision()
     content: ContentProvider = OfflineContent()
+    if settings.providers == "auto":
+        # Imported here: the SDKs load only when a key says they will be used.
+        if settings.gemini_api_key:
+            from pipeline.providers.gemini import GeminiVision
+
+            vision = GeminiVision(settings)
+        if settings.deepseek_api_key:
+            from pipeline.providers.deepseek import DeepSeekContent
+
+            content = DeepSeekContent(settings)
+    log.info(
+        "providers: vision=%s%s, content=%s%s (PROVIDERS=%s)",
+        vision.name, f" ({settings.gemini_model})" if vision.name == "gemini" else "",
+        content.name, f" ({settings.deepseek_model})" if content.name == "deepseek" else "",
+        settings.providers,
+    )  # fmt: skip
     return vision, content
 
 

@@ -20,6 +20,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from pipeline.config import PipelineSettings
+from pipeline.cost import stage_cost
 from pipeline.errors import StageError
 from pipeline.retry import retry_delay
 from pipeline.stages import Stages, outputs_of, parse_stored_analysis, pieces_json
@@ -122,6 +123,11 @@ class Worker:
                     chores.cancel_scope.cancel()
         finally:
             self.state.running = False
+            with anyio.CancelScope(shield=True):
+                for provider in (self.stages.vision, self.stages.content):
+                    close = getattr(provider, "aclose", None)
+                    if close is not None:
+                        await close()
             self.stopped.set()
             log.info("worker %s stopped", self.worker_id)
 
@@ -181,12 +187,16 @@ class Worker:
         while True:
             await anyio.sleep(interval)
             try:
-                held = await self.store.renew_leases(self.worker_id, self._lease)
+                # Judge only the attempts running before the renewal was sent: one claimed
+                # meanwhile is not in its answer and must not be taken for lost.
+                running_now = list(self.state.in_flight.values())
+                pairs = [(r.job.id, r.job.attempt) for r in running_now]
+                held = await self.store.renew_leases(self.worker_id, pairs, self._lease)
                 self.state.last_heartbeat = datetime.now(UTC)
                 held_ids = {(h.id, h.attempt) for h in held}
-                for running in list(self.state.in_flight.values()):
+                for running in running_now:
                     key = (running.job.id, running.job.attempt)
-                    if key not in held_ids and running.job.id in self.state.in_flight:
+                    if key not in held_ids and self.state.in_flight.get(key[0]) is running:
                         # Another worker took it (our lease expired while we were cut off):
                         # stop working on it; every write we would make is fenced anyway.
                         running.lease_lost = True
@@ -208,7 +218,9 @@ class Worker:
             with running.scope:
                 await self._process(running.job)
         finally:
-            self.state.in_flight.pop(running.job.id, None)
+            # Only our own entry: the same job may already run again here as a new attempt.
+            if self.state.in_flight.get(running.job.id) is running:
+                del self.state.in_flight[running.job.id]
             if self._stopping and not self.state.in_flight:
                 self._idle.set()
             self.wake()
@@ -225,21 +237,23 @@ class Worker:
                     return  # the lease is gone: someone else runs this job now
                 if cancel:
                     await self._end(job, AttemptRecord(
-                        "cancelled", stage, "Cancelled by an operator", vision))  # fmt: skip
+                        "cancelled", stage, "Cancelled by an operator", vision,
+                        cost_usd=self._cost(vision, content_usage)))  # fmt: skip
                     return
             else:
                 analysis = parse_stored_analysis(job.gemin_output)
             stage = "deepseek"
             content, content_usage = await self.stages.write(job, analysis)
             pieces = pieces_json(content)
-            record = AttemptRecord("complete", stage, None, vision, content_usage)
+            cost = self._cost(vision, content_usage)
+            record = AttemptRecord("complete", stage, None, vision, content_usage, cost)
             if await self.store.complete_job(job, pieces, outputs_of(analysis, pieces), record):
                 self.state.completed += 1
             else:
                 # Not completed while we hold the lease means a cancel was requested; if the
                 # lease is gone instead, this fenced write changes nothing.
                 cancelled = AttemptRecord("cancelled", stage, "Cancelled by an operator", vision,
-                                          content_usage)  # fmt: skip
+                                          content_usage, cost)  # fmt: skip
                 await self._end(job, cancelled)
         except StageError as exc:
             await self._failed(job, stage, exc, vision, content_usage)
@@ -260,8 +274,9 @@ class Worker:
             message = f"{stage}: {exc.message}. Retry {failures}/{job.max_retries}"
             retry_at = datetime.now(UTC) + timedelta(seconds=delay)
             log.info("job %d: %s (next attempt in %.2f s)", job.id, message, delay)
-            if await self._end(job, AttemptRecord("retry", stage, message, vision, content),
-                               retry_at=retry_at):  # fmt: skip
+            record = AttemptRecord("retry", stage, message, vision, content,
+                                   self._cost(vision, content))  # fmt: skip
+            if await self._end(job, record, retry_at=retry_at):
                 self.state.retried += 1
             return
         if exc.retryable:
@@ -269,8 +284,16 @@ class Worker:
         else:
             message = f"{stage}: {exc.message}"
         log.info("job %d failed: %s", job.id, message)
-        if await self._end(job, AttemptRecord("error", stage, message, vision, content)):
+        record = AttemptRecord("error", stage, message, vision, content,
+                               self._cost(vision, content))  # fmt: skip
+        if await self._end(job, record):
             self.state.failed += 1
+
+    def _cost(self, vision: StageUsage, content: StageUsage) -> float:
+        """What the attempt's provider calls cost, from the configured prices."""
+        return stage_cost(self.stages.vision.name, vision, self.settings) + stage_cost(
+            self.stages.content.name, content, self.settings
+        )
 
     async def _end(
         self, job: ClaimedJob, record: AttemptRecord, retry_at: datetime | None = None

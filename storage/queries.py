@@ -223,10 +223,19 @@ RELEASE_JOB = Query(
 
 RENEW_LEASES = Query(
     "renew_leases",
-    "Heartbeat: extend the lease of every job worker $1 still holds, in one statement. The "
-    "returned ids are the jobs it still owns; any other it thinks it runs was taken from it.",
-    f"""UPDATE "visionJobs" SET "leaseExpiresAt" = $2
+    "Heartbeat: extend, in one statement, the leases of the attempts worker $1 is running ($3: "
+    "a JSON array of [id, attempt]). Only those: a job it holds but no longer works on must "
+    "expire and be reaped. The returned rows are the attempts it still owns; any other was "
+    "taken from it.",
+    postgres=f"""UPDATE "visionJobs" SET "leaseExpiresAt" = $2
     WHERE "lockedBy" = $1 AND status IN {RUNNING}
+        AND (id, attempt) IN (SELECT (e->>0)::bigint, (e->>1)::int
+                              FROM jsonb_array_elements($3::jsonb) AS e)
+    RETURNING id, attempt, "cancelRequested\"""",
+    sqlite=f"""UPDATE "visionJobs" SET "leaseExpiresAt" = ?2
+    WHERE "lockedBy" = ?1 AND status IN {RUNNING}
+        AND (id, attempt) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
+                              FROM json_each(?3))
     RETURNING id, attempt, "cancelRequested\"""",
 )
 

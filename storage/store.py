@@ -7,6 +7,7 @@ mapping of rows to ``storage.records``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -305,9 +306,16 @@ class JobStore:
 
         return await self._write(work)
 
-    async def renew_leases(self, worker_id: str, lease: timedelta) -> list[HeldLease]:
+    async def renew_leases(
+        self, worker_id: str, attempts: list[tuple[int, int]], lease: timedelta
+    ) -> list[HeldLease]:
+        """Extend the leases of these (job id, attempt) pairs; returns those still held."""
+        if not attempts:
+            return []
+        pairs = json.dumps(attempts)
+
         def work() -> Work[list[HeldLease]]:
-            rows = yield fetch_all(q.RENEW_LEASES, worker_id, utcnow() + lease)
+            rows = yield fetch_all(q.RENEW_LEASES, worker_id, utcnow() + lease, pairs)
             return [HeldLease(r["id"], r["attempt"], bool(r["cancelRequested"])) for r in rows]
 
         return await self._write(work)

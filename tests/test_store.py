@@ -120,12 +120,17 @@ async def test_a_released_job_is_not_counted_as_a_failure(store: JobStore) -> No
 async def test_heartbeat_renews_only_the_workers_own_running_jobs(store: JobStore) -> None:
     await _jobs(store, 3)
     mine = await store.claim_jobs("me", 2, timedelta(seconds=1))
-    await store.claim_jobs("other", 1, timedelta(seconds=1))
-    held = await store.renew_leases("me", LEASE)
+    theirs = await store.claim_jobs("other", 1, timedelta(seconds=1))
+    pairs = [(j.id, j.attempt) for j in [*mine, *theirs]]
+    held = await store.renew_leases("me", pairs, LEASE)
     assert sorted(h.id for h in held) == sorted(j.id for j in mine)
+    # A job this worker holds but no longer runs is not renewed: it expires and is reaped.
+    assert await store.renew_leases("me", [(mine[0].id, mine[0].attempt)], LEASE)
     await anyio.sleep(1.1)
     reaped = await store.reap_expired()
     assert [r.worker_id for r in reaped] == ["other"]
+    await store.renew_leases("me", [(mine[0].id, mine[0].attempt)], timedelta(seconds=-1))
+    assert [r.id for r in await store.reap_expired()] == [mine[0].id]
 
 
 async def test_the_last_abandoned_attempt_ends_the_job(store: JobStore) -> None:
