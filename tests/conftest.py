@@ -3,7 +3,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import anyio
 import pytest
 
 from tests.support import (
@@ -12,6 +11,7 @@ from tests.support import (
     create_pg_database,
     drop_pg_database,
     image_server,
+    reset_database,
     start_server,
 )
 
@@ -73,20 +73,5 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'jobs.db'}"
     url: str = request.getfixturevalue("pg_url")
-    anyio.run(_truncate_all, url)
+    reset_database(url)
     return url
-
-
-async def _truncate_all(url: str) -> None:
-    from storage.schema import push
-    from storage.urls import parse_database_url
-
-    await push(parse_database_url(url))
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute('TRUNCATE users, "visionJobs", "visionJobOutputs", '
-                           '"visionJobSessions" RESTART IDENTITY')  # fmt: skip
-    finally:
-        await conn.close()

@@ -262,3 +262,15 @@ async def rows(store: Any, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 
     found = await store.driver.read(fetch_all(Query("test", "a test's own read", sql), *args))
     return [tuple(r) for r in found]
+
+
+def reset_database(url: str) -> None:
+    """Create the tables if needed and empty them (a PostgreSQL database shared by tests)."""
+    import anyio
+
+    from storage.schema import push
+    from storage.urls import parse_database_url
+
+    anyio.run(push, parse_database_url(url))
+    sql(url, 'TRUNCATE users, "visionJobs", "visionJobOutputs", "visionJobSessions", '
+        '"visionJobEvents" RESTART IDENTITY')  # fmt: skip

@@ -16,16 +16,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import Server, start_process, start_server, wait_for_status
+from tests.support import Server, reset_database, start_process, start_server, wait_for_status
 
 # Short leases so recovery happens within a test: a lease of 1 s, renewed every 1/3 s.
 FAST = {"LEASE_SECONDS": "1", "POLL_INTERVAL_MS": "100", "RETRY_DELAY_MS": "20"}
 
 
-def query(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+def query(db: Path, statement: str, *args: Any) -> list[tuple[Any, ...]]:
     conn = sqlite3.connect(db, timeout=30)
     try:
-        return conn.execute(sql, args).fetchall()
+        return conn.execute(statement, args).fetchall()
     finally:
         conn.close()
 
@@ -45,16 +45,20 @@ def wait_until(predicate: Any, timeout: float = 30, what: str = "condition") -> 
         time.sleep(0.05)
 
 
-def running_holder(db: Path, job_id: int) -> str | None:
-    rows = query(db, 'SELECT "lockedBy" FROM "visionJobs" WHERE id = ? AND status IN '
+def running_holder(api: Server, job_id: int) -> str | None:
+    rows = api.sql('SELECT "lockedBy" FROM "visionJobs" WHERE id = ? AND status IN '
                  "('gemini_analyzing', 'deepseek_generating')", job_id)  # fmt: skip
     return rows[0][0] if rows else None
 
 
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[Server]:
-    """An API process without a worker; tests start the workers they need."""
-    srv = start_server(tmp_path / "jobs.db", tmp_path / "api.log", "--no-worker", **FAST)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    """An API process without a worker, on either backend; tests start the workers they need."""
+    env = dict(FAST)
+    if request.param == "postgresql":
+        env["DATABASE_URL"] = request.getfixturevalue("pg_url")
+        reset_database(env["DATABASE_URL"])
+    srv = start_server(tmp_path / "jobs.db", tmp_path / "api.log", "--no-worker", **env)
     try:
         yield srv
     finally:
@@ -63,7 +67,7 @@ def api(tmp_path: Path) -> Iterator[Server]:
 
 def worker(api: Server, name: str, **env: str) -> Server:
     return start_process(["worker"], api.db_path, api.db_path.parent / f"{name}.log",
-                         **{**FAST, **env})  # fmt: skip
+                         **{**FAST, "DATABASE_URL": api.database_url, **env})  # fmt: skip
 
 
 def test_a_job_whose_worker_is_killed_mid_stage_completes_once_on_another(
@@ -72,7 +76,7 @@ def test_a_job_whose_worker_is_killed_mid_stage_completes_once_on_another(
     first = worker(api, "first")
     with api.client("faults") as client:
         job_id = create(client, f"{images}/slow/3/red.png")
-        wait_until(lambda: running_holder(api.db_path, job_id) is not None, what="the claim")
+        wait_until(lambda: running_holder(api, job_id) is not None, what="the claim")
         first.process.send_signal(signal.SIGKILL)
         first.process.wait()
         second = worker(api, "second")
@@ -81,9 +85,9 @@ def test_a_job_whose_worker_is_killed_mid_stage_completes_once_on_another(
         finally:
             second.stop()
     assert status["status"] == "complete"
-    assert query(api.db_path, 'SELECT COUNT(*) FROM "visionJobOutputs" WHERE "jobId" = ?',
+    assert api.sql('SELECT COUNT(*) FROM "visionJobOutputs" WHERE "jobId" = ?',
                  job_id) == [(1,)]  # fmt: skip
-    outcomes = query(api.db_path, 'SELECT outcome FROM "visionJobSessions" WHERE "jobId" = ? '
+    outcomes = api.sql('SELECT outcome FROM "visionJobSessions" WHERE "jobId" = ? '
                      "ORDER BY attempt", job_id)  # fmt: skip
     assert outcomes == [("abandoned",), ("complete",)]
 
@@ -96,7 +100,7 @@ def test_a_frozen_worker_that_lost_its_lease_writes_nothing_when_it_wakes(
     try:
         with api.client("faults") as client:
             job_id = create(client, f"{images}/slow/2/red.png")
-            wait_until(lambda: running_holder(api.db_path, job_id) is not None, what="the claim")
+            wait_until(lambda: running_holder(api, job_id) is not None, what="the claim")
             stale.process.send_signal(signal.SIGSTOP)
             other = worker(api, "other")
             status = wait_for_status(client, job_id, timeout=40)
@@ -109,8 +113,8 @@ def test_a_frozen_worker_that_lost_its_lease_writes_nothing_when_it_wakes(
         stale.stop()
         if other is not None:
             other.stop()
-    assert query(api.db_path, 'SELECT COUNT(*) FROM "visionJobOutputs"') == [(1,)]
-    outcomes = query(api.db_path, 'SELECT outcome FROM "visionJobSessions" WHERE "jobId" = ? '
+    assert api.sql('SELECT COUNT(*) FROM "visionJobOutputs"') == [(1,)]
+    outcomes = api.sql('SELECT outcome FROM "visionJobSessions" WHERE "jobId" = ? '
                      "ORDER BY attempt", job_id)  # fmt: skip
     assert outcomes == [("abandoned",), ("complete",)]
 
@@ -120,13 +124,13 @@ def test_sigterm_lets_in_flight_jobs_finish_or_hands_them_back(api: Server, imag
     with api.client("faults") as client:
         quick = create(client, f"{images}/slow/0.5/red.png")
         slow = create(client, f"{images}/slow/6/red.png")
-        wait_until(lambda: running_holder(api.db_path, slow) is not None, what="the claims")
+        wait_until(lambda: running_holder(api, slow) is not None, what="the claims")
         assert graceful.stop(signal.SIGTERM) == 0
         assert wait_for_status(client, quick, timeout=5)["status"] == "complete"
-        rows = query(api.db_path, 'SELECT status, "retryCount", "lockedBy" FROM "visionJobs" '
+        rows = api.sql('SELECT status, "retryCount", "lockedBy" FROM "visionJobs" '
                      "WHERE id = ?", slow)  # fmt: skip
         assert rows == [("pending", 0, None)]
-        assert query(api.db_path, 'SELECT outcome FROM "visionJobSessions" WHERE "jobId" = ?',
+        assert api.sql('SELECT outcome FROM "visionJobSessions" WHERE "jobId" = ?',
                      slow) == [("released",)]  # fmt: skip
         successor = worker(api, "successor")
         try:
