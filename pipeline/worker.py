@@ -12,9 +12,10 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import TaskStatus
@@ -25,10 +26,12 @@ from pipeline.errors import StageError
 from pipeline.retry import retry_delay
 from pipeline.stages import Stages, outputs_of, parse_stored_analysis, pieces_json
 from storage.changes import JobEvent
+from storage.driver import DatabaseUnavailable
 from storage.records import AttemptRecord, ClaimedJob, StageUsage
 from storage.store import JobStore
 
 log = logging.getLogger("pipeline.worker")
+T = TypeVar("T")
 
 
 def new_worker_id() -> str:
@@ -232,7 +235,10 @@ class Worker:
         try:
             if job.gemin_output is None:
                 analysis, vision = await self.stages.analyze(job)
-                cancel = await self.store.store_vision_output(job, analysis.model_dump_json())
+                output = analysis.model_dump_json()
+                cancel = await self._durably(
+                    job, lambda: self.store.store_vision_output(job, output)
+                )
                 if cancel is None:
                     return  # the lease is gone: someone else runs this job now
                 if cancel:
@@ -247,7 +253,10 @@ class Worker:
             pieces = pieces_json(content)
             cost = self._cost(vision, content_usage)
             record = AttemptRecord("complete", stage, None, vision, content_usage, cost)
-            if await self.store.complete_job(job, pieces, outputs_of(analysis, pieces), record):
+            outputs = outputs_of(analysis, pieces)
+            if await self._durably(
+                job, lambda: self.store.complete_job(job, pieces, outputs, record)
+            ):
                 self.state.completed += 1
             else:
                 # Not completed while we hold the lease means a cancel was requested; if the
@@ -298,17 +307,31 @@ class Worker:
     async def _end(
         self, job: ClaimedJob, record: AttemptRecord, retry_at: datetime | None = None
     ) -> bool:
-        """The attempt's last write, retried while the database is briefly unavailable."""
+        """The attempt's last write (False: the lease was lost, or the database stayed away)."""
+        try:
+            return await self._durably(
+                job, lambda: self.store.end_attempt(job, record, retry_at=retry_at)
+            )
+        except DatabaseUnavailable:
+            # Still unwritten: the lease runs out and the reaper returns the job to the queue.
+            return False
+
+    async def _durably(self, job: ClaimedJob, write: Callable[[], Awaitable[T]]) -> T:
+        """A fenced write of finished work, retried while the database is unavailable, for
+        about one lease: the work is kept if the database comes back in time; if not, the
+        lease has run out and the job runs again elsewhere (the fence refuses this write)."""
         delay = 0.05
-        for _ in range(8):
+        deadline = anyio.current_time() + self.settings.lease_seconds
+        while True:
             try:
-                return await self.store.end_attempt(job, record, retry_at=retry_at)
-            except Exception as exc:
-                log.warning("job %d: could not record the attempt (%s)", job.id, _describe(exc))
+                return await write()
+            except DatabaseUnavailable as exc:
+                if anyio.current_time() + delay > deadline:
+                    raise
+                log.warning("job %d: database unavailable (%s); retrying the write in %.2f s",
+                            job.id, _describe(exc), delay)  # fmt: skip
                 await anyio.sleep(delay)
-                delay *= 2
-        # Still unwritten: the lease runs out and the reaper returns the job to the queue.
-        return False
+                delay = min(delay * 2, 2.0)
 
 
 def _describe(exc: BaseException) -> str:
