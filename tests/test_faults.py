@@ -143,8 +143,11 @@ def test_sigterm_lets_in_flight_jobs_finish_or_hands_them_back(api: Server, imag
 def test_heavy_parallel_api_writes_and_a_busy_worker_never_see_database_is_locked(
     tmp_path: Path, images: str
 ) -> None:
-    srv = start_server(tmp_path / "jobs.db", tmp_path / "server.log", **FAST)
-    second_worker = start_process(["worker"], srv.db_path, tmp_path / "w2.log", **FAST)
+    # A lease long enough for renewals queued behind the other processes' writes: this test is
+    # about locking, not about recovery.
+    env = {**FAST, "LEASE_SECONDS": "15"}
+    srv = start_server(tmp_path / "jobs.db", tmp_path / "server.log", **env)
+    second_worker = start_process(["worker"], srv.db_path, tmp_path / "w2.log", **env)
     failures: list[str] = []
 
     def writer(i: int) -> int | None:
