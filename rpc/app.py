@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pipeline.service import build_worker
-from rpc import template, vision
+from rpc import oauth, static, subscriptions, template, vision
 from rpc.auth import Authenticator
 from rpc.config import Settings
 from rpc.context import Services
@@ -30,6 +30,7 @@ def build_router() -> Router:
     router = Router()
     vision.register(router)
     template.register(router)
+    subscriptions.register(router)
     return router
 
 
@@ -74,5 +75,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     routes = [
         Route("/api/trpc/{path:path}", trpc, methods=_ALL_METHODS),
         Route("/healthz", health, methods=["GET"]),
+        Route("/api/jobs/{job_id}/events", subscriptions.job_events, methods=["GET"]),
+        *oauth.routes(),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    # STATIC_DIR's mount catches every path: it must stay after every other route.
+    return Starlette(routes=[*routes, *static.routes(settings)], lifespan=lifespan)

@@ -3,8 +3,10 @@
 The token comes from the ``app_session_id`` cookie, else ``Authorization: Bearer``. It is an
 HS256 JWT signed with JWT_SECRET carrying ``openId`` (required), ``name`` and ``appId``. A
 verified token is cached with its user id and role, so a request costs no extra query and no
-second signature check; the first sight of a token creates or refreshes the user row.
-Without JWT_SECRET (local mode) every request acts as one local user.
+second signature check; the first sight of a token refreshes the user row in one query, or
+creates it (from GetUserInfoWithJwt when OAUTH_SERVER_URL is set, else from the claims), and
+re-promotes OWNER_OPEN_ID to admin (TEMPLATE_FLOWS §1.4, §1.7). Without JWT_SECRET (local
+mode) every request acts as one local user.
 """
 
 from __future__ import annotations
@@ -128,8 +130,8 @@ class Authenticator:
             return None
         open_id = str(claims["openId"])
         name = claims.get("name")
-        user_id, role = await self.store.user_seen(
-            open_id, name if isinstance(name, str) and name else None, self._role_for(open_id)
+        user_id, role = await self._user_of(
+            token, open_id, name if isinstance(name, str) and name else None
         )
         caller = Caller(user_id, open_id, role)
         exp = claims.get("exp")
@@ -152,6 +154,36 @@ class Authenticator:
     def _role_for(self, open_id: str) -> str:
         return "admin" if open_id == self.settings.owner_open_id else "user"
 
+    def _promotion(self, open_id: str) -> str | None:
+        """The role every sighting sets: admin for OWNER_OPEN_ID (the template's upsertUser
+        re-promotes the owner on each upsert, TEMPLATE_FLOWS §1.7); None keeps the role."""
+        return "admin" if open_id == self.settings.owner_open_id else None
+
+    async def _user_of(self, token: str, open_id: str, name: str | None) -> tuple[int, str]:
+        """(id, role) of a verified session's user. A known user costs one query. A new one
+        gets its row from GetUserInfoWithJwt when OAUTH_SERVER_URL is set (as the template's
+        authenticateRequest, TEMPLATE_FLOWS §1.4), else (or when that fails) from the claims:
+        the token is signed with our secret, so it is a session either way."""
+        seen = await self.store.touch_user(open_id, name, self._promotion(open_id))
+        if seen is not None:
+            return seen
+        if self.settings.oauth_server_url:
+            from rpc.oauth import OAuthError, OAuthServer  # rpc.oauth imports this module
+
+            try:
+                async with OAuthServer.from_settings(self.settings) as oauth:
+                    info = await oauth.get_user_info_with_jwt(token)
+            except OAuthError as exc:
+                log.warning("user %s created from the session's claims: %s", open_id, exc)
+            else:
+                if info.open_id == open_id:
+                    return await self.store.upsert_user_login(
+                        open_id, info.name or name, info.email, info.login_method,
+                        self._promotion(open_id),
+                    )  # fmt: skip
+                log.warning("GetUserInfoWithJwt named another openId than %s's session", open_id)
+        return await self.store.user_seen(open_id, name, self._role_for(open_id))
+
     async def _local_caller(self) -> Caller:
         if self._local is None:
             user_id, role = await self.store.user_seen(LOCAL_OPEN_ID, "Local user", "admin")
@@ -161,9 +193,12 @@ class Authenticator:
     def _refresh_later(self, open_id: str) -> None:
         async def refresh() -> None:
             try:
-                await self.store.user_seen(open_id, None, self._role_for(open_id))
+                seen = await self.store.touch_user(open_id, None, self._promotion(open_id))
             except Exception as exc:  # a missed refresh only delays lastSignedIn
                 log.warning("could not refresh lastSignedIn of %s: %s", open_id, exc)
+                return
+            if seen is None:  # the row is gone: the next request recreates it
+                self.forget_user(open_id)
 
         task = asyncio.ensure_future(refresh())
         self._background.add(task)

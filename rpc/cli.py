@@ -36,6 +36,7 @@ def _is_loopback(host: str) -> bool:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from rpc import live
     from rpc.app import create_app
 
     if settings.local_mode and not _is_loopback(args.host):
@@ -49,6 +50,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             super().handle_exit(sig, frame)
+            # Open live-progress streams would hold the graceful shutdown for its whole
+            # timeout: end them now (without `return`, so their clients resume elsewhere).
+            live.close_all()
             # uvicorn re-raises a captured SIGTERM after shutting down, so the process would
             # die "by signal"; a drained, signalled stop is a clean one: exit 0.
             self._captured_signals.clear()

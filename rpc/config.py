@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from pipeline.config import PipelineSettings
 
@@ -15,7 +15,19 @@ class Settings(PipelineSettings):
     # "auto": answer superjson to superjson clients, plain JSON to others (per request).
     trpc_transformer: Literal["auto", "superjson", "json"] = "auto"
     owner_open_id: str | None = None
-    app_id: str = Field(default="vision-pipeline", validation_alias="VITE_APP_ID")
+    # The template's VITE_APP_ID (also read as APP_ID): OAuth clientId, GetUserInfoWithJwt
+    # projectId and the session JWT's appId claim (TEMPLATE_FLOWS §1.4, §1.5, §1.8).
+    app_id: str = Field(
+        default="vision-pipeline", validation_alias=AliasChoices("VITE_APP_ID", "APP_ID")
+    )
+    # Replacing the template's Node server (TEMPLATE_FLOWS §1.8, §3.1): the OAuth server of
+    # /api/oauth/callback, the notification service of system.notifyOwner, the built frontend.
+    oauth_server_url: str | None = None
+    built_in_forge_api_url: str | None = None
+    built_in_forge_api_key: str | None = None
+    static_dir: str | None = None
+    # Timeout of each call to those services (the template's axios uses 30 s, §1.4).
+    platform_timeout_seconds: float = Field(default=30.0, gt=0)
     log_level: str = "info"
 
     @property

@@ -4,6 +4,11 @@ One request carries one call or a batch (``?batch=1``, paths joined with ``,``).
 is one envelope or an array of them; per-call failures stay per call (207 when the statuses
 differ), request-level failures are a single envelope. Whether the answer is superjson or
 plain JSON follows the client's input (SEED_API §1), unless a setting forces one.
+
+Two streamed answers (recipe §10 step 7): a subscription (never batched) is an SSE stream
+(§7, ``rpc.sse``), with ``Last-Event-ID`` merged into its input (§7.1); a batch asking for
+``application/jsonl`` (httpBatchStreamLink) is JSON Lines in completion order (§6,
+``rpc.jsonl``), and such a request that is not a batch is a 400.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from rpc import superjson
+from rpc import jsonl, sse, superjson
 from rpc.context import Context, Services
 from rpc.encoding import dumps, to_plain
 from rpc.errors import TRPCError
@@ -72,11 +77,23 @@ class Dispatcher:
                 raise TRPCError(
                     "BAD_REQUEST", "Cannot mix procedure types in call: " + ", ".join(kinds)
                 )
+            stream = jsonl.wants_jsonl(
+                request.headers.get("trpc-accept"), request.headers.get("accept")
+            )
+            if stream and not batch:  # §6.1
+                raise TRPCError(
+                    "BAD_REQUEST", "Streaming requests must be batched (you can do a batch of 1)"
+                )
         except TRPCError as exc:
             return self._request_error(exc, request, calls)
 
+        if not batch and kinds == ["subscription"]:
+            return await self._subscription(request, calls[0], lenient)
         sj = self._superjson(calls)
         ctx = Context(self.services, request)
+        if stream:
+            outcomes = [self._outcome(ctx, call, method, lenient) for call in calls]
+            return jsonl.response(outcomes, [c.path for c in calls], sj, ctx.response_headers)
         if batch:
             results = await asyncio.gather(
                 *(self._run(ctx, call, method, lenient) for call in calls)
@@ -107,7 +124,8 @@ class Dispatcher:
             text = request.query_params.get("input")
             if text is None and not batch:
                 # The docs' curl form: the input's fields as plain query parameters.
-                fields = {k: v for k, v in request.query_params.items() if k != "batch"}
+                fields = {k: v for k, v in request.query_params.items()
+                          if k not in ("batch", "connectionParams")}  # fmt: skip
                 if fields:
                     calls[0].raw = fields
                     return True
@@ -148,30 +166,42 @@ class Dispatcher:
 
     # -- calls -------------------------------------------------------------------------------
 
+    @staticmethod
+    def _checked(call: _Call, method: str) -> tuple[Procedure, Any]:
+        """The call's procedure and decoded input, or the per-call error (404, 405, 400)."""
+        if call.error is not None:
+            raise call.error
+        procedure = call.procedure
+        if procedure is None:
+            raise TRPCError("NOT_FOUND", f'No procedure found on path "{call.path}"')
+        expected = "POST" if procedure.kind == "mutation" else "GET"
+        if method != expected:
+            call.error = TRPCError(
+                "METHOD_NOT_SUPPORTED",
+                f'Unsupported {method}-request to {procedure.kind} procedure at path "{call.path}"',
+                headers={"allow": expected},
+            )
+            raise call.error
+        raw = call.raw
+        if superjson.is_superjson(raw):
+            try:
+                raw = superjson.deserialize(raw)
+            except superjson.SuperjsonError as exc:
+                raise TRPCError("BAD_REQUEST", f"Invalid superjson input: {exc}") from None
+        return procedure, raw
+
+    async def _outcome(
+        self, ctx: Context, call: _Call, method: str, lenient: bool
+    ) -> tuple[Any, TRPCError | None]:
+        return (await self._run(ctx, call, method, lenient))[1]
+
     async def _run(
         self, ctx: Context, call: _Call, method: str, lenient: bool
     ) -> tuple[int, tuple[Any, TRPCError | None]]:
         try:
-            if call.error is not None:
-                raise call.error
-            procedure = call.procedure
-            if procedure is None:
-                raise TRPCError("NOT_FOUND", f'No procedure found on path "{call.path}"')
-            expected = "POST" if procedure.kind == "mutation" else "GET"
-            if method != expected:
-                call.error = TRPCError(
-                    "METHOD_NOT_SUPPORTED",
-                    f"Unsupported {method}-request to {procedure.kind} procedure at path "
-                    f'"{call.path}"',
-                    headers={"allow": expected},
-                )
-                raise call.error
-            raw = call.raw
-            if superjson.is_superjson(raw):
-                try:
-                    raw = superjson.deserialize(raw)
-                except superjson.SuperjsonError as exc:
-                    raise TRPCError("BAD_REQUEST", f"Invalid superjson input: {exc}") from None
+            procedure, raw = self._checked(call, method)
+            if procedure.kind == "subscription":  # only a batch brings one here
+                raise TRPCError("BAD_REQUEST", "Cannot batch subscription calls")
             value = await procedure.call(ctx, raw, lenient=lenient)
             return 200, (value, None)
         except TRPCError as exc:
@@ -180,6 +210,33 @@ class Dispatcher:
             log.exception("procedure %s failed", call.path)
             error = TRPCError("INTERNAL_SERVER_ERROR", _internal_message(exc))
             return error.http_status, (None, error)
+
+    async def _subscription(self, request: Request, call: _Call, lenient: bool) -> Response:
+        """§7: always a 200 event stream once the path exists; errors before the iterator
+        (input, auth, method, ownership) are ``connected`` then ``serialized-error``."""
+        settings = sse.live_settings()
+        last_event_id = _last_event_id(request)
+        ctx = Context(self.services, request)
+        source: Any
+        try:
+            procedure, raw = self._checked(call, request.method)
+            if last_event_id:  # §7.1 (S11 http/contentType.ts): merged into the input
+                if isinstance(raw, dict):
+                    raw = {**raw, "lastEventId": last_event_id}
+                elif raw is None or raw is superjson.UNDEFINED:
+                    raw = {"lastEventId": last_event_id}
+            source = await procedure.call(ctx, raw, lenient=lenient)
+            if not hasattr(source, "__anext__"):
+                raise TRPCError("INTERNAL_SERVER_ERROR", f"Subscription {call.path} did not "
+                                "return an observable or a AsyncGenerator")  # fmt: skip
+        except TRPCError as exc:
+            source = exc
+        except Exception as exc:
+            log.exception("subscription %s failed", call.path)
+            source = sse.internal_error(exc)
+        framing = sse.TRPCFraming(sj=self._superjson([call]), path=call.path,
+                                  last_event_id=last_event_id, settings=settings)  # fmt: skip
+        return sse.response(sse.run(source, framing, settings), ctx.response_headers)
 
     # -- output ------------------------------------------------------------------------------
 
@@ -233,6 +290,15 @@ async def _read_body(request: Request, limit: int) -> str:
         return b"".join(chunks).decode("utf-8")
     except UnicodeDecodeError:
         raise TRPCError("BAD_REQUEST", "Request body is not valid UTF-8") from None
+
+
+def _last_event_id(request: Request) -> str | None:
+    """§7.1 priority: the ``Last-Event-ID`` header, then ``?lastEventId=``, ``?Last-Event-Id=``."""
+    return (
+        request.headers.get("last-event-id")
+        or request.query_params.get("lastEventId")
+        or request.query_params.get("Last-Event-Id")
+    )
 
 
 def _looks_superjson(request: Request) -> bool:

@@ -1,5 +1,6 @@
 """The template's companion procedures the frontend calls on every page (SEED_API §2):
-``auth.me``, ``auth.logout``, ``system.health``."""
+``auth.me``, ``auth.logout``, ``system.health``; and ``system.notifyOwner`` (admin only,
+TEMPLATE_FLOWS §3.1; ``rpc.notify`` does the sending)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from rpc import notify
 from rpc.auth import COOKIE_NAME
 from rpc.context import Context
 from rpc.router import Router
@@ -15,6 +17,12 @@ from rpc.router import Router
 
 class HealthInput(BaseModel):
     timestamp: float = Field(ge=0)
+
+
+class NotifyOwnerInput(BaseModel):
+    # zod's `min(1)`; trimming and the length limits are the helper's (rpc.notify).
+    title: str = Field(min_length=1)
+    content: str = Field(min_length=1)
 
 
 def register(router: Router) -> None:
@@ -38,3 +46,8 @@ def register(router: Router) -> None:
     @router.procedure("system.health", "query", input=HealthInput)
     async def health(ctx: Context, _: HealthInput) -> dict[str, bool]:
         return {"ok": True}
+
+    @router.procedure("system.notifyOwner", "mutation", input=NotifyOwnerInput, guard="admin")
+    async def notify_owner(ctx: Context, payload: NotifyOwnerInput) -> dict[str, bool]:
+        sent = await notify.notify_owner(ctx.services.settings, payload.title, payload.content)
+        return {"success": sent}

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rpc.context import Context
 from rpc.errors import TRPCError
 from rpc.router import Router
-from storage.records import NewJob
+from storage.records import JobStatusRecord, NewJob
 
 CREATED_MESSAGE = "Job created and queued for processing"
 
@@ -87,6 +87,33 @@ def _parsed(text: str | None) -> Any:
         return None
 
 
+def owned_job(job: JobStatusRecord | None, user_id: int) -> JobStatusRecord:
+    """getJobStatus's rules (also live progress's): NOT_FOUND, then FORBIDDEN if not theirs."""
+    if job is None:
+        raise TRPCError("NOT_FOUND", "Job not found")
+    if job.user_id != user_id:
+        raise TRPCError("FORBIDDEN", "You do not have access to this job")
+    return job
+
+
+def status_payload(job: JobStatusRecord) -> dict[str, Any]:
+    """What getJobStatus answers (SEED_API §2); live progress events carry the same shape."""
+    return {
+        "jobId": job.id,
+        "status": job.status,
+        "progress": job.progress,
+        "geminOutput": _parsed(job.gemin_output),
+        "deepseekOutput": _parsed(job.deepseek_output),
+        "errorMessage": job.error_message,
+        "createdAt": job.created_at,
+        "completedAt": job.completed_at,
+        # Extra fields (the frontend ignores what it does not know):
+        "errorStage": job.error_stage,
+        "retryCount": job.retry_count,
+        "costUsd": round(job.cost_usd, 6),
+    }
+
+
 def register(router: Router) -> None:
     @router.procedure("visionPipeline.createJob", "mutation", input=CreateJobInput, guard="user")
     async def create_job(ctx: Context, data: CreateJobInput) -> dict[str, Any]:
@@ -113,25 +140,8 @@ def register(router: Router) -> None:
     async def get_job_status(ctx: Context, data: JobIdInput) -> dict[str, Any]:
         caller = await ctx.caller()
         assert caller is not None
-        job = await ctx.services.store.get_job_status(data.jobId)
-        if job is None:
-            raise TRPCError("NOT_FOUND", "Job not found")
-        if job.user_id != caller.user_id:
-            raise TRPCError("FORBIDDEN", "You do not have access to this job")
-        return {
-            "jobId": job.id,
-            "status": job.status,
-            "progress": job.progress,
-            "geminOutput": _parsed(job.gemin_output),
-            "deepseekOutput": _parsed(job.deepseek_output),
-            "errorMessage": job.error_message,
-            "createdAt": job.created_at,
-            "completedAt": job.completed_at,
-            # Extra fields (the frontend ignores what it does not know):
-            "errorStage": job.error_stage,
-            "retryCount": job.retry_count,
-            "costUsd": round(job.cost_usd, 6),
-        }
+        job = owned_job(await ctx.services.store.get_job_status(data.jobId), caller.user_id)
+        return status_payload(job)
 
     @router.procedure("visionPipeline.getWorkerStatus", "query", guard="admin")
     async def get_worker_status(ctx: Context, _: None) -> dict[str, Any]:

@@ -1,0 +1,310 @@
+"""Live progress's in-memory fan-out: one change-feed subscription per process, many listeners.
+
+``hub_for(store)`` gives the process's hub for a store's ``ChangeFeed``; it subscribes to the
+feed once and hands each job event to the listeners of that job and of its owner. What it
+promises:
+
+- **Idle listeners cost almost nothing**: a set entry and one parked waiter each. No polling
+  and no queries per listener; the feed's single reader learns of changes (storage.changes).
+- **Bounded memory**: each listener buffers at most ``queue_limit`` events. A listener that
+  falls further behind drops its buffer and re-reads from ``visionJobEvents`` (where every
+  event stays), so a slow client costs bounded memory and still misses nothing.
+- **In order, each once, no gap**: ``Hub.events`` yields a listener's events with ids after a
+  given id, strictly increasing. A listener registered before its caller reads the table
+  (replay) receives every later event, and ids at or below the last one given are skipped.
+- **Shared reads**: the job row that events are rendered with is read once per change and
+  shared by every listener of that job (``Hub.job_status``).
+- **No event skipped on PostgreSQL**: ids are handed out before commit, so one can commit
+  after a higher one; the hub notices the gap and re-reads it until it commits (or for
+  ``GAP_GIVE_UP`` seconds), and only counts ids below any gap as committed. One job's events
+  commit in id order (its row lock), so a job's listener takes the late event in order; a
+  user's listener takes it only if no later event of another job went out first.
+- ``close_all()`` (the server is stopping) ends every listener with ``Closed``, so streams end
+  without tRPC's ``return`` and their clients reconnect, and resume, elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import weakref
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+
+import anyio
+
+from storage.changes import ChangeFeed, JobEvent, event_of
+from storage.driver import fetch_all
+from storage.queries import EVENTS_AFTER, Query
+from storage.records import JobStatusRecord
+from storage.store import JobStore
+
+log = logging.getLogger("rpc.live")
+
+PAGE = 500  # events per read when replaying or catching up
+MAX_GAP = 1000  # ids skipped at once that are still taken for uncommitted events
+GAP_RECHECK = 0.2  # seconds between re-reads of missed ids
+GAP_GIVE_UP = 10.0  # seconds after which a missed id is taken for a rolled-back one
+FINAL = frozenset({"complete", "error"})
+
+
+class Closed(Exception):
+    """The hub is closing (the server stops): end the stream so the client reconnects."""
+
+
+class Listener:
+    """One subscriber's bounded buffer of events (filled by the hub, drained by ``wait``)."""
+
+    __slots__ = ("_limit", "_queue", "_wake", "closed", "overflowed")
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._queue: list[JobEvent] = []
+        self._wake: anyio.Event | None = None  # made only while someone waits
+        self.overflowed = False
+        self.closed = False
+
+    def push(self, event: JobEvent) -> None:
+        if self.overflowed:
+            return  # it will re-read everything after its last event from the table
+        if len(self._queue) >= self._limit:
+            self._queue.clear()
+            self.overflowed = True
+        else:
+            self._queue.append(event)
+        self._notify()
+
+    def close(self) -> None:
+        self.closed = True
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def wait(self) -> list[JobEvent] | None:
+        """The buffered events, waiting for one if there is none; None after an overflow
+        (the caller must then catch up from the table). Raises ``Closed`` when closed."""
+        while not (self._queue or self.overflowed or self.closed):
+            self._wake = anyio.Event()
+            try:
+                await self._wake.wait()
+            finally:
+                self._wake = None
+        if self.closed:
+            raise Closed
+        if self.overflowed:
+            self.overflowed = False
+            self._queue.clear()
+            return None
+        batch, self._queue = self._queue, []
+        return batch
+
+
+class Hub:
+    """The fan-out of one ``ChangeFeed`` (see the module's docstring)."""
+
+    def __init__(self, store: JobStore, *, queue_limit: int = 256, cache_size: int = 256) -> None:
+        self.store = store
+        self.feed: ChangeFeed = store.feed
+        self.queue_limit = queue_limit
+        self.closed = False
+        self._jobs: dict[int, set[Listener]] = {}
+        self._users: dict[int, set[Listener]] = {}
+        self._cache_size = cache_size
+        # job id → (every event up to this id is reflected, the shared read of the row)
+        self._loads: OrderedDict[int, tuple[int, asyncio.Task[JobStatusRecord | None]]] = (
+            OrderedDict()
+        )
+        # PostgreSQL hands out event ids before commit, so a later id can commit first and the
+        # feed, reading "after the last id", would never see the earlier one. The hub notes
+        # such gaps and re-reads them for a while (one query per gap, not per listener).
+        self._track_gaps = getattr(self.feed.driver, "dialect", "") == "postgresql"
+        self._high = self.feed.last_id
+        self._gaps: dict[int, float] = {}  # missing id → when it was first missed
+        self._refill: asyncio.Future[None] | None = None
+        self._loop = asyncio.get_running_loop()
+        self._unsubscribe = self.feed.subscribe(self._on_events)
+
+    @property
+    def listeners(self) -> int:
+        return sum(map(len, self._jobs.values())) + sum(map(len, self._users.values()))
+
+    @contextmanager
+    def listen(
+        self, *, job_id: int | None = None, user_id: int | None = None
+    ) -> Iterator[Listener]:
+        """A listener of one job's or one user's events, registered until the block ends.
+
+        Registering is synchronous: every event the feed dispatches after this call reaches
+        the listener, and every event dispatched before it is at or below ``feed.last_id``."""
+        if self.closed:
+            raise Closed
+        table, key = (self._jobs, job_id) if job_id is not None else (self._users, user_id)
+        assert key is not None
+        listener = Listener(self.queue_limit)
+        table.setdefault(key, set()).add(listener)
+        try:
+            yield listener
+        finally:
+            members = table.get(key)
+            if members is not None:
+                members.discard(listener)
+                if not members:
+                    del table[key]
+
+    def _on_events(self, events: list[JobEvent]) -> None:
+        """The feed's callback (synchronous, in the feed's task): route events in memory."""
+        for event in events:
+            self._route(event)
+        if self._track_gaps:
+            self._note_gaps(events)
+
+    def _route(self, event: JobEvent) -> None:
+        for listener in self._jobs.get(event.job_id, ()):
+            listener.push(event)
+        for listener in self._users.get(event.user_id, ()):
+            listener.push(event)
+
+    def _note_gaps(self, events: list[JobEvent]) -> None:
+        now = self._loop.time()
+        for event in events:
+            if event.id > self._high:
+                if event.id - self._high <= MAX_GAP:  # a bigger jump: a sequence reset, not a gap
+                    self._gaps.update(dict.fromkeys(range(self._high + 1, event.id), now))
+                self._high = event.id
+            else:
+                self._gaps.pop(event.id, None)
+        if self._gaps and self._refill is None:
+            self._refill = asyncio.ensure_future(self._fill_gaps())
+
+    async def _fill_gaps(self) -> None:
+        """Re-read missed ids until they commit (then route them) or ``GAP_GIVE_UP`` passes
+        (a rolled-back transaction leaves a gap for good)."""
+        try:
+            while self._gaps:
+                await asyncio.sleep(GAP_RECHECK)
+                after, top = min(self._gaps) - 1, max(self._gaps)
+                while after < top:
+                    page = await self._read_global(after)
+                    for event in page:
+                        if self._gaps.pop(event.id, None) is not None:
+                            self._route(event)
+                    if len(page) < PAGE:
+                        break
+                    after = page[-1].id
+                stale = self._loop.time() - GAP_GIVE_UP
+                for missing in [i for i, t in self._gaps.items() if t < stale]:
+                    del self._gaps[missing]
+        except Exception as exc:
+            log.warning("re-reading missed events failed: %s", exc)
+            self._gaps.clear()
+        finally:
+            self._refill = None
+
+    async def _read_global(self, after: int) -> list[JobEvent]:
+        rows = await self.feed.driver.read(fetch_all(EVENTS_AFTER, after, PAGE))
+        return [event_of(row) for row in rows]
+
+    def committed_upto(self) -> int:
+        """Every event with an id up to this one is committed (the feed delivered it, and no
+        earlier id is still missing)."""
+        if self._gaps:
+            return min(self.feed.last_id, min(self._gaps) - 1)
+        return self.feed.last_id
+
+    async def events(
+        self, listener: Listener, query: Query, key: int, after: int, *, replay: bool = False
+    ) -> AsyncIterator[list[JobEvent]]:
+        """Batches of the listener's events with ids above ``after``, in order, each once.
+
+        ``query``/``key`` (``JOB_EVENTS_AFTER``/job id or ``USER_EVENTS_AFTER``/user id) read
+        the table: first when ``replay`` (a client resuming), then after any overflow; page by
+        page, so catching up holds at most a page in memory. Ends only by ``Closed`` or
+        cancellation."""
+        last = after
+        catch_up = replay
+        while True:
+            if catch_up:
+                while True:
+                    page = await self.feed.read_after(query, key, last, PAGE)
+                    fresh = [e for e in page if e.id > last]
+                    if fresh:
+                        last = fresh[-1].id
+                        yield fresh
+                    if len(page) < PAGE:
+                        break
+            batch = await listener.wait()
+            catch_up = batch is None  # overflowed: the table has everything we dropped
+            fresh = [e for e in batch or () if e.id > last]
+            if fresh:
+                last = fresh[-1].id
+                yield fresh
+
+    async def job_status(self, job_id: int, event_id: int) -> JobStatusRecord | None:
+        """The job's row as read after event ``event_id`` was committed; one read shared by
+        every caller that needs the same job at or below the same event."""
+        cached = self._loads.get(job_id)
+        if cached is not None and cached[0] >= event_id:
+            self._loads.move_to_end(job_id)
+            task = cached[1]
+        else:
+            # Those events, and the caller's own event, are committed already.
+            version = max(self.committed_upto(), event_id)
+            task = asyncio.ensure_future(self.store.get_job_status(job_id))
+            self._loads[job_id] = (version, task)
+            task.add_done_callback(functools.partial(self._forget_failed, job_id))
+            while len(self._loads) > self._cache_size:
+                self._loads.popitem(last=False)
+        return await asyncio.shield(task)
+
+    def _forget_failed(self, job_id: int, task: asyncio.Task[JobStatusRecord | None]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            cached = self._loads.get(job_id)
+            if cached is not None and cached[1] is task:
+                del self._loads[job_id]
+
+    def close(self) -> None:
+        """End every listener (``Closed``) and refuse new ones."""
+        self.closed = True
+        for table in (self._jobs, self._users):
+            for members in table.values():
+                for listener in members:
+                    listener.close()
+
+
+async def read_all_after(feed: ChangeFeed, query: Query, key: int, after: int) -> list[JobEvent]:
+    """Every event of ``key`` after ``after`` from the table, oldest first (paged)."""
+    found: list[JobEvent] = []
+    while True:
+        page = await feed.read_after(query, key, after, PAGE)
+        found.extend(page)
+        if len(page) < PAGE:
+            return found
+        after = page[-1].id
+
+
+_hubs: weakref.WeakKeyDictionary[ChangeFeed, Hub] = weakref.WeakKeyDictionary()
+
+
+def hub_for(store: JobStore, *, queue_limit: int = 256) -> Hub:
+    """The process's hub for this store (made, and subscribed to its feed, on first use)."""
+    hub = _hubs.get(store.feed)
+    if hub is None:
+        hub = _hubs[store.feed] = Hub(store, queue_limit=queue_limit)
+    return hub
+
+
+def close_all() -> None:
+    """Close every hub; safe to call from a signal handler or another thread."""
+    try:
+        hubs = list(_hubs.values())
+    except RuntimeError:  # interrupted while a hub was being added: it is there now
+        hubs = list(_hubs.values())
+    for hub in hubs:
+        try:
+            hub._loop.call_soon_threadsafe(hub.close)
+        except RuntimeError:  # its loop is closed already
+            pass

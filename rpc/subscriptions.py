@@ -1,0 +1,192 @@
+"""Live progress: ``visionPipeline.onJobProgress`` and ``visionPipeline.onMyJobs`` (tRPC
+subscriptions over SSE, TRPC_WIRE §7) and the plain ``GET /api/jobs/{id}/events`` stream.
+
+Every event is tracked (§7.3 ``id:``) with the id of its ``visionJobEvents`` row, the change
+counter the triggers write; its data has getJobStatus's shape, with the event's own status,
+progress and errorMessage (the other fields as read when the event was delivered; outputs and
+``completedAt`` only once the event's state has them). Resuming after an id (the
+``Last-Event-ID`` header or ``input.lastEventId``) replays the later events from the table and
+then goes live, so a reconnecting client misses and repeats nothing.
+
+- ``onJobProgress {jobId, lastEventId?}``: getJobStatus's auth and ownership rules (errors as
+  ``serialized-error``); without ``lastEventId`` the current state first (tracked with the
+  job's latest event id); then every change; ``return`` after a final state (complete, error).
+- ``onMyJobs {lastEventId?}``: every change of any of the caller's jobs, from now on (or after
+  ``lastEventId``); it never ends by itself. Its ids are the global change counter, so on
+  PostgreSQL, where two jobs' events may commit out of id order, it can skip a change that
+  commits after a later one of another job was sent (``rpc.live``); onJobProgress cannot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from rpc import sse
+from rpc.context import Context, Services
+from rpc.errors import UNAUTHED_ERR_MSG, TRPCError
+from rpc.live import FINAL, Hub, hub_for, read_all_after
+from rpc.router import Router
+from rpc.vision import owned_job, status_payload
+from storage.changes import JobEvent
+from storage.queries import JOB_EVENTS_AFTER, USER_EVENTS_AFTER
+from storage.records import JobStatusRecord
+
+_INT64 = 2**63 - 1
+EventId = str | int | None
+
+
+class JobProgressInput(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    jobId: int = Field(ge=-_INT64, le=_INT64)
+    lastEventId: EventId = None
+
+
+class MyJobsInput(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    lastEventId: EventId = None
+
+
+def parse_event_id(value: EventId) -> int | None:
+    """A resume position: a tracked id we sent (a non-negative integer, as text or number)."""
+    if value is None or value == "":
+        return None
+    text = str(value).strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 19:
+        raise TRPCError("BAD_REQUEST", "lastEventId must be an event id sent by this server")
+    return int(text)
+
+
+def event_payload(job: JobStatusRecord, event: JobEvent) -> dict[str, Any]:
+    """getJobStatus's shape for one event: the event's status, progress and message."""
+    payload = status_payload(job)
+    payload.update(status=event.status, progress=event.progress, errorMessage=event.error_message)
+    if event.status != "complete":
+        payload["deepseekOutput"] = None
+    if event.status not in FINAL:
+        payload["completedAt"] = None
+    return payload
+
+
+async def _render(hub: Hub, event: JobEvent) -> sse.Tracked:
+    job = await hub.job_status(event.job_id, event.id)
+    if job is None:
+        raise TRPCError("NOT_FOUND", "Job not found")
+    return sse.Tracked(str(event.id), event_payload(job, event))
+
+
+async def job_progress(hub: Hub, job_id: int, user_id: int, after: int | None
+                       ) -> AsyncIterator[sse.Emitted]:  # fmt: skip
+    """onJobProgress's events (see the module's docstring)."""
+    with hub.listen(job_id=job_id) as listener:  # before any read: nothing falls in between
+        yield sse.READY
+        job = owned_job(await hub.store.get_job_status(job_id), user_id)
+        if after is None:
+            history = await read_all_after(hub.feed, JOB_EVENTS_AFTER, job_id, 0)
+            if history:
+                latest = history[-1]
+                yield await _render(hub, latest)  # the row as read after its latest event
+                if latest.status in FINAL:
+                    return
+                after = latest.id
+            else:  # a job older than the events table: its row is all there is
+                yield sse.Tracked("0", status_payload(job))
+                if job.status in FINAL:
+                    return
+                after = 0
+        else:
+            replay = await read_all_after(hub.feed, JOB_EVENTS_AFTER, job_id, after)
+            if not replay and job.status in FINAL:
+                return  # the client has seen the final state already
+            for event in replay:
+                yield await _render(hub, event)
+                after = event.id
+            if replay and replay[-1].status in FINAL:
+                return
+        async for batch in hub.events(listener, JOB_EVENTS_AFTER, job_id, after):
+            for event in batch:
+                yield await _render(hub, event)
+            if batch[-1].status in FINAL:
+                return
+
+
+async def my_jobs(hub: Hub, user_id: int, after: int | None) -> AsyncIterator[sse.Emitted]:
+    """onMyJobs's events: the caller's job changes after ``after``, or from now on."""
+    with hub.listen(user_id=user_id) as listener:
+        # Read with the registration, before any await: later events all reach the listener.
+        start = hub.feed.last_id if after is None else after
+        yield sse.READY
+        async for batch in hub.events(
+            listener, USER_EVENTS_AFTER, user_id, start, replay=after is not None
+        ):
+            for event in batch:
+                yield await _render(hub, event)
+
+
+def _hub(services: Services) -> Hub:
+    return hub_for(services.store, queue_limit=sse.live_settings().sse_queue_limit)
+
+
+def register(router: Router) -> None:
+    @router.procedure(
+        "visionPipeline.onJobProgress", "subscription", input=JobProgressInput, guard="user"
+    )
+    async def on_job_progress(ctx: Context, data: JobProgressInput) -> AsyncIterator[sse.Emitted]:
+        caller = await ctx.caller()
+        assert caller is not None
+        after = parse_event_id(data.lastEventId)
+        return job_progress(_hub(ctx.services), data.jobId, caller.user_id, after)
+
+    @router.procedure(
+        "visionPipeline.onMyJobs", "subscription", input=MyJobsInput, input_optional=True,
+        guard="user",
+    )  # fmt: skip
+    async def on_my_jobs(ctx: Context, data: MyJobsInput) -> AsyncIterator[sse.Emitted]:
+        caller = await ctx.caller()
+        assert caller is not None
+        return my_jobs(_hub(ctx.services), caller.user_id, parse_event_id(data.lastEventId))
+
+
+def _error(exc: TRPCError) -> JSONResponse:
+    return JSONResponse({"error": {"message": exc.message, "code": exc.code}},
+                        status_code=exc.http_status)  # fmt: skip
+
+
+async def job_events(request: Request) -> Response:
+    """``GET /api/jobs/{id}/events``: onJobProgress as plain SSE for curl and EventSource.
+
+    Cookie or bearer session (local mode: the local user). Errors before the stream are plain
+    JSON (400, 401, 403, 404); ``Last-Event-ID`` (or ``?lastEventId=``) resumes; a resume with
+    nothing left to send (the job ended) is 204, which tells an EventSource to stop."""
+    services: Services = request.app.state.services
+    try:
+        job_id = int(request.path_params["job_id"])
+        if abs(job_id) > _INT64:
+            raise TRPCError("NOT_FOUND", "Job not found")
+        after = parse_event_id(
+            request.headers.get("last-event-id") or request.query_params.get("lastEventId")
+        )
+        caller = await Context(services, request).caller()
+        if caller is None:
+            raise TRPCError("UNAUTHORIZED", UNAUTHED_ERR_MSG)
+        hub = _hub(services)
+        job = owned_job(await services.store.get_job_status(job_id), caller.user_id)
+    except ValueError:
+        return _error(TRPCError("BAD_REQUEST", "The job id must be an integer"))
+    except TRPCError as exc:
+        return _error(exc)
+    if request.method == "HEAD":
+        return Response(headers=sse.SSE_HEADERS)
+    if after is not None and job.status in FINAL:
+        if not await read_all_after(hub.feed, JOB_EVENTS_AFTER, job_id, after):
+            return Response(status_code=204)
+    settings = sse.live_settings()
+    body = sse.run(job_progress(hub, job_id, caller.user_id, after), sse.PlainFraming(settings),
+                   settings)  # fmt: skip
+    return sse.response(body)
