@@ -14,11 +14,8 @@ promises:
   (replay) receives every later event, and ids at or below the last one given are skipped.
 - **Shared reads**: the job row that events are rendered with is read once per change and
   shared by every listener of that job (``Hub.job_status``).
-- **No event skipped on PostgreSQL**: ids are handed out before commit, so one can commit
-  after a higher one; the hub notices the gap and re-reads it until it commits (or for
-  ``GAP_GIVE_UP`` seconds), and only counts ids below any gap as committed. One job's events
-  commit in id order (its row lock), so a job's listener takes the late event in order; a
-  user's listener takes it only if no later event of another job went out first.
+- **No event skipped on PostgreSQL**: the feed hands events out in id order with no id
+  skipped that commits later (storage.changes), so the hub only routes them.
 - ``close_all()`` (the server is stopping) ends every listener with ``Closed``, so streams end
   without tRPC's ``return`` and their clients reconnect, and resume, elsewhere.
 """
@@ -35,18 +32,14 @@ from contextlib import contextmanager
 
 import anyio
 
-from storage.changes import ChangeFeed, JobEvent, event_of
-from storage.driver import fetch_all
-from storage.queries import EVENTS_AFTER, Query
+from storage.changes import ChangeFeed, JobEvent
+from storage.queries import Query
 from storage.records import JobStatusRecord
 from storage.store import JobStore
 
 log = logging.getLogger("rpc.live")
 
 PAGE = 500  # events per read when replaying or catching up
-MAX_GAP = 1000  # ids skipped at once that are still taken for uncommitted events
-GAP_RECHECK = 0.2  # seconds between re-reads of missed ids
-GAP_GIVE_UP = 10.0  # seconds after which a missed id is taken for a rolled-back one
 FINAL = frozenset({"complete", "error"})
 
 
@@ -118,13 +111,6 @@ class Hub:
         self._loads: OrderedDict[int, tuple[int, asyncio.Task[JobStatusRecord | None]]] = (
             OrderedDict()
         )
-        # PostgreSQL hands out event ids before commit, so a later id can commit first and the
-        # feed, reading "after the last id", would never see the earlier one. The hub notes
-        # such gaps and re-reads them for a while (one query per gap, not per listener).
-        self._track_gaps = getattr(self.feed.driver, "dialect", "") == "postgresql"
-        self._high = self.feed.last_id
-        self._gaps: dict[int, float] = {}  # missing id → when it was first missed
-        self._refill: asyncio.Future[None] | None = None
         self._loop = asyncio.get_running_loop()
         self._unsubscribe = self.feed.subscribe(self._on_events)
 
@@ -159,61 +145,12 @@ class Hub:
         """The feed's callback (synchronous, in the feed's task): route events in memory."""
         for event in events:
             self._route(event)
-        if self._track_gaps:
-            self._note_gaps(events)
 
     def _route(self, event: JobEvent) -> None:
         for listener in self._jobs.get(event.job_id, ()):
             listener.push(event)
         for listener in self._users.get(event.user_id, ()):
             listener.push(event)
-
-    def _note_gaps(self, events: list[JobEvent]) -> None:
-        now = self._loop.time()
-        for event in events:
-            if event.id > self._high:
-                if event.id - self._high <= MAX_GAP:  # a bigger jump: a sequence reset, not a gap
-                    self._gaps.update(dict.fromkeys(range(self._high + 1, event.id), now))
-                self._high = event.id
-            else:
-                self._gaps.pop(event.id, None)
-        if self._gaps and self._refill is None:
-            self._refill = asyncio.ensure_future(self._fill_gaps())
-
-    async def _fill_gaps(self) -> None:
-        """Re-read missed ids until they commit (then route them) or ``GAP_GIVE_UP`` passes
-        (a rolled-back transaction leaves a gap for good)."""
-        try:
-            while self._gaps:
-                await asyncio.sleep(GAP_RECHECK)
-                after, top = min(self._gaps) - 1, max(self._gaps)
-                while after < top:
-                    page = await self._read_global(after)
-                    for event in page:
-                        if self._gaps.pop(event.id, None) is not None:
-                            self._route(event)
-                    if len(page) < PAGE:
-                        break
-                    after = page[-1].id
-                stale = self._loop.time() - GAP_GIVE_UP
-                for missing in [i for i, t in self._gaps.items() if t < stale]:
-                    del self._gaps[missing]
-        except Exception as exc:
-            log.warning("re-reading missed events failed: %s", exc)
-            self._gaps.clear()
-        finally:
-            self._refill = None
-
-    async def _read_global(self, after: int) -> list[JobEvent]:
-        rows = await self.feed.driver.read(fetch_all(EVENTS_AFTER, after, PAGE))
-        return [event_of(row) for row in rows]
-
-    def committed_upto(self) -> int:
-        """Every event with an id up to this one is committed (the feed delivered it, and no
-        earlier id is still missing)."""
-        if self._gaps:
-            return min(self.feed.last_id, min(self._gaps) - 1)
-        return self.feed.last_id
 
     async def events(
         self, listener: Listener, query: Query, key: int, after: int, *, replay: bool = False
@@ -252,7 +189,7 @@ class Hub:
             task = cached[1]
         else:
             # Those events, and the caller's own event, are committed already.
-            version = max(self.committed_upto(), event_id)
+            version = max(self.feed.last_id, event_id)
             task = asyncio.ensure_future(self.store.get_job_status(job_id))
             self._loads[job_id] = (version, task)
             task.add_done_callback(functools.partial(self._forget_failed, job_id))

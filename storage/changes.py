@@ -8,6 +8,13 @@ transaction). This process learns of new events three ways:
 - on SQLite it polls the change counter (``MAX(id)``, a ~20 µs read) every few milliseconds.
 Then it reads the new events once and hands them to every subscriber in memory, so thousands
 of live-progress streams cost one query per change, not one each.
+
+Events are handed out in id order, each once, with no id skipped that later commits. On
+PostgreSQL an id is taken from the sequence before its transaction commits, so a higher id can
+become visible first; reading "after the last id" would then skip the lower one for good. So
+at a gap in the ids the feed holds back what follows, re-reads shortly, and delivers once the
+gap has filled, or after ``GAP_WAIT`` seconds takes the missing ids for rolled back. (On
+SQLite one writer commits at a time, in id order.)
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from storage.triggers import CHANNEL
 
 log = logging.getLogger("storage.changes")
 BATCH = 1000
+GAP_WAIT = 5.0  # seconds a gap in the ids is waited for before it is taken for a rollback
+GAP_RECHECK = 0.01  # seconds between re-reads while a gap is open
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +68,7 @@ class ChangeFeed:
         self._subscribers: list[Subscriber] = []
         self._poke = anyio.Event()
         self.running = False
+        self._gap_since: float | None = None  # when the open gap after last_id was first seen
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Call ``subscriber`` with each batch of new events; returns the unsubscribe."""
@@ -90,7 +100,8 @@ class ChangeFeed:
         # On PostgreSQL NOTIFY does the waking; the slow poll only covers a lost listener.
         interval = self.poll_seconds if self.driver.dialect == "sqlite" else 1.0
         while True:
-            with anyio.move_on_after(interval):
+            wait = GAP_RECHECK if self._gap_since is not None else interval
+            with anyio.move_on_after(wait):
                 await self._poke.wait()
             self._poke = anyio.Event()
             try:
@@ -106,17 +117,34 @@ class ChangeFeed:
                 return
         while True:
             rows = await self.driver.read(fetch_all(q.EVENTS_AFTER, self.last_id, BATCH))
-            if not rows:
+            events = self._in_order([event_of(r) for r in rows])
+            if not events:
                 return
-            events = [event_of(r) for r in rows]
             self.last_id = events[-1].id
             for subscriber in list(self._subscribers):
                 try:
                     subscriber(events)
                 except Exception:
                     log.exception("a change subscriber failed")
-            if len(rows) < BATCH:
+            if len(rows) < BATCH or self._gap_since is not None:
                 return
+
+    def _in_order(self, events: list[JobEvent]) -> list[JobEvent]:
+        """The events that can go out now: up to the first gap in the ids, unless that gap has
+        been open for ``GAP_WAIT`` (its transaction rolled back; its ids never come)."""
+        if self.driver.dialect == "sqlite":
+            return events
+        expected = self.last_id + 1
+        for index, event in enumerate(events):
+            if event.id != expected:
+                now = anyio.current_time()
+                if self._gap_since is None:
+                    self._gap_since = now
+                if now - self._gap_since < GAP_WAIT:
+                    return events[:index]
+            self._gap_since = None
+            expected = event.id + 1
+        return events
 
     async def _listen(self) -> None:
         """LISTEN on a connection of its own; re-established when lost (PostgreSQL only)."""

@@ -191,7 +191,9 @@ def test_a_database_locked_for_a_while_delays_work_but_loses_nothing(
             before = create(client, f"{images}/red.png")
             wait_for_status(client, before)
             # Another process takes the write lock and holds it for 3 s.
-            holder = sqlite3.connect(srv.db_path, timeout=30, isolation_level=None)
+            holder = sqlite3.connect(
+                srv.db_path, timeout=30, isolation_level=None, check_same_thread=False
+            )  # released by a timer thread
             holder.execute("BEGIN EXCLUSIVE")
             release = threading.Timer(3.0, lambda: holder.execute("ROLLBACK"))
             release.start()

@@ -249,8 +249,6 @@ async def test_a_subscriber_that_falls_behind_catches_up_from_the_table() -> Non
     from storage.queries import JOB_EVENTS_AFTER
 
     class Feed:  # the ChangeFeed's surface the hub uses; the "table" is a list
-        driver = None  # not PostgreSQL: no gap tracking
-
         def __init__(self) -> None:
             self.table: list[JobEvent] = []
             self.subscribers: list[Any] = []
@@ -286,41 +284,6 @@ async def test_a_subscriber_that_falls_behind_catches_up_from_the_table() -> Non
                 break
     assert got == list(range(1, 13))
     assert hub.listeners == 0
-
-
-@pytest.mark.anyio
-async def test_an_event_committed_after_a_later_id_is_still_delivered() -> None:
-    """PostgreSQL: id 1 (job 1) commits after id 2 (job 2); the feed only ever sees id 2."""
-    from datetime import UTC, datetime
-    from types import SimpleNamespace
-
-    from rpc.live import Hub
-    from storage.changes import JobEvent
-    from storage.queries import JOB_EVENTS_AFTER
-
-    def event(id: int, job: int) -> JobEvent:
-        return JobEvent(id, job, 1, "complete", 100, None, datetime.now(UTC))
-
-    table: list[JobEvent] = []
-    subscribers: list[Any] = []
-    feed = SimpleNamespace(driver=SimpleNamespace(dialect="postgresql"), last_id=0,
-                           subscribe=lambda cb: subscribers.append(cb))  # fmt: skip
-    hub = Hub(SimpleNamespace(feed=feed))  # type: ignore[arg-type]
-
-    async def read_global(after: int) -> list[JobEvent]:
-        return [e for e in table if e.id > after]
-
-    hub._read_global = read_global  # type: ignore[method-assign]
-    with hub.listen(job_id=1) as listener:
-        table.append(event(2, job=2))
-        feed.last_id = 2
-        subscribers[0]([table[0]])  # the feed delivers id 2: id 1 is missing
-        assert hub.committed_upto() == 0
-        table.insert(0, event(1, job=1))  # id 1 commits now; the feed never reads it
-        with anyio.fail_after(5):
-            batch = await anext(hub.events(listener, JOB_EVENTS_AFTER, 1, 0))
-    assert [e.id for e in batch] == [1]
-    assert hub.committed_upto() == 2
 
 
 # --- the plain endpoint ---------------------------------------------------------------------
