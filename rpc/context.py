@@ -29,12 +29,28 @@ class Context:
     services: Services
     request: Request
     response_headers: list[tuple[str, str]] = field(default_factory=list)
-    _caller: asyncio.Future[Caller | None] | None = None
+    _caller: Caller | None = None
+    _resolved: bool = False
+    _resolving: asyncio.Future[Caller | None] | None = None
 
     async def caller(self) -> Caller | None:
-        if self._caller is None:
-            self._caller = asyncio.ensure_future(self.services.auth.resolve(self.request))
-        return await asyncio.shield(self._caller)
+        """The request's caller, resolved once however many calls of a batch ask. A plain
+        cached value after the first time: no task or future on the hot path."""
+        if self._resolved:
+            return self._caller
+        if self._resolving is None:  # the first asker resolves; concurrent askers wait on it
+            self._resolving = asyncio.get_running_loop().create_future()
+            try:
+                self._caller = await self.services.auth.resolve(self.request)
+            except BaseException as exc:
+                self._resolving.set_exception(exc)
+                self._resolving.exception()  # retrieved: no "never retrieved" warning
+                self._resolving = None
+                raise
+            self._resolved = True
+            self._resolving.set_result(self._caller)
+            return self._caller
+        return await asyncio.shield(self._resolving)
 
     @property
     def secure(self) -> bool:

@@ -9,6 +9,17 @@ Two streamed answers (recipe §10 step 7): a subscription (never batched) is an 
 (§7, ``rpc.sse``), with ``Last-Event-ID`` merged into its input (§7.1); a batch asking for
 ``application/jsonl`` (httpBatchStreamLink) is JSON Lines in completion order (§6,
 ``rpc.jsonl``), and such a request that is not a batch is a 400.
+
+Hostile input (issue 8): every request gets a tRPC envelope, a 4xx for anything the client
+got wrong, never a 500 and never a hang. The limits: MAX_URL_BYTES (path + query, 400),
+MAX_BATCH_SIZE calls (400 "Batch call exceeds maximum size", tRPC's maxBatchSize wording),
+MAX_BODY_BYTES (413, counted while the body streams), ``MAX_JSON_VALUES`` values in one
+input (413: a 16 MiB body of ``[{},{},…]`` would cost ~400 MiB and seconds of the event
+loop), nesting deeper than the parser's recursion limit (400), NaN/Infinity literals and
+integers past Python's 4300-digit limit (400), superjson meta that is malformed, points at
+missing paths or names unknown types (400, ``rpc.superjson``), and NUL characters anywhere
+in an input (400 for every procedure: PostgreSQL text cannot store them, and refusing on
+both backends keeps them alike). Header floods are uvicorn's to bound (see README).
 """
 
 from __future__ import annotations
@@ -16,9 +27,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
@@ -31,6 +44,21 @@ from rpc.router import Procedure, Router
 log = logging.getLogger("rpc.dispatch")
 
 BASE_PATH = "/api/trpc/"
+
+
+class _AnyPath(PathConvertor):
+    """Starlette's ``path`` without its blind spot: ``.*`` stops at a newline, so a procedure
+    path holding ``%0A`` would miss the route and get a plain-text 404, not an envelope."""
+
+    regex = "[\\s\\S]*"
+
+
+register_url_convertor("trpc_path", _AnyPath())
+ROUTE_PATH = BASE_PATH + "{path:trpc_path}"
+# Commas and colons outside strings bound how many values a JSON text holds.
+MAX_JSON_VALUES = 20_000
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NUL_MESSAGE = "Text must not contain NUL characters (\\u0000)"
 _JSON_TYPES = ("application/json", "text/plain", "application/x-www-form-urlencoded")
 
 
@@ -40,6 +68,7 @@ class _Call:
     procedure: Procedure | None
     raw: Any = superjson.UNDEFINED
     error: TRPCError | None = None
+    nul: bool = False  # the input may hold a NUL character: look before running
 
 
 class Dispatcher:
@@ -48,14 +77,29 @@ class Dispatcher:
         self.services = services
 
     async def handle(self, request: Request) -> Response:
-        """The endpoint: every method on ``/api/trpc/{path}``."""
+        """The endpoint: every method on ``/api/trpc/{path}``. Whatever happens, a tRPC
+        envelope: an unexpected fault is logged and answered as INTERNAL_SERVER_ERROR."""
+        try:
+            return await self._handle(request)
+        except Exception:
+            log.exception("request %s %s failed", request.method, request.url.path[:200])
+            return self._request_error(TRPCError("INTERNAL_SERVER_ERROR"), request)
+
+    async def _handle(self, request: Request) -> Response:
         method = request.method
         if method == "HEAD":
             return Response(status_code=204)
-        path = request.url.path[len(BASE_PATH) :] if request.url.path.startswith(BASE_PATH) else ""
+        settings = self.services.settings
+        full_path: str = request.scope["path"]
+        path = full_path[len(BASE_PATH) :] if full_path.startswith(BASE_PATH) else ""
         batch = request.query_params.get("batch") == "1"
         calls: list[_Call] | None = None
         try:
+            scope = request.scope
+            url_bytes = len(scope.get("raw_path") or b"") + len(scope["query_string"])
+            if url_bytes > settings.max_url_bytes:
+                raise TRPCError("BAD_REQUEST", f"Request URL is too long ({url_bytes} bytes; "
+                                f"the limit is {settings.max_url_bytes})")  # fmt: skip
             content_type = request.headers.get("content-type", "")
             if method not in ("GET", "POST") and not content_type:
                 raise TRPCError("UNSUPPORTED_MEDIA_TYPE", "Missing content-type header")
@@ -69,6 +113,8 @@ class Dispatcher:
                     f'Unsupported content-type "{content_type.split(";")[0].strip()}',
                 )
             paths = path.split(",") if batch else [path]
+            if len(paths) > settings.max_batch_size:
+                raise TRPCError("BAD_REQUEST", "Batch call exceeds maximum size")
             calls = [_Call(p, self.router.get(p)) for p in paths]
             lenient = await self._read_inputs(request, calls, batch)
             # In call order, as tRPC words it.
@@ -108,7 +154,8 @@ class Dispatcher:
         ]
         body = envelopes if batch else envelopes[0]
         headers = {"vary": "trpc-accept, accept"}
-        extra = [h for c in calls for h in (c.error.headers.items() if c.error else ())]
+        # Headers the errors carry (405's allow, a quota's retry-after), once each.
+        extra = list(dict.fromkeys(h for _, (_, e) in results if e for h in e.headers.items()))
         response = Response(dumps(body), status_code=status, headers=headers,
                             media_type="application/json")  # fmt: skip
         for name, value in [*ctx.response_headers, *extra]:
@@ -128,6 +175,7 @@ class Dispatcher:
                           if k not in ("batch", "connectionParams")}  # fmt: skip
                 if fields:
                     calls[0].raw = fields
+                    calls[0].nul = True
                     return True
             if not text:
                 return False
@@ -138,12 +186,15 @@ class Dispatcher:
             if not text.strip():
                 return False
         try:
-            decoded = json.loads(text)
-        except ValueError as exc:
-            error = TRPCError("BAD_REQUEST", f"Invalid JSON input: {exc}")
+            decoded = _loads(text)
+        except TRPCError as exc:
+            if exc.code == "PAYLOAD_TOO_LARGE":
+                raise  # request-level, as a body over MAX_BODY_BYTES is
             for call in calls:
-                call.error = error
+                call.error = exc  # per call, with its path (TRPC_WIRE §2.3)
             return False
+        for call in calls:
+            call.nul = "\\u0000" in text  # the only way a NUL gets through json.loads
         if not batch:
             calls[0].raw = decoded
             return False
@@ -188,6 +239,9 @@ class Dispatcher:
                 raw = superjson.deserialize(raw)
             except superjson.SuperjsonError as exc:
                 raise TRPCError("BAD_REQUEST", f"Invalid superjson input: {exc}") from None
+        if call.nul and (where := _nul_path(raw)) is not None:
+            issue = {"code": "custom", "path": where, "message": _NUL_MESSAGE}
+            raise TRPCError("BAD_REQUEST", json.dumps([issue], indent=2))
         return procedure, raw
 
     async def _outcome(
@@ -290,6 +344,47 @@ async def _read_body(request: Request, limit: int) -> str:
         return b"".join(chunks).decode("utf-8")
     except UnicodeDecodeError:
         raise TRPCError("BAD_REQUEST", "Request body is not valid UTF-8") from None
+
+
+def _loads(text: str) -> Any:
+    """``json.loads`` for hostile text; every refusal is a ``TRPCError`` (see the docstring)."""
+    if text.count(",") + text.count(":") > MAX_JSON_VALUES:  # cheap; strings may hold some
+        outside = _STRING.sub('""', text)
+        if outside.count(",") + outside.count(":") > MAX_JSON_VALUES:
+            raise TRPCError(
+                "PAYLOAD_TOO_LARGE", f"Request input holds more than {MAX_JSON_VALUES} values"
+            )
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise TRPCError("BAD_REQUEST", "Invalid JSON input: nested too deeply") from None
+    except ValueError as exc:
+        reason = str(exc)
+        if "integer string conversion" in reason:
+            reason = "a number has too many digits"
+        raise TRPCError("BAD_REQUEST", f"Invalid JSON input: {reason}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _nul_path(value: Any) -> list[str | int] | None:
+    """Where in ``value`` a string (or a key) holds a NUL character, if anywhere."""
+    stack: list[tuple[Any, list[str | int]]] = [(value, [])]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return path
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, str) and "\x00" in key:
+                    return [*path, key]
+                stack.append((child, [*path, key]))
+        elif isinstance(item, list):
+            stack.extend((child, [*path, index]) for index, child in enumerate(item))
+    return None
 
 
 def _last_event_id(request: Request) -> str | None:
