@@ -5,7 +5,8 @@ transaction). This process learns of new events three ways:
 - its own writes ``poke`` the feed right after they commit (no delay at all);
 - on PostgreSQL a dedicated connection LISTENs on the triggers' NOTIFY (re-established when
   lost, with a catch-up read, so nothing is missed while it was away);
-- on SQLite it polls the change counter (``MAX(id)``, a ~20 µs read) every few milliseconds.
+- on SQLite another process's writer sends a datagram after each commit (storage.wake), and a
+  poll of the change counter (``MAX(id)``, a ~20 µs read) catches whatever that missed.
 Then it reads the new events once and hands them to every subscriber in memory, so thousands
 of live-progress streams cost one query per change, not one each.
 
@@ -19,6 +20,7 @@ SQLite one writer commits at a time, in id order.)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ from storage import queries as q
 from storage.driver import Driver, Row, fetch_all, fetch_one
 from storage.timeutil import as_datetime
 from storage.triggers import CHANNEL
+from storage.wake import Watcher
 
 log = logging.getLogger("storage.changes")
 BATCH = 1000
@@ -61,7 +64,7 @@ Subscriber = Callable[[list[JobEvent]], None]
 
 
 class ChangeFeed:
-    def __init__(self, driver: Driver, *, poll_seconds: float = 0.025) -> None:
+    def __init__(self, driver: Driver, *, poll_seconds: float = 0.1) -> None:
         self.driver = driver
         self.poll_seconds = poll_seconds
         self.last_id = 0
@@ -87,6 +90,7 @@ class ChangeFeed:
         row = await self.driver.read(fetch_one(q.LAST_EVENT_ID))
         self.last_id = int(row["last"])
         self.running = True
+        watcher = self._watch()
         try:
             async with anyio.create_task_group() as tg:
                 if self.driver.dialect == "postgresql":
@@ -95,11 +99,25 @@ class ChangeFeed:
                 await self._loop()
         finally:
             self.running = False
+            if watcher is not None:
+                watcher.close(asyncio.get_running_loop())
+
+    def _watch(self) -> Watcher | None:
+        """SQLite: wake on other processes' commits (storage.wake) rather than the next poll."""
+        path = getattr(self.driver, "path", None)
+        if self.driver.dialect != "sqlite" or not isinstance(path, str):
+            return None
+        watcher = Watcher(path)
+        watcher.attach(asyncio.get_running_loop(), self.poke)
+        announcer = getattr(self.driver, "announcer", None)
+        if announcer is not None:
+            announcer.own = watcher.path  # our own commits poke us directly
+        return watcher
 
     async def _loop(self) -> None:
         # On PostgreSQL NOTIFY does the waking; the slow poll only covers a lost listener.
-        interval = self.poll_seconds if self.driver.dialect == "sqlite" else 1.0
         while True:
+            interval = self.poll_seconds if self.driver.dialect == "sqlite" else 1.0
             wait = GAP_RECHECK if self._gap_since is not None else interval
             with anyio.move_on_after(wait):
                 await self._poke.wait()

@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from storage.driver import DatabaseUnavailable, Statement, Work
+from storage.wake import Announcer
 
 T = TypeVar("T")
 log = logging.getLogger("storage.sqlite")
@@ -119,6 +120,7 @@ class SqliteDriver:
         self._fallback_lock = threading.Lock()
         self._fallback: sqlite3.Connection | None = None
         self._thread = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
+        self.announcer = Announcer(path)  # tells other processes' feeds that we committed
         self._thread.start()
         self.commits = 0  # observable by benchmarks: how many commits served how many writes
         self.transactions = 0
@@ -200,6 +202,7 @@ class SqliteDriver:
                 _settle(job, None, DatabaseUnavailable(f"SQLite commit failed: {exc}"))
             return
         self.commits += 1
+        self.announcer.announce()
         self.transactions += len(batch)
         for job, result, error in outcomes:
             _settle(job, result, error)

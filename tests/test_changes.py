@@ -121,3 +121,20 @@ async def test_a_gap_left_by_a_rollback_is_given_up_on(
         await conn.close()
     job_id = await new_job(store, user_id)
     await until(lambda: [e.job_id for e in seen] == [job_id], timeout=5)
+
+
+async def test_another_processs_commit_wakes_the_feed_without_waiting_for_a_poll(
+    store: JobStore, database_url: str
+) -> None:
+    if store.dialect != "sqlite":
+        pytest.skip("PostgreSQL wakes listeners with NOTIFY")
+    store.feed.poll_seconds = 60.0  # only the datagram from the other writer can wake it now
+    await anyio.sleep(0.2)  # let the feed settle into its long wait
+    seen = collect(store)
+    other = await open_store(database_url)  # another driver, as another process
+    try:
+        user_id, _ = await other.user_seen("datagram", None)
+        job_id = await new_job(other, user_id)
+    finally:
+        await other.driver.close()
+    await until(lambda: any(e.job_id == job_id for e in seen), timeout=2)
