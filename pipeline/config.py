@@ -28,7 +28,16 @@ class PipelineSettings(BaseSettings):
     stage_timeout_seconds: float = Field(default=120.0, gt=0)
 
     image_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    image_max_pixels: int = Field(default=40_000_000, ge=1)
+    # SSRF (PROVIDERS.md §5.1): on, the fetcher may reach loopback/private/link-local
+    # addresses and any port (tests, trusted networks only).
     image_fetch_allow_private: bool = False
+    # Comma-separated ports image URLs may use; empty: any (ignored with ALLOW_PRIVATE).
+    image_fetch_allowed_ports: str = Field(default="80,443", pattern=r"^[0-9, ]*$")
+    image_fetch_timeout_seconds: float = Field(default=15.0, gt=0)
+    # Provider calls per minute, per worker process (pipeline.ratelimit); 0: no limit.
+    gemini_requests_per_minute: float = Field(default=0, ge=0)
+    deepseek_requests_per_minute: float = Field(default=0, ge=0)
 
     providers: Literal["auto", "offline"] = "auto"
     gemini_api_key: str | None = None
@@ -51,6 +60,13 @@ class PipelineSettings(BaseSettings):
     gemini_price_output_per_m: float = Field(default=3.75, ge=0)
     deepseek_price_input_per_m: float = Field(default=0.30, ge=0)
     deepseek_price_output_per_m: float = Field(default=1.20, ge=0)
+
+    def image_ports(self) -> frozenset[int] | None:
+        """IMAGE_FETCH_ALLOWED_PORTS as a set; None (any port) when empty or private is on."""
+        ports = frozenset(
+            int(p) for p in self.image_fetch_allowed_ports.replace(" ", "").split(",") if p
+        )
+        return None if self.image_fetch_allow_private or not ports else ports
 
     def pool_size(self) -> int:
         return self.database_pool_size or min(self.worker_concurrency + 4, 40)

@@ -4,22 +4,33 @@ Every failure is a ``StageError`` whose message can be shown to the job's owner 
 ``ImageError`` when no retry can help (bad URL, 4xx, not an image, too large, refused
 address), ``RetryableError`` when it may pass (5xx, 429, timeouts, connection and DNS faults).
 
-The SSRF defence here is the basic one (PROVIDERS.md §5.1): scheme and userinfo checks, every
-resolved address must be public, redirects followed by hand with each hop re-checked, size
-caps and an overall deadline. The connection is not yet pinned to the checked address, so DNS
-rebinding between the check and httpx's own lookup is still possible.
+The SSRF defence follows PROVIDERS.md §5.1, item by item:
+
+2. http/https only, no userinfo, ports 1-65535 (and only ``allowed_ports`` when given);
+   numeric IPv4 spellings (``2130706433``, ``0177.0.0.1``, ``0x7f.1``) and IPv6 zone ids
+   are refused outright.
+3. The host is resolved once per hop (``pipeline.netguard.resolve``), every address is
+   checked, and the connection is pinned to the checked addresses (``PinnedTransport``):
+   no second lookup, so DNS rebinding cannot swap the address; the hostname stays in
+   ``Host``, the TLS SNI and the certificate check.
+4. Every address must be public (``is_public_address``) unless ``allow_private``.
+5. Redirects are followed by hand, at most ``MAX_REDIRECTS``, each hop checked again.
+6. A connect timeout and an overall deadline; ``Content-Length`` checked, the body capped
+   while it streams; a clearly non-image ``Content-Type`` refused before reading.
+7. Pillow sniffs the bytes (the MIME type comes from it, never from a header), only JPEG,
+   PNG, WEBP and GIF pass, and ``max_pixels`` refuses decompression bombs.
+8. Proxies from the environment are ignored; errors never carry the fetched body.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import math
 import re
-import socket
-import ssl
 import urllib.parse
+from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from io import BytesIO
@@ -30,8 +41,12 @@ import httpx
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
+from pipeline import netguard
 from pipeline.errors import ImageError, RetryableError
+from pipeline.netguard import is_public_address
 from pipeline.providers.base import Image
+
+__all__ = ["ALLOWED_FORMATS", "MAX_REDIRECTS", "format_size", "is_public_address", "load_image"]
 
 MAX_REDIRECTS = 3
 """How many redirects ``load_image`` follows before refusing the URL."""
@@ -50,8 +65,7 @@ _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _NEUTRAL_CONTENT_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
 _LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"  # a DNS label; "_" occurs in real names
 _HOSTNAME_RE = re.compile(rf"^(?=.{{1,254}}$){_LABEL}(?:\.{_LABEL})*\.?$", re.IGNORECASE)
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_CONNECT_TIMEOUT = 10.0
+_PRIVATE = "Image URL points to a private or local address"
 _SUPPORTED = "JPEG, PNG, WEBP or GIF"
 
 # Magic numbers of common formats we refuse, only to say which format it was.
@@ -76,14 +90,17 @@ async def load_image(
     allow_private: bool,
     timeout: float = 15.0,  # noqa: ASYNC109 - the contract's name; applied via fail_after
     max_pixels: int = 40_000_000,
+    allowed_ports: Collection[int] | None = None,
+    connect_timeout: float = 10.0,
 ) -> Image:
     """Fetch or decode ``url`` and return it as an ``Image`` that Pillow has verified.
 
     ``url`` is ``data:image/<type>;base64,<data>`` or an http(s) URL. The result is a JPEG,
     PNG, WEBP or GIF of at most ``max_bytes`` bytes and ``max_pixels`` pixels, with
     ``mime_type`` taken from Pillow's reading of the bytes. An http fetch takes at most
-    ``timeout`` seconds in total, follows at most ``MAX_REDIRECTS`` redirects, and connects
-    only to public addresses unless ``allow_private``.
+    ``timeout`` seconds in total (each connect at most ``connect_timeout``), follows at most
+    ``MAX_REDIRECTS`` redirects, uses only ``allowed_ports`` (None: any port), and connects
+    only to the addresses it resolved and checked: public ones unless ``allow_private``.
 
     Raises ``ImageError`` for permanent problems and ``RetryableError`` for transient ones.
     """
@@ -92,42 +109,12 @@ async def load_image(
         data = _decode_data_url(stripped, max_bytes)
     else:
         data = await _fetch(
-            stripped, max_bytes=max_bytes, allow_private=allow_private, deadline=timeout
+            stripped,
+            _Policy(max_bytes, allow_private, allowed_ports, min(timeout, connect_timeout)),
+            deadline=timeout,
         )
     # verify() walks the whole file (PNG chunk CRCs, for one), so keep it off the event loop.
     return await anyio.to_thread.run_sync(_sniff, data, max_pixels)
-
-
-def is_public_address(address: str) -> bool:
-    """Return True only if ``address`` (an IPv4/IPv6 literal) is a public unicast address.
-
-    IPv4-mapped, NAT64 and 6to4 IPv6 addresses are judged by the IPv4 address they embed.
-    ``is_global`` alone is not enough (224.0.0.1 is "global"), so the specific ranges are
-    refused as well. A string that is not an IP address is not public.
-    """
-    try:
-        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(
-            address.split("%", 1)[0]  # drop an IPv6 zone id ("fe80::1%eth0")
-        )
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        elif ip in _NAT64:
-            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        elif ip.sixtofour is not None:
-            ip = ip.sixtofour
-        elif ip.is_site_local:
-            return False
-    return ip.is_global and not (
-        ip.is_loopback
-        or ip.is_private
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-    )
 
 
 def format_size(num_bytes: int) -> str:
@@ -174,26 +161,37 @@ def _decode_data_url(url: str, max_bytes: int) -> bytes:
 # --- http(s) ----------------------------------------------------------------------------
 
 
-async def _fetch(url: str, *, max_bytes: int, allow_private: bool, deadline: float) -> bytes:
-    client_timeout = httpx.Timeout(deadline, connect=min(deadline, _CONNECT_TIMEOUT))
+@dataclass(frozen=True, slots=True)
+class _Policy:
+    max_bytes: int
+    allow_private: bool
+    allowed_ports: Collection[int] | None  # None: any port
+    connect_timeout: float
+
+
+async def _fetch(url: str, policy: _Policy, *, deadline: float) -> bytes:
+    client_timeout = httpx.Timeout(deadline, connect=policy.connect_timeout)
     headers = {
         "Accept": "image/jpeg,image/png,image/webp,image/gif;q=0.9,*/*;q=0.1",
         # Raw bytes are counted against the cap; a compressed body could inflate past it.
         "Accept-Encoding": "identity",
         "User-Agent": "vision-pipeline/0.1 (image fetcher)",
     }
+    max_bytes = policy.max_bytes
     try:
-        with anyio.fail_after(deadline):
+        with anyio.fail_after(deadline):  # §5.1.6: the overall deadline, DNS included
+            transport = netguard.PinnedTransport()
             async with httpx.AsyncClient(
-                trust_env=False, follow_redirects=False, timeout=client_timeout, headers=headers
-            ) as client:
-                target = _check_url(url)
-                for _hop in range(MAX_REDIRECTS + 1):
-                    if not allow_private:
-                        await _check_host(target)
+                transport=transport, trust_env=False, follow_redirects=False,
+                timeout=client_timeout, headers=headers,
+            ) as client:  # fmt: skip
+                target = _check_url(url, policy)
+                for _hop in range(MAX_REDIRECTS + 1):  # §5.1.5: every hop checked again
+                    host = target.raw_host.decode("ascii")
+                    transport.pin(host, await _addresses(target, policy.allow_private))
                     async with client.stream("GET", target) as response:
                         if response.status_code in _REDIRECT_STATUSES:
-                            target = _next_hop(target, response)
+                            target = _next_hop(target, response, policy)
                             continue
                         _check_response(response, max_bytes)
                         return await _read_capped(response, max_bytes)
@@ -206,7 +204,8 @@ async def _fetch(url: str, *, max_bytes: int, allow_private: bool, deadline: flo
         what = "connecting timed out" if isinstance(exc, httpx.ConnectTimeout) else "timed out"
         raise RetryableError(f"Could not fetch the image: {what}") from None
     except httpx.ConnectError as exc:
-        raise RetryableError(f"Could not fetch the image: {_describe_connect(exc)}") from None
+        reason = netguard.describe_connect_error(exc)
+        raise RetryableError(f"Could not fetch the image: {reason}") from None
     except httpx.RemoteProtocolError:
         raise RetryableError(
             "Could not fetch the image: the server closed the connection unexpectedly"
@@ -217,10 +216,15 @@ async def _fetch(url: str, *, max_bytes: int, allow_private: bool, deadline: flo
         raise RetryableError("Could not fetch the image: a network error occurred") from None
 
 
-def _check_url(url: str | httpx.URL) -> httpx.URL:
+def _check_url(url: str | httpx.URL, policy: _Policy) -> httpx.URL:
+    """§5.1.2: scheme, userinfo, a host a resolver could answer for, the port."""
     try:
         parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
     except (httpx.InvalidURL, ValueError, TypeError):
+        # httpx refuses "0177.0.0.1" itself; say why when it is a numeric spelling.
+        host = _host_of(str(url))
+        if host is not None:
+            _check_numeric(host, policy)
         raise ImageError("Image URL is not a valid http(s) URL") from None
     if parsed.scheme not in ("http", "https"):
         raise ImageError("Image URL must start with http:// or https:// (or be a data: URL)")
@@ -230,36 +234,61 @@ def _check_url(url: str | httpx.URL) -> httpx.URL:
         raise ImageError("Image URL has no host name")
     host = parsed.raw_host.decode("ascii", "replace")
     # Reject hosts no resolver could answer for before asking one (httpx percent-encodes
-    # odd characters rather than refusing them).
-    if not _HOSTNAME_RE.match(host) and not _is_ip_literal(host):
+    # odd characters rather than refusing them); "%" also rules out IPv6 zone ids.
+    if "%" in host or not (_HOSTNAME_RE.match(host) or netguard.is_ip_literal(host)):
         raise ImageError("Image URL is not a valid http(s) URL")
+    _check_numeric(host, policy)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    if not 1 <= port <= 65535:
+        raise ImageError("Image URL has an invalid port")
+    allowed = policy.allowed_ports
+    if allowed and port not in allowed:
+        ports = " and ".join(str(p) for p in sorted(allowed))
+        raise ImageError(f"Image URL uses port {port}; only port{'s' if len(allowed) > 1 else ''}"
+                         f" {ports} may be used")  # fmt: skip
     return parsed
 
 
-def _is_ip_literal(host: str) -> bool:
+def _host_of(url: str) -> str | None:
     try:
-        ipaddress.ip_address(host.split("%", 1)[0])
+        return urllib.parse.urlsplit(url).hostname
     except ValueError:
-        return False
-    return True
+        return None
 
 
-async def _check_host(url: httpx.URL) -> None:
-    """Refuse the URL unless its host resolves only to public addresses."""
+def _check_numeric(host: str, policy: _Policy) -> None:
+    """Refuse ``2130706433``, ``0177.0.0.1``, ``0x7f.1``, ``127.1``: numeric IPv4 spellings
+    that resolvers and browsers read as an address (netguard.numeric_host)."""
+    try:
+        address = netguard.numeric_host(host)
+    except netguard.NumericHostError:
+        raise ImageError("Image URL is not a valid http(s) URL") from None
+    if address is None:
+        return
+    if not policy.allow_private and not is_public_address(str(address)):
+        raise ImageError(_PRIVATE)
+    raise ImageError(f"Image URL must write its IP address as {address} (four decimal numbers)")
+
+
+async def _addresses(url: httpx.URL, allow_private: bool) -> list[str]:
+    """§5.1.3-4: the host's addresses, each checked; the connection will go to these only."""
     host = url.raw_host.decode("ascii")
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
-        infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
+        addresses = await netguard.resolve(host, port)
+    except (OSError, UnicodeError):  # socket.gaierror is an OSError
         raise RetryableError(
             "Could not fetch the image: the host name could not be resolved"
         ) from None
-    addresses = {str(info[4][0]) for info in infos}
-    if not addresses or not all(is_public_address(a) for a in addresses):
-        raise ImageError("Image URL points to a private or local address")
+    if not addresses:
+        raise RetryableError("Could not fetch the image: the host name could not be resolved")
+    # `is_public_address` is looked up here, at call time: it is the seam tests widen.
+    if not allow_private and not all(is_public_address(a) for a in addresses):
+        raise ImageError(_PRIVATE)
+    return addresses
 
 
-def _next_hop(current: httpx.URL, response: httpx.Response) -> httpx.URL:
+def _next_hop(current: httpx.URL, response: httpx.Response, policy: _Policy) -> httpx.URL:
     location = response.headers.get("location", "").strip()
     if not location:
         raise ImageError(f"Image URL returned HTTP {response.status_code} without a target")
@@ -267,7 +296,7 @@ def _next_hop(current: httpx.URL, response: httpx.Response) -> httpx.URL:
         joined = current.join(location)
     except (httpx.InvalidURL, ValueError):
         raise ImageError("Image URL redirected to an invalid URL") from None
-    return _check_url(joined)
+    return _check_url(joined, policy)
 
 
 def _check_response(response: httpx.Response, max_bytes: int) -> None:
@@ -317,29 +346,6 @@ def _retry_after(response: httpx.Response) -> float | None:
     return max(0.0, seconds)
 
 
-def _describe_connect(exc: BaseException) -> str:
-    """Say in words why a connection failed, from the OS error under httpx's exception."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(cause, socket.gaierror):
-            return "the host name could not be resolved"
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return "the server's TLS certificate could not be verified"
-        if isinstance(cause, ssl.SSLError):
-            return "the TLS handshake failed"
-        cause = cause.__cause__ or cause.__context__
-    text = str(exc).lower()
-    if "refused" in text:
-        return "connection refused"
-    if "name or service not known" in text or "nodename nor servname" in text:
-        return "the host name could not be resolved"
-    return "could not connect to the server"
-
-
 # --- sniffing ---------------------------------------------------------------------------
 
 
@@ -358,9 +364,14 @@ def _sniff(data: bytes, max_pixels: int) -> Image:
     try:
         with PILImage.open(BytesIO(data), formats=formats) as probe:
             fmt = probe.format or ""
+            width, height = probe.size
+            if width * height > max_pixels:  # §5.1.7: a bomb is refused from its header
+                raise ImageError(too_many)
             probe.verify()
         with PILImage.open(BytesIO(data), formats=formats) as reopened:
             width, height = reopened.size
+    except ImageError:
+        raise
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
         raise ImageError(too_many) from None
     except UnidentifiedImageError:

@@ -9,6 +9,7 @@ from pipeline.config import PipelineSettings
 from pipeline.images import load_image
 from pipeline.providers.base import ContentProvider, VisionProvider
 from pipeline.providers.offline import OfflineContent, OfflineVision
+from pipeline.ratelimit import limit_content, limit_vision
 from pipeline.stages import Stages
 from pipeline.worker import Worker
 from storage.store import JobStore
@@ -18,7 +19,8 @@ log = logging.getLogger("pipeline")
 
 def build_providers(settings: PipelineSettings) -> tuple[VisionProvider, ContentProvider]:
     """PROVIDERS=auto: a provider whose key is set is real, the other offline; =offline: both
-    offline whatever keys are set. Logs which provider each stage uses (never a key)."""
+    offline whatever keys are set. Logs which provider each stage uses (never a key). A real
+    provider sits behind its *_REQUESTS_PER_MINUTE limiter when that is set."""
     vision: VisionProvider = OfflineVision()
     content: ContentProvider = OfflineContent()
     if settings.providers == "auto":
@@ -26,11 +28,13 @@ def build_providers(settings: PipelineSettings) -> tuple[VisionProvider, Content
         if settings.gemini_api_key:
             from pipeline.providers.gemini import GeminiVision
 
-            vision = GeminiVision(settings)
+            vision = limit_vision(GeminiVision(settings), settings.gemini_requests_per_minute)
         if settings.deepseek_api_key:
             from pipeline.providers.deepseek import DeepSeekContent
 
-            content = DeepSeekContent(settings)
+            content = limit_content(
+                DeepSeekContent(settings), settings.deepseek_requests_per_minute
+            )
     log.info(
         "providers: vision=%s%s, content=%s%s (PROVIDERS=%s)",
         vision.name, f" ({settings.gemini_model})" if vision.name == "gemini" else "",
@@ -46,6 +50,9 @@ def build_stages(settings: PipelineSettings) -> Stages:
         load_image,
         max_bytes=settings.image_max_bytes,
         allow_private=settings.image_fetch_allow_private,
+        allowed_ports=settings.image_ports(),
+        max_pixels=settings.image_max_pixels,
+        timeout=settings.image_fetch_timeout_seconds,
     )
     return Stages(vision, content, loader, settings.stage_timeout_seconds)
 

@@ -14,11 +14,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pipeline.service import build_worker
-from rpc import oauth, static, subscriptions, template, vision
+from rpc import oauth, security, static, subscriptions, template, vision
 from rpc.auth import Authenticator
 from rpc.config import Settings
 from rpc.context import Services
-from rpc.dispatch import Dispatcher
+from rpc.dispatch import ROUTE_PATH, Dispatcher
 from rpc.router import Router
 from storage.engine import open_store
 
@@ -73,10 +73,14 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         return JSONResponse({"ok": True})
 
     routes = [
-        Route("/api/trpc/{path:path}", trpc, methods=_ALL_METHODS),
+        Route(ROUTE_PATH, trpc, methods=_ALL_METHODS),  # /api/trpc/{path}, newlines too
         Route("/healthz", health, methods=["GET"]),
         Route("/api/jobs/{job_id}/events", subscriptions.job_events, methods=["GET"]),
         *oauth.routes(),
     ]
     # STATIC_DIR's mount catches every path: it must stay after every other route.
-    return Starlette(routes=[*routes, *static.routes(settings)], lifespan=lifespan)
+    return Starlette(
+        routes=[*routes, *static.routes(settings)],
+        lifespan=lifespan,
+        middleware=security.middleware(settings),  # security headers; CORS when configured
+    )

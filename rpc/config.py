@@ -30,6 +30,19 @@ class Settings(PipelineSettings):
     platform_timeout_seconds: float = Field(default=30.0, gt=0)
     log_level: str = "info"
 
+    # Hostile input (rpc.dispatch): a batch of more calls is refused, as is a longer URL
+    # (path + query; Node's own header limit is 16 KiB, so nothing the template accepts is).
+    max_batch_size: int = Field(default=50, ge=1)
+    max_url_bytes: int = Field(default=16 * 1024, ge=1024)
+    # Quotas on createJob (rpc.quotas); 0 turns a limit off.
+    jobs_per_minute_per_user: int = Field(default=60, ge=0)
+    max_waiting_jobs_per_user: int = Field(default=100, ge=0)
+    max_waiting_jobs: int = Field(default=100_000, ge=0)
+    # rpc.security: origins (comma-separated) a separate frontend is served from; empty: CORS
+    # off (same-origin frontend). A Content-Security-Policy for STATIC_DIR's files (none if "").
+    cors_allow_origins: str = ""
+    static_content_security_policy: str = ""
+
     @property
     def local_mode(self) -> bool:
         """No JWT_SECRET: every request acts as one local user (laptop use, docs' curl)."""

@@ -13,21 +13,17 @@ Two streamed answers (recipe §10 step 7): a subscription (never batched) is an 
 Hostile input (issue 8): every request gets a tRPC envelope, a 4xx for anything the client
 got wrong, never a 500 and never a hang. The limits: MAX_URL_BYTES (path + query, 400),
 MAX_BATCH_SIZE calls (400 "Batch call exceeds maximum size", tRPC's maxBatchSize wording),
-MAX_BODY_BYTES (413, counted while the body streams), ``MAX_JSON_VALUES`` values in one
-input (413: a 16 MiB body of ``[{},{},…]`` would cost ~400 MiB and seconds of the event
-loop), nesting deeper than the parser's recursion limit (400), NaN/Infinity literals and
-integers past Python's 4300-digit limit (400), superjson meta that is malformed, points at
-missing paths or names unknown types (400, ``rpc.superjson``), and NUL characters anywhere
-in an input (400 for every procedure: PostgreSQL text cannot store them, and refusing on
-both backends keeps them alike). Header floods are uvicorn's to bound (see README).
+MAX_BODY_BYTES (413, counted while the body streams); JSON text through ``rpc.limits.loads``
+(too many values 413; too deep, NaN, giant integers 400); superjson meta that is malformed,
+points at missing paths or names unknown types (400, ``rpc.superjson``); NUL characters
+anywhere in an input (400, ``rpc.limits.refuse_nul``). A fault nobody foresaw is logged and
+answered as an INTERNAL_SERVER_ERROR envelope. Header floods are uvicorn's to bound (README).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +31,7 @@ from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from rpc import jsonl, sse, superjson
+from rpc import jsonl, limits, sse, superjson
 from rpc.context import Context, Services
 from rpc.encoding import dumps, to_plain
 from rpc.errors import TRPCError
@@ -55,10 +51,6 @@ class _AnyPath(PathConvertor):
 
 register_url_convertor("trpc_path", _AnyPath())
 ROUTE_PATH = BASE_PATH + "{path:trpc_path}"
-# Commas and colons outside strings bound how many values a JSON text holds.
-MAX_JSON_VALUES = 20_000
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
-_NUL_MESSAGE = "Text must not contain NUL characters (\\u0000)"
 _JSON_TYPES = ("application/json", "text/plain", "application/x-www-form-urlencoded")
 
 
@@ -186,7 +178,7 @@ class Dispatcher:
             if not text.strip():
                 return False
         try:
-            decoded = _loads(text)
+            decoded = limits.loads(text)
         except TRPCError as exc:
             if exc.code == "PAYLOAD_TOO_LARGE":
                 raise  # request-level, as a body over MAX_BODY_BYTES is
@@ -239,9 +231,8 @@ class Dispatcher:
                 raw = superjson.deserialize(raw)
             except superjson.SuperjsonError as exc:
                 raise TRPCError("BAD_REQUEST", f"Invalid superjson input: {exc}") from None
-        if call.nul and (where := _nul_path(raw)) is not None:
-            issue = {"code": "custom", "path": where, "message": _NUL_MESSAGE}
-            raise TRPCError("BAD_REQUEST", json.dumps([issue], indent=2))
+        if call.nul:
+            limits.refuse_nul(raw)
         return procedure, raw
 
     async def _outcome(
@@ -344,47 +335,6 @@ async def _read_body(request: Request, limit: int) -> str:
         return b"".join(chunks).decode("utf-8")
     except UnicodeDecodeError:
         raise TRPCError("BAD_REQUEST", "Request body is not valid UTF-8") from None
-
-
-def _loads(text: str) -> Any:
-    """``json.loads`` for hostile text; every refusal is a ``TRPCError`` (see the docstring)."""
-    if text.count(",") + text.count(":") > MAX_JSON_VALUES:  # cheap; strings may hold some
-        outside = _STRING.sub('""', text)
-        if outside.count(",") + outside.count(":") > MAX_JSON_VALUES:
-            raise TRPCError(
-                "PAYLOAD_TOO_LARGE", f"Request input holds more than {MAX_JSON_VALUES} values"
-            )
-    try:
-        return json.loads(text, parse_constant=_no_constant)
-    except RecursionError:
-        raise TRPCError("BAD_REQUEST", "Invalid JSON input: nested too deeply") from None
-    except ValueError as exc:
-        reason = str(exc)
-        if "integer string conversion" in reason:
-            reason = "a number has too many digits"
-        raise TRPCError("BAD_REQUEST", f"Invalid JSON input: {reason}") from None
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _nul_path(value: Any) -> list[str | int] | None:
-    """Where in ``value`` a string (or a key) holds a NUL character, if anywhere."""
-    stack: list[tuple[Any, list[str | int]]] = [(value, [])]
-    while stack:
-        item, path = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return path
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                if isinstance(key, str) and "\x00" in key:
-                    return [*path, key]
-                stack.append((child, [*path, key]))
-        elif isinstance(item, list):
-            stack.extend((child, [*path, index]) for index, child in enumerate(item))
-    return None
 
 
 def _last_event_id(request: Request) -> str | None:

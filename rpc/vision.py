@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from rpc import quotas
 from rpc.context import Context
 from rpc.errors import TRPCError
 from rpc.router import Router
@@ -122,18 +123,20 @@ def register(router: Router) -> None:
             _check_data_url(data.imageUrl, settings.image_max_bytes)
         caller = await ctx.caller()
         assert caller is not None
-        job_id = await ctx.services.store.create_job(
-            NewJob(
-                user_id=caller.user_id,
-                image_url=data.imageUrl,
-                image_context=data.imageContext,
-                analysis_purpose=data.analysisPurpose,
-                output_format=data.outputFormat,
-                creativity_level=data.creativityLevel,
-                additional_instructions=data.additionalInstructions,
-                max_retries=settings.max_retries,
+        # 429/503 when over a quota; one user's creations are admitted one at a time.
+        async with quotas.admit(settings, ctx.services.store, caller.user_id):
+            job_id = await ctx.services.store.create_job(
+                NewJob(
+                    user_id=caller.user_id,
+                    image_url=data.imageUrl,
+                    image_context=data.imageContext,
+                    analysis_purpose=data.analysisPurpose,
+                    output_format=data.outputFormat,
+                    creativity_level=data.creativityLevel,
+                    additional_instructions=data.additionalInstructions,
+                    max_retries=settings.max_retries,
+                )
             )
-        )
         return {"jobId": job_id, "status": "pending", "message": CREATED_MESSAGE}
 
     @router.procedure("visionPipeline.getJobStatus", "query", input=JobIdInput, guard="user")

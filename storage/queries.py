@@ -293,6 +293,31 @@ COUNT_BY_STATUS = Query(
     """SELECT status, COUNT(*) AS n FROM "visionJobs" GROUP BY status""",
 )
 
+# --- quotas (rpc.quotas) ------------------------------------------------------------------------
+
+USER_QUOTA_COUNTS = Query(
+    "user_quota_counts",
+    "createJob's quota check, one round trip: the user's jobs created since $2 (counted up to "
+    "$3), the oldest of them, and the user's unfinished jobs (counted up to $4). Each count "
+    "is a range of the (userId, createdAt, id) or (userId, status) index, cut at the limit.",
+    f"""SELECT
+        (SELECT COUNT(*) FROM (SELECT 1 FROM "visionJobs"
+            WHERE "userId" = $1 AND "createdAt" >= $2 LIMIT $3) AS r) AS recent,
+        (SELECT MIN("createdAt") FROM "visionJobs"
+            WHERE "userId" = $1 AND "createdAt" >= $2) AS oldest,
+        (SELECT COUNT(*) FROM (SELECT 1 FROM "visionJobs"
+            WHERE "userId" = $1 AND status IN ('pending', {RUNNING[1:-1]}) LIMIT $4) AS w)
+            AS waiting""",
+)
+
+COUNT_WAITING_JOBS = Query(
+    "count_waiting_jobs",
+    "How many jobs wait to be claimed, counted up to $1 (the global cap): a scan of the "
+    "partial index of pending jobs that stops at the cap.",
+    """SELECT COUNT(*) AS n FROM (SELECT 1 FROM "visionJobs" WHERE status = 'pending'
+        LIMIT $1) AS w""",
+)
+
 # --- the change feed (live progress, cross-process wake-up) -----------------------------------
 
 LAST_EVENT_ID = Query(

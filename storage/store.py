@@ -214,6 +214,21 @@ class JobStore:
         rows = await self.driver.read(fetch_all(q.COUNT_BY_STATUS))
         return {str(r["status"]): int(r["n"]) for r in rows}
 
+    async def user_quota_counts(
+        self, user_id: int, since: datetime, recent_cap: int, waiting_cap: int
+    ) -> tuple[int, datetime | None, int]:
+        """(jobs the user created since ``since``, the oldest one's createdAt, the user's
+        unfinished jobs); each count stops at its cap (0: not counted)."""
+        row = await self.driver.read(
+            fetch_one(q.USER_QUOTA_COUNTS, user_id, since, recent_cap, waiting_cap)
+        )
+        return int(row["recent"]), as_datetime(row["oldest"]), int(row["waiting"])
+
+    async def count_waiting_jobs(self, cap: int) -> int:
+        """Jobs waiting to be claimed, counted up to ``cap``."""
+        row = await self.driver.read(fetch_one(q.COUNT_WAITING_JOBS, cap))
+        return int(row["n"])
+
     # -- jobs: worker side -------------------------------------------------------------------
 
     async def claim_jobs(self, worker_id: str, limit: int, lease: timedelta) -> list[ClaimedJob]:

@@ -139,6 +139,9 @@ def server_env(db_path: Path, **overrides: str) -> dict[str, str]:
         DATABASE_URL=f"sqlite:///{db_path}",
         JWT_SECRET=SECRET,
         IMAGE_FETCH_ALLOW_PRIVATE="true",
+        # Load tests make hundreds of jobs a minute; tests/test_quotas.py sets its own.
+        JOBS_PER_MINUTE_PER_USER="0",
+        MAX_WAITING_JOBS_PER_USER="0",
         RETRY_DELAY_MS="20",
         POLL_INTERVAL_MS="200",
         PROVIDERS="offline",

@@ -1,0 +1,121 @@
+"""Security headers on every response, and CORS for a frontend served from another origin.
+
+What this module promises:
+
+- Every HTTP response (API, SSE, OAuth redirects, static files, errors the app answers)
+  carries ``X-Content-Type-Options: nosniff``, ``Referrer-Policy:
+  strict-origin-when-cross-origin`` and ``Cross-Origin-Resource-Policy: same-origin``.
+- API responses (``/api/…``, ``/healthz``) also carry ``Content-Security-Policy:
+  default-src 'none'; frame-ancestors 'none'`` and ``X-Frame-Options: DENY``: JSON and event
+  streams are never rendered or framed. STATIC_DIR's files carry ``X-Frame-Options:
+  SAMEORIGIN`` and the policy in STATIC_CONTENT_SECURITY_POLICY, none by default: a policy
+  strict enough to matter depends on the frontend's build (inline scripts, CDNs), so it is
+  the operator's to write.
+- ``Strict-Transport-Security: max-age=31536000`` only on requests that arrived over https
+  (directly, or through a proxy that says so in ``X-Forwarded-Proto``); over plain http the
+  header would be ignored, and it must not pin a host that never serves https.
+- A header the application set itself is left as it is.
+- CORS is off unless CORS_ALLOW_ORIGINS lists origins (comma-separated, exact, no ``*``):
+  then Starlette's ``CORSMiddleware`` answers preflights and allows credentials (cookies)
+  from those origins only, for GET/POST/OPTIONS and the headers tRPC clients send
+  (TRPC_WIRE §8.1–§8.2). Without it, the same-origin frontend needs none.
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rpc.config import Settings
+
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+HSTS = "max-age=31536000"
+CORS_HEADERS = [
+    "content-type",
+    "authorization",
+    "trpc-accept",
+    "trpc-batch-mode",
+    "x-trpc-source",
+    "last-event-id",
+]
+_COMMON = (
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "strict-origin-when-cross-origin"),
+    ("cross-origin-resource-policy", "same-origin"),
+)
+
+
+def is_api_path(path: str) -> bool:
+    """Paths the server answers itself; everything else is (or would be) a static file."""
+    return path.startswith("/api/") or path in ("/api", "/healthz")
+
+
+def is_https(scope: Scope) -> bool:
+    if scope.get("scheme") == "https":
+        return True
+    for name, value in scope.get("headers", ()):
+        if name == b"x-forwarded-proto":
+            protos = value.decode("latin-1").split(",")
+            return any(p.strip().lower() == "https" for p in protos)
+    return False
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware (streaming bodies, SSE included, pass through untouched)."""
+
+    def __init__(self, app: ASGIApp, *, static_csp: str = "") -> None:
+        self.app = app
+        self.static_csp = static_csp
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = list(_COMMON)
+        if is_api_path(scope.get("path", "")):
+            extra += [("content-security-policy", API_CSP), ("x-frame-options", "DENY")]
+        else:
+            extra.append(("x-frame-options", "SAMEORIGIN"))
+            if self.static_csp:
+                extra.append(("content-security-policy", self.static_csp))
+        if is_https(scope):
+            extra.append(("strict-transport-security", HSTS))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                headers = MutableHeaders(scope=message)
+                for name, value in extra:
+                    if name not in headers:
+                        headers.append(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def cors_origins(settings: Settings) -> list[str]:
+    """CORS_ALLOW_ORIGINS as a list, without blanks and trailing slashes."""
+    origins = (o.strip().rstrip("/") for o in settings.cors_allow_origins.split(","))
+    return [o for o in origins if o]
+
+
+def middleware(settings: Settings) -> list[Middleware]:
+    """The app's middleware, outermost first: security headers, then CORS when configured."""
+    stack = [Middleware(SecurityHeaders, static_csp=settings.static_content_security_policy)]
+    origins = cors_origins(settings)
+    if origins:
+        if "*" in origins:
+            raise ValueError("CORS_ALLOW_ORIGINS must list origins: '*' cannot carry cookies")
+        stack.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=origins,
+                allow_credentials=True,
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=CORS_HEADERS,
+                max_age=600,
+            )
+        )
+    return stack
