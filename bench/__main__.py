@@ -1,0 +1,327 @@
+"""``python -m bench``: the queue and the API measured against the design document's worker, its
+Node/tRPC stack and the peer queues, on SQLite and PostgreSQL, in one run. Prints tables, writes
+``bench/results/bench-<time>.json``. Nothing is asserted: a missed target is printed as MISSED.
+
+    .venv/bin/python -m bench --quick                    # a smoke run, a few minutes
+    .venv/bin/python -m bench                            # the full run (under ~20 minutes)
+    .venv/bin/python -m bench --only pickup,throughput   # some sections
+
+Sections: pickup, throughput, realistic, api, baselines, memory. (``bench/sse_idle.py``
+measures idle live-progress subscribers; run it on its own.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from bench import api, design_loop, pickup, report, throughput
+from bench.common import (
+    BACKENDS,
+    Section,
+    create_pg,
+    drop_pg,
+    median,
+    percentile,
+    spawn,
+    wait_for_postgres,
+)
+
+SECTIONS = ("pickup", "throughput", "realistic", "api", "baselines", "memory")
+FULL = {
+    "pickup_jobs": 200,
+    "jobs": 5000,
+    "rounds": 3,
+    "realistic_jobs": 640,
+    "api_rows": 1_000_000,
+    "api_small": 1000,
+    "api_rounds": 3,
+    "api_seconds": 5.0,
+    "memory_jobs": 100_000,
+    "design_seconds": 20.0,
+    "design_pickups": 10,
+}
+QUICK = {
+    "pickup_jobs": 40,
+    "jobs": 1000,
+    "rounds": 1,
+    "realistic_jobs": 128,
+    "api_rows": 100_000,
+    "api_small": 1000,
+    "api_rounds": 1,
+    "api_seconds": 2.0,
+    "memory_jobs": 10_000,
+    "design_seconds": 6.0,
+    "design_pickups": 3,
+}
+
+
+def alternating(backends: tuple[str, ...], rounds: int) -> list[str]:
+    """Round r runs the backends in order, reversed every other round."""
+    return [b for r in range(rounds) for b in (backends if r % 2 == 0 else backends[::-1])]
+
+
+async def sec_pickup(s: Section, tmp: Path, o: dict[str, Any], found: dict[str, float]) -> None:
+    for backend in o["backends"]:
+        for layout in ("serve", "serve + worker"):
+            r = await pickup.measure(backend, layout, tmp, o["pickup_jobs"])
+            s.row(f"{backend}, {layout}", **r)
+            found[f"pickup {backend} {layout}"] = r["p50_ms"]
+            s.target(
+                f"pickup p50 {backend} ({layout})",
+                f"{r['p50_ms']:.2f} ms",
+                "< 5 ms",
+                r["p50_ms"] < 5,
+            )
+
+
+async def sec_throughput(s: Section, tmp: Path, o: dict[str, Any], found: dict[str, float]) -> None:
+    runs: dict[str, list[dict[str, Any]]] = {b: [] for b in o["backends"]}
+    for backend in alternating(o["backends"], o["rounds"]):
+        runs[backend].append(await throughput.instant(backend, tmp, o["jobs"]))
+    goals = {"sqlite": 2000, "postgresql": 3000}
+    for backend, results in runs.items():
+        rate = median([r["jobs_per_s"] for r in results])
+        last = results[-1]
+        s.row(
+            f"{backend}, {o['jobs']:,} jobs, concurrency 16",
+            jobs_per_s=rate,
+            rounds=" / ".join(f"{r['jobs_per_s']:,.0f}" for r in results),
+            seconds=last["seconds"],
+            create_s=last["create_seconds"],
+            cpu_api_s=last["cpu_api_s"],
+            cpu_worker_s=last["cpu_worker_s"],
+            complete=last["complete"],
+            outputs_rows=last["outputs_rows"],
+            attempt_rows=last["attempt_rows"],
+            worker=last["worker"],
+        )
+        found[f"throughput {backend}"] = rate
+        s.target(
+            f"instant throughput {backend}",
+            f"{rate:,.0f} jobs/s",
+            f"≥ {goals[backend]:,} jobs/s",
+            rate >= goals[backend],
+        )
+
+
+async def sec_realistic(s: Section, tmp: Path, o: dict[str, Any], found: dict[str, float]) -> None:
+    for backend in o["backends"]:
+        r = await throughput.realistic(backend, tmp, o["realistic_jobs"])
+        s.row(f"{backend}, {r['jobs']} jobs, 1.5 s + 3 s, concurrency 64", **r)
+        s.target(
+            f"realistic throughput {backend}",
+            f"{r['jobs_per_s']:.2f} jobs/s = {100 * r['vs_ideal']:.1f}% of "
+            f"{r['ideal_jobs_per_s']:.2f}; {r['in_flight_median']:g} in flight",
+            "≥ 90% of ideal",
+            r["vs_ideal"] >= 0.9,
+        )
+
+
+async def sec_api(s: Section, tmp: Path, o: dict[str, Any], found: dict[str, float]) -> None:
+    await api.run(
+        s,
+        tmp,
+        (o["api_rows"], o["api_small"]),
+        rounds=o["api_rounds"],
+        seconds=o["api_seconds"],
+        node=not o["no_node"],
+        backends=tuple(o["backends"]),
+    )
+
+
+async def _peer(queue: str, tmp: Path, jobs: int, pickups: int) -> dict[str, Any]:
+    import json
+    import os
+    import sys
+
+    url = await create_pg(queue)
+    try:
+        proc = spawn(
+            [
+                sys.executable,
+                "-m",
+                "bench.peers",
+                queue,
+                "--dsn",
+                url,
+                "--jobs",
+                str(jobs),
+                "--pickup",
+                str(pickups),
+            ],
+            tmp / f"{queue}.log",
+            dict(os.environ),
+        )
+        await anyio.to_thread.run_sync(proc.process.wait)
+        found = [x for x in proc.log().splitlines() if x.startswith("BENCH-RESULT ")]
+        line = found[-1] if found else ""
+        if not line:
+            raise RuntimeError(f"{queue} failed:\n{proc.log()[-2000:]}")
+        return dict(json.loads(line.split(" ", 1)[1]))
+    finally:
+        await drop_pg(url)
+
+
+async def sec_baselines(s: Section, tmp: Path, o: dict[str, Any], found: dict[str, float]) -> None:
+    for backend in o["backends"]:
+        r = await design_loop.measure(
+            backend, tmp, pickups=o["design_pickups"], seconds=o["design_seconds"]
+        )
+        lat = r.pop("pickup_ms")
+        s.row(
+            f"design document's loop, {backend}",
+            pickup_p50_ms=round(median(lat), 1),
+            pickup_max_ms=round(max(lat), 1),
+            **r,
+        )
+        found[f"design {backend}"] = r["jobs_per_s"]
+        found[f"design pickup {backend}"] = median(lat)
+        s.notes.append(
+            f"design loop on {backend}: ran {r['ran_seconds']} s with a full queue "
+            f"and extrapolated to 5,000 jobs ({r['extrapolated_5000_jobs_s']} s)"
+        )
+    if "postgresql" in o["backends"]:
+        peers: dict[str, list[dict[str, Any]]] = {"pgqueuer": [], "procrastinate": []}
+        for queue in alternating(("pgqueuer", "procrastinate"), o["rounds"]):
+            peers[queue].append(await _peer(queue, tmp, o["jobs"], o["pickup_jobs"]))
+        for queue, results in peers.items():
+            lat = [v for r in results for v in r["pickup_ms"][5:]]  # first ones: warm-up
+            rate = median([r["jobs_per_s"] for r in results])
+            s.row(
+                f"{queue} {results[0]['version']} (no-op, {results[0]['settings']})",
+                jobs_per_s=round(rate),
+                rounds=" / ".join(f"{r['jobs_per_s']:,.0f}" for r in results),
+                pickup_p50_ms=round(percentile(lat, 50), 2),
+                pickup_p95_ms=round(percentile(lat, 95), 2),
+            )
+            found[f"peer {queue}"] = rate
+            found[f"peer pickup {queue}"] = percentile(lat, 50)
+    _ratios(s, found)
+
+
+def _ratios(s: Section, found: dict[str, float]) -> None:
+    """Ours against each baseline, where both were measured in this run."""
+    pairs = [
+        ("throughput postgresql", "peer pgqueuer", "throughput PG: ours / pgqueuer"),
+        ("throughput postgresql", "peer procrastinate", "throughput PG: ours / procrastinate"),
+        ("throughput postgresql", "design postgresql", "throughput PG: ours / design loop"),
+        ("throughput sqlite", "design sqlite", "throughput SQLite: ours / design loop"),
+    ]
+    for ours, theirs, what in pairs:
+        if ours in found and theirs in found and found[theirs]:
+            s.row(what, ratio=round(found[ours] / found[theirs], 2))
+    for backend in ("sqlite", "postgresql"):
+        ours = found.get(f"pickup {backend} serve")
+        theirs = {"design loop": f"design pickup {backend}"}
+        if backend == "postgresql":
+            theirs.update(
+                pgqueuer="peer pickup pgqueuer", procrastinate="peer pickup procrastinate"
+            )
+        for name, key in theirs.items():
+            if ours and key in found:
+                s.row(
+                    f"pickup p50 {backend}: {name} / ours (serve)",
+                    ratio=round(found[key] / ours, 2),
+                )
+
+
+async def sec_memory(s: Section, tmp: Path, o: dict[str, Any], found: dict[str, float]) -> None:
+    total = o["memory_jobs"]
+    points = sorted({p for p in (1000, total // 10, total // 2, total) if p >= 1000})
+    for backend in o["backends"]:
+        r = await throughput.memory(backend, tmp, points)
+        s.row(
+            f"{backend}, instant worker",
+            **{f"rss_after_{k}": v for k, v in r["rss_mib"].items()},
+            growth_mib=r["growth_mib"],
+            growth_pct=r["growth_pct"],
+            seconds=r["seconds"],
+        )
+        s.target(
+            f"worker RSS flat {backend}",
+            f"{r['rss_mib']['1000']} → {r['rss_mib'][str(total)]} MiB "
+            f"({r['growth_pct']:+.1f}%) after {total:,} jobs",
+            "≤ +10%",
+            r["growth_pct"] <= 10,
+        )
+
+
+RUNNERS = {
+    "pickup": sec_pickup,
+    "throughput": sec_throughput,
+    "realistic": sec_realistic,
+    "api": sec_api,
+    "baselines": sec_baselines,
+    "memory": sec_memory,
+}
+
+
+def parse(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    p.add_argument("--only", default=",".join(SECTIONS), help="sections, comma-separated")
+    p.add_argument("--backends", default=",".join(BACKENDS))
+    p.add_argument("--no-node", action="store_true", help="API section without the Node server")
+    p.add_argument("--out", type=Path, help="JSON path (default bench/results/bench-<time>.json)")
+    for key, value in FULL.items():
+        p.add_argument(
+            "--" + key.replace("_", "-"),
+            type=type(value),
+            default=None,
+            help=f"full run: {value}, --quick: {QUICK[key]}",
+        )
+    args = vars(p.parse_args(argv))
+    sizes = QUICK if args["quick"] else FULL
+    for key, value in sizes.items():
+        if args[key] is None:
+            args[key] = value
+    args["only"] = [x.strip() for x in args["only"].split(",") if x.strip()]
+    unknown = set(args["only"]) - set(SECTIONS)
+    if unknown:
+        p.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    args["backends"] = tuple(b.strip() for b in args["backends"].split(","))
+    return args
+
+
+async def main(o: dict[str, Any]) -> None:
+    facts = report.machine()
+    print(
+        f"bench on {facts['cpu']} ({facts['cores']} cores), Python {facts['python']}, "
+        f"PostgreSQL {facts['postgresql']}, Node {facts['node']}, commit {facts['commit']} "
+        f"(+{facts['uncommitted_changes']} uncommitted files); "
+        f"load average {facts['load_average_at_start'][0]:.2f}"
+    )
+    sections: list[Section] = []
+    found: dict[str, float] = {}
+    random.seed(7)
+    args = {k: (str(v) if isinstance(v, Path) else v) for k, v in o.items()}
+    out = report.json_path(o["out"])
+    with tempfile.TemporaryDirectory(prefix="vp-bench-") as tmp:
+        for name in [n for n in SECTIONS if n in o["only"]]:
+            t0 = time.monotonic()
+            section = Section(name)
+            sections.append(section)
+            try:
+                if "postgresql" in o["backends"]:
+                    await wait_for_postgres()
+                await RUNNERS[name](section, Path(tmp), o, found)
+            except Exception as exc:  # one broken section must not cost the others
+                traceback.print_exc()
+                section.notes.append(f"FAILED: {type(exc).__name__}: {exc}"[:500])
+            section.notes.append(f"section took {time.monotonic() - t0:.0f} s")
+            report.print_section(section)
+            report.write_json(facts, args, sections, out)  # after every section
+    report.print_targets(sections)
+    print(f"\nresults: {out}")
+
+
+if __name__ == "__main__":
+    anyio.run(main, parse())

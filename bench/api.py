@@ -1,0 +1,256 @@
+"""API: getJobStatus and getJobHistory under ``wrk`` (64 connections), with a large and a small
+table, beside the design document's own stack (``bench/node``: @trpc/server 11 standalone,
+superjson, better-sqlite3) reading the same SQLite rows. Candidates run in alternating rounds
+(the order reversed every other round); medians over rounds are reported.
+
+Our server is ``rpc.cli serve --no-worker`` (one process, uvicorn + uvloop); the Node server is
+one process too. Each client acts as one of 50 users spread over the table (``bench.dataset``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+from bench import dataset
+from bench.common import (
+    ROOT,
+    SECRET,
+    Proc,
+    Section,
+    database,
+    free_port,
+    median,
+    spawn,
+    start_serve,
+    token,
+    wait_for_log,
+)
+
+NODE_DIR = ROOT / "bench" / "node"
+LUA = ROOT / "bench" / "wrk" / "trpc.lua"
+PROCS = ("status", "history")
+
+
+@dataclass
+class Candidate:
+    server: str  # "python" | "node"
+    backend: str
+    size: int
+    procedure: str
+    base: str
+    tokens: Path
+    runs: list[dict[str, float]]
+
+    @property
+    def name(self) -> str:
+        return f"{self.server} {self.backend} {label(self.size)} {self.procedure}"
+
+
+def label(size: int) -> str:
+    return f"{size // 1_000_000}M" if size >= 1_000_000 else f"{size // 1000}k"
+
+
+def ensure_node_modules(force: bool = False) -> None:
+    """``npm ci`` when node_modules is missing or older than the lockfile (it compiles
+    better-sqlite3 from source here: about two minutes)."""
+    marker = NODE_DIR / "node_modules" / ".package-lock.json"
+    lock = NODE_DIR / "package-lock.json"
+    if force or not marker.exists() or marker.stat().st_mtime < lock.stat().st_mtime:
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"],
+            cwd=NODE_DIR,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+
+async def start_node(db_path: str, log_path: Path) -> Proc:
+    port = free_port()
+    env = {
+        "PATH": "/usr/bin:/bin:/usr/local/bin",
+        "DATABASE_PATH": db_path,
+        "JWT_SECRET": SECRET,
+        "PORT": str(port),
+        "NODE_ENV": "production",
+    }
+    proc = spawn(["node", str(NODE_DIR / "server.mjs")], log_path, env)
+    proc.base = f"http://127.0.0.1:{port}"
+    await wait_for_log(proc, "listening")
+    return proc
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def parse_wrk(out: str) -> dict[str, float]:
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    p50 = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    if not rps or not p99 or not p50:
+        raise RuntimeError(f"wrk output not understood:\n{out}")
+    return {
+        "rps": float(rps.group(1)),
+        "p50_ms": float(p50.group(1)) * _UNITS[p50.group(2)],
+        "p99_ms": float(p99.group(1)) * _UNITS[p99.group(2)],
+        "non_2xx": float(bad.group(1)) if bad else 0.0,
+        "socket_errors": 1.0 if errors else 0.0,
+    }
+
+
+async def run_wrk(c: Candidate, seconds: float, connections: int) -> dict[str, float]:
+    users = dataset.users_for(c.size)
+    argv = [
+        "wrk",
+        "-t2",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "--latency",
+        "-s",
+        str(LUA),
+        c.base,
+        "--",
+        str(c.tokens),
+        c.procedure,
+        str(users),
+        str(dataset.PER_USER),
+    ]
+    done = await anyio.run_process(argv, check=True)
+    return parse_wrk(done.stdout.decode())
+
+
+async def check(c: Candidate) -> int:
+    """One request of the candidate's kind, answered 200 with the caller's data: body size."""
+    uid_text, tok = c.tokens.read_text().splitlines()[0].split(" ")
+    if c.procedure == "status":
+        path, raw = "visionPipeline.getJobStatus", f'{{"json":{{"jobId":{uid_text}}}}}'
+    else:
+        path, raw = "visionPipeline.getJobHistory", '{"json":{"limit":20,"offset":0}}'
+    async with httpx.AsyncClient(base_url=c.base) as client:
+        r = await client.get(
+            f"/api/trpc/{path}", params={"input": raw}, headers={"authorization": f"Bearer {tok}"}
+        )
+    if r.status_code != 200:
+        raise RuntimeError(f"{c.name}: {r.status_code} {r.text[:300]}")
+    return len(r.content)
+
+
+async def run(
+    section: Section,
+    tmp: Path,
+    sizes: tuple[int, int],
+    *,
+    rounds: int,
+    seconds: float,
+    connections: int = 64,
+    node: bool = True,
+    backends: tuple[str, ...] = ("sqlite", "postgresql"),
+) -> None:
+    if shutil.which("wrk") is None:
+        section.notes.append("wrk is not installed (apt-get install wrk): section skipped")
+        return
+    if node:
+        ensure_node_modules()
+    candidates: list[Candidate] = []
+    async with contextlib.AsyncExitStack() as stack:
+        procs: list[Proc] = []
+        stack.callback(lambda: [p.stop() for p in procs])
+        for backend in backends:
+            for size in sizes:
+                tag = f"api_{backend}_{label(size)}"
+                url = await stack.enter_async_context(database(backend, tmp, tag))
+                t0 = time.monotonic()
+                await dataset.load(url, size)
+                section.notes.append(
+                    f"{backend}: {size:,} jobs loaded in {time.monotonic() - t0:.1f} s"
+                )
+                tokens = tmp / f"{tag}.tokens"
+                tokens.write_text(
+                    "".join(
+                        f"{u} {token(dataset.open_id(u))}\n" for u in dataset.client_users(size)
+                    )
+                )
+                servers = [
+                    (
+                        "python",
+                        await start_serve(
+                            url, tmp / f"{tag}.log", "--no-worker", LOG_LEVEL="warning"
+                        ),
+                    )
+                ]
+                procs.append(servers[0][1])
+                if node and backend == "sqlite":
+                    servers.append(
+                        ("node", await start_node(url.split(":///", 1)[1], tmp / f"{tag}_node.log"))
+                    )
+                    procs.append(servers[-1][1])
+                for server, proc in servers:
+                    for procedure in PROCS:
+                        candidates.append(
+                            Candidate(server, backend, size, procedure, proc.base, tokens, [])
+                        )
+        sizes_seen: dict[str, int] = {}
+        for c in candidates:
+            sizes_seen[c.name] = await check(c)
+            await run_wrk(c, min(2.0, seconds), connections)  # warm-up, not counted
+        for r in range(rounds):
+            order = candidates if r % 2 == 0 else list(reversed(candidates))
+            for c in order:
+                c.runs.append(await run_wrk(c, seconds, connections))
+    _report(section, candidates, sizes_seen, sizes)
+
+
+def _report(
+    section: Section, candidates: list[Candidate], body: dict[str, int], sizes: tuple[int, int]
+) -> None:
+    by_name: dict[str, dict[str, Any]] = {}
+    for c in candidates:
+        figures = {
+            "rps": round(median([r["rps"] for r in c.runs])),
+            "p50_ms": round(median([r["p50_ms"] for r in c.runs]), 2),
+            "p99_ms": round(median([r["p99_ms"] for r in c.runs]), 2),
+            "non_2xx": int(sum(r["non_2xx"] for r in c.runs)),
+            "rounds_rps": [round(r["rps"]) for r in c.runs],
+            "body_bytes": body[c.name],
+        }
+        by_name[c.name] = figures
+        section.row(c.name, **figures)
+    big, small = label(sizes[0]), label(sizes[1])
+    for procedure in PROCS:
+        for size in (big, small):
+            ours, node = (
+                by_name.get(f"python sqlite {size} {procedure}"),
+                by_name.get(f"node sqlite {size} {procedure}"),
+            )
+            if ours and node:
+                ratio = ours["rps"] / node["rps"]
+                section.target(
+                    f"API {procedure} {size}: ours (SQLite) vs Node",
+                    f"{ratio:.2f}× ({ours['rps']:,} vs {node['rps']:,} req/s)",
+                    "≥ 2×",
+                    ratio >= 2,
+                )
+        for backend in ("sqlite", "postgresql"):
+            a, b = (
+                by_name.get(f"python {backend} {big} {procedure}"),
+                by_name.get(f"python {backend} {small} {procedure}"),
+            )
+            if a and b:
+                gap = b["rps"] / a["rps"] - 1
+                section.target(
+                    f"API {procedure} {backend}: {small} vs {big} rows",
+                    f"{small} {100 * gap:+.0f}% ({b['rps']:,} vs {a['rps']:,} req/s)",
+                    "≤ +20%",
+                    gap <= 0.20,
+                )
