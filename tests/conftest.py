@@ -8,11 +8,11 @@ import pytest
 from tests.support import (
     PG_ADMIN_DSN,
     Server,
+    backend_server,
     create_pg_database,
     drop_pg_database,
     image_server,
     reset_database,
-    start_server,
 )
 
 
@@ -33,22 +33,8 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
            ) -> Iterator[Server]:  # fmt: skip
     """A running server (API + worker) with JWT_SECRET set, on a database of its own: a
     SQLite file, or a fresh PostgreSQL database dropped afterwards."""
-    tmp: Path = tmp_path_factory.mktemp("server")
-    env: dict[str, str] = {}
-    pg_url = None
-    if request.param == "postgresql":
-        try:
-            pg_url = create_pg_database("vp_srv")
-        except Exception as exc:
-            pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {exc}")
-        env["DATABASE_URL"] = pg_url
-    srv = start_server(tmp / "jobs.db", tmp / "server.log", **env)
-    try:
+    with backend_server(request.param, tmp_path_factory.mktemp("server")) as srv:
         yield srv
-    finally:
-        srv.stop()
-        if pg_url is not None:
-            drop_pg_database(pg_url)
 
 
 @pytest.fixture(scope="session")

@@ -277,3 +277,26 @@ def reset_database(url: str) -> None:
     anyio.run(push, parse_database_url(url))
     sql(url, 'TRUNCATE users, "visionJobs", "visionJobOutputs", "visionJobSessions", '
         '"visionJobEvents" RESTART IDENTITY')  # fmt: skip
+
+
+@contextmanager
+def backend_server(backend: str, tmp: Path, *args: str, prefix: str = "vp_srv", **env: str
+                   ) -> Iterator[Server]:  # fmt: skip
+    """A server on a database of its own: a SQLite file in ``tmp``, or a fresh PostgreSQL
+    database (dropped afterwards; the test is skipped, saying why, when none answers)."""
+    import pytest
+
+    pg_url = None
+    if backend == "postgresql":
+        try:
+            pg_url = create_pg_database(prefix)
+        except Exception as exc:
+            pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {exc}")
+        env["DATABASE_URL"] = pg_url
+    srv = start_server(tmp / "jobs.db", tmp / "server.log", *args, **env)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        if pg_url is not None:
+            drop_pg_database(pg_url)

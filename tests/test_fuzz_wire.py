@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from rpc.errors import CODES
-from tests.support import PG_ADMIN_DSN, Server, create_pg_database, drop_pg_database, start_server
+from tests.support import Server, backend_server
 
 FUZZ = settings(
     max_examples=120,
@@ -59,22 +59,9 @@ PNG_URL = _png_data_url()
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[Server]:  # fmt: skip
     """A server without a worker (jobs created by the unicode test stay pending)."""
-    tmp: Path = tmp_path_factory.mktemp("fuzz")
-    env: dict[str, str] = {}
-    pg_url = None
-    if request.param == "postgresql":
-        try:
-            pg_url = create_pg_database("vp_fuzz")
-        except Exception as exc:
-            pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {exc}")
-        env["DATABASE_URL"] = pg_url
-    srv = start_server(tmp / "jobs.db", tmp / "server.log", "--no-worker", **env)
-    try:
+    with backend_server(request.param, tmp_path_factory.mktemp("fuzz"), "--no-worker",
+                        prefix="vp_fuzz") as srv:  # fmt: skip
         yield srv
-    finally:
-        srv.stop()
-        if pg_url is not None:
-            drop_pg_database(pg_url)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from pipeline.ratelimit import RateLimitedVision, RateLimiter, limit_vision
 from pipeline.service import build_providers
 from rpc.config import Settings
 from storage.timeutil import to_sqlite
-from tests.support import PG_ADMIN_DSN, Server, create_pg_database, drop_pg_database, start_server
+from tests.support import Server, backend_server
 
 CREATE = "/visionPipeline.createJob"
 PER_MINUTE = re.compile(r"^Too many jobs: at most 3 per minute\. Try again in (\d+) s\.$")
@@ -40,20 +40,8 @@ def anyio_backend() -> str:
 
 
 def _start(request: pytest.FixtureRequest, tmp: Path, **env: str) -> Iterator[Server]:
-    pg_url = None
-    if request.param == "postgresql":
-        try:
-            pg_url = create_pg_database("vp_quota")
-        except Exception as exc:
-            pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {exc}")
-        env["DATABASE_URL"] = pg_url
-    srv = start_server(tmp / "jobs.db", tmp / "server.log", "--no-worker", **env)
-    try:
+    with backend_server(request.param, tmp, "--no-worker", prefix="vp_quota", **env) as srv:
         yield srv
-    finally:
-        srv.stop()
-        if pg_url is not None:
-            drop_pg_database(pg_url)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
