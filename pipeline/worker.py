@@ -42,7 +42,6 @@ def new_worker_id() -> str:
 class _Running:
     job: ClaimedJob
     scope: anyio.CancelScope
-    lease_lost: bool = False
 
 
 @dataclass
@@ -202,7 +201,6 @@ class Worker:
                     if key not in held_ids and self.state.in_flight.get(key[0]) is running:
                         # Another worker took it (our lease expired while we were cut off):
                         # stop working on it; every write we would make is fenced anyway.
-                        running.lease_lost = True
                         running.scope.cancel()
                         log.warning("job %d: lease lost, abandoning the attempt", key[0])
                 reaped = await self.store.reap_expired()

@@ -8,7 +8,7 @@ mapping of rows to ``storage.records``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -397,7 +397,3 @@ class JobStore:
 def _stage_name(status: str) -> str:
     """The design document's stage names (errorStage): gemini, deepseek, storage, cancelled."""
     return {"gemini_analyzing": "gemini", "deepseek_generating": "deepseek"}.get(status, status)
-
-
-def rows_to_dicts(rows: Iterable[Row]) -> list[dict[str, Any]]:
-    return [dict(r) for r in rows]
