@@ -251,7 +251,7 @@ async def wait_for_log(proc: Proc, needle: str, within: float = 60) -> None:
     while needle not in proc.log():
         if proc.process.poll() is not None or time.monotonic() > deadline:
             proc.stop()
-            raise RuntimeError(f"{proc.process.args} did not start:\n{proc.log()[-3000:]}")
+            raise RuntimeError(f"{proc.process.args!r} did not start:\n{proc.log()[-3000:]}")
         await anyio.sleep(0.05)
 
 

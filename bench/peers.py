@@ -136,7 +136,8 @@ async def procrastinate(dsn: str, jobs: int, pickups: int, concurrency: int) -> 
         tally.expect(jobs)
         t0 = time.monotonic()
         for start in range(0, jobs, BATCH):
-            await noop.batch_defer_async(*[{"t": 0.0}] * min(BATCH, jobs - start))
+            kwargs: list[dict[str, Any]] = [{"t": 0.0}] * min(BATCH, jobs - start)
+            await noop.batch_defer_async(*kwargs)
         await asyncio.wait_for(tally.reached.wait(), 600)
         unfinished = "SELECT COUNT(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')"
         await _drain(admin, unfinished, 60)

@@ -40,7 +40,7 @@ def machine() -> dict[str, Any]:
     )
     import importlib.metadata as md
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in ("uvicorn", "uvloop", "starlette", "asyncpg", "anyio", "procrastinate", "pgqueuer"):
         try:
             versions[name] = md.version(name)

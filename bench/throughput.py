@@ -39,6 +39,9 @@ RUNNING = """SELECT COUNT(*) FROM "visionJobs"
     WHERE status IN ('gemini_analyzing', 'deepseek_generating')"""
 SPAN = """SELECT MIN("createdAt"), MAX("completedAt"), COUNT(*) FILTER (WHERE status = 'complete')
     FROM "visionJobs\""""
+# Jobs claimed together share the claim's lockedAt: rows per distinct lockedAt = claim size.
+CLAIM_SIZE = """SELECT COUNT(*), COUNT(DISTINCT "lockedAt") FROM "visionJobs"
+    WHERE "lockedAt" IS NOT NULL"""
 CHECK = """SELECT (SELECT COUNT(*) FROM "visionJobOutputs"), (SELECT COUNT(*) FROM
     "visionJobSessions" WHERE outcome = 'complete')"""
 
@@ -99,6 +102,7 @@ async def _lifecycle(
             }
             first, last, complete = (await db.fetch(SPAN))[0]
             outputs, attempts = (await db.fetch(CHECK))[0]
+            claimed, claims = (await db.fetch(CLAIM_SIZE))[0]
             rss = rss_mib(worker.pid)
         finally:
             await db.close()
@@ -119,6 +123,7 @@ async def _lifecycle(
         "cpu_api_s": round(cpu["api"], 2),
         "cpu_worker_s": round(cpu["worker"], 2),
         "worker_rss_mib": round(rss, 1),
+        "mean_claim_size": round(claimed / max(claims, 1), 2),
         "worker": worker_stats(worker),
         "running_samples": samples,
     }
