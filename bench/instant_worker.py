@@ -5,10 +5,11 @@
 
 It is ``vision-pipeline worker`` with the providers and the image loader swapped: the real
 ``pipeline.worker.Worker`` on the real store (``storage.engine.open_store``), the real
-``pipeline.stages.Stages`` (deadlines, usage, outputs row, attempt row), the change feed
-running beside it, SIGTERM/SIGINT for a graceful stop. Only the AI calls are gone, so what is
-measured is the queue: claim, both fenced stage writes, completion with its outputs and
-attempt rows. With delays (``anyio.sleep``) it stands for real providers' latency.
+``pipeline.stages.Stages`` (deadlines, usage, outputs row, attempt row), run by the same
+``pipeline.runner`` (uvloop, the change feed beside it, SIGTERM/SIGINT for a graceful stop).
+Only the AI calls are gone, so what is measured is the queue: claim, both fenced stage writes,
+completion with its outputs and attempt rows. With delays (``anyio.sleep``) it stands for real
+providers' latency.
 
 At exit it prints one JSON line: jobs completed, and on SQLite how many commits carried how
 many transactions (the group commit at work).
@@ -19,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
 
 import anyio
@@ -35,6 +35,8 @@ from pipeline.analysis import (
 )
 from pipeline.config import PipelineSettings
 from pipeline.providers.base import ContentRequest, Image, StageResult, Usage, VisionRequest
+from pipeline.runner import run as run_process
+from pipeline.runner import run_worker
 from pipeline.stages import Stages
 from pipeline.worker import Worker
 from storage.engine import open_store
@@ -97,21 +99,7 @@ async def run(vision_seconds: float, content_seconds: float) -> dict[str, object
         settings.stage_timeout_seconds,
     )
     worker = Worker(store, stages, settings)
-    try:
-        async with anyio.create_task_group() as tasks:
-
-            async def on_signals() -> None:
-                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                    async for _ in signals:
-                        worker.stop()
-                        return
-
-            tasks.start_soon(on_signals)
-            await tasks.start(store.feed.run)
-            await worker.run()
-            tasks.cancel_scope.cancel()
-    finally:
-        await store.driver.close()
+    await run_worker(store, worker)
     return {
         "completed": worker.state.completed,
         "failed": worker.state.failed,
@@ -126,7 +114,7 @@ def main() -> None:
     p.add_argument("--content-seconds", type=float, default=0.0)
     args = p.parse_args()
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    stats = anyio.run(run, args.vision_seconds, args.content_seconds)
+    stats = run_process(run, args.vision_seconds, args.content_seconds)
     print("BENCH-STATS " + json.dumps(stats), flush=True)
     sys.exit(0)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
@@ -13,8 +12,6 @@ from types import FrameType
 import anyio
 
 from rpc.config import Settings
-
-log = logging.getLogger("vision-pipeline")
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -71,30 +68,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.runner import run, run_worker
     from pipeline.service import build_worker
     from storage.engine import open_store
 
     async def main() -> None:
         store = await open_store(settings.database_url, pool_size=settings.pool_size())
-        worker = build_worker(store, settings)
-        try:
-            async with anyio.create_task_group() as tasks:
+        await run_worker(store, build_worker(store, settings))
 
-                async def on_signals() -> None:
-                    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                        async for signum in signals:
-                            log.info("received %s: stopping", signal.Signals(signum).name)
-                            worker.stop()
-                            return
-
-                tasks.start_soon(on_signals)
-                await tasks.start(store.feed.run)
-                await worker.run()
-                tasks.cancel_scope.cancel()
-        finally:
-            await store.driver.close()
-
-    anyio.run(main)
+    run(main)
     return 0
 
 
