@@ -36,6 +36,31 @@ _CLAIMED_COLUMNS = """id, "userId", "imageUrl", "imageContext", "analysisPurpose
     "creativityLevel", "additionalInstructions", status, "geminOutput", "retryCount",
     "maxRetries", attempt, "lockedAt\""""
 
+def _json_rows(param: int, columns: str) -> tuple[str, str]:
+    """A JSON array of objects (parameter ``param``) as the row source ``v``, in both dialects.
+
+    ``columns`` is ``"name type, …"`` (PostgreSQL types). Batched writes pass their rows this
+    way: one parameter, whatever the batch size, so each is one prepared statement.
+    """
+    names = [c.split()[0] for c in columns.split(",")]
+    postgres = f"json_to_recordset(${param}::json) AS v({columns})"
+    picks = ", ".join(f"json_extract(value, '$.{n}') AS {n}" for n in names)
+    sqlite = f"(SELECT {picks} FROM json_each(?{param})) AS v"
+    return postgres, sqlite
+
+
+def _both(template: str, rows: tuple[str, str]) -> dict[str, str]:
+    """One statement text with its row source for each dialect (``{rows}`` in ``template``)."""
+    sqlite = _PARAM.sub(r"?\1", template.format(rows="{rows}")).format(rows=rows[1])
+    head, returning, tail = sqlite.partition("RETURNING ")
+    # SQLite's RETURNING names the target table's columns bare (PostgreSQL's would be
+    # ambiguous with the row source's, hence the alias there).
+    return {
+        "postgres": template.format(rows=rows[0]),
+        "sqlite": head + returning + tail.replace("j.", ""),
+    }
+
+
 # --- users ------------------------------------------------------------------------------------
 
 UPSERT_USER_SEEN = Query(
@@ -100,6 +125,27 @@ INSERT_JOB = Query(
     RETURNING id""",
 )
 
+INSERT_JOBS = Query(
+    "insert_jobs",
+    "createJob, the calls of one moment in one statement ($2: JSON rows): new pending jobs, "
+    "eligible at once. Ids are drawn in row order, so the returned ids, sorted, match the rows.",
+    **_both(
+        """INSERT INTO "visionJobs" ("userId", "imageUrl", "imageContext", "analysisPurpose",
+        "outputFormat", "creativityLevel", "additionalInstructions", status, progress,
+        "retryCount", "maxRetries", "createdAt", "updatedAt", "runAfter", attempt,
+        "cancelRequested", "costUsd")
+    SELECT v.owner, v.url, v.context, v.purpose, v.format, v.creativity, v.instructions,
+        'pending', 0, 0, v.retries, $1, $1, $1, 0, FALSE, 0
+    FROM {rows} WHERE TRUE
+    RETURNING id""",
+        _json_rows(
+            2,
+            "owner int, url text, context text, purpose text, format text, creativity float8, "
+            "instructions text, retries int",
+        ),
+    ),
+)
+
 GET_JOB_STATUS = Query(
     "get_job_status",
     "getJobStatus: one job by id with its owner, so ownership is checked without a second query.",
@@ -155,40 +201,85 @@ NEXT_RUN_AFTER = Query(
     """SELECT MIN("runAfter") AS next FROM "visionJobs" WHERE status = 'pending'""",
 )
 
-STORE_VISION_OUTPUT = Query(
-    "store_vision_output",
-    "Stage boundary (fenced): keep the vision analysis and move to the content stage, so a "
-    "retry of the content stage does not pay for the vision stage again. Returns whether a "
-    "cancel was requested meanwhile.",
-    f"""UPDATE "visionJobs" SET status = 'deepseek_generating', progress = 60,
-        "geminOutput" = $4, "geminAnalyzedAt" = $5, "updatedAt" = $5
-    WHERE id = $1 AND attempt = $2 AND "lockedBy" = $3 AND status IN {RUNNING}
-    RETURNING "cancelRequested\"""",
+STORE_VISION_OUTPUTS = Query(
+    "store_vision_outputs",
+    "Stage boundary (fenced, a batch in one statement): keep each job's vision analysis and "
+    "move it to the content stage, so a retry of the content stage does not pay for the vision "
+    "stage again. $2: JSON rows {id, attempt, worker, output}. Returns the rows still held, "
+    "with whether a cancel was requested meanwhile.",
+    **_both(
+        f"""UPDATE "visionJobs" AS j SET status = 'deepseek_generating', progress = 60,
+        "geminOutput" = v.output, "geminAnalyzedAt" = $1, "updatedAt" = $1
+    FROM {{rows}}
+    WHERE j.id = v.id AND j.attempt = v.attempt AND j."lockedBy" = v.worker
+        AND j.status IN {RUNNING}
+    RETURNING j.id, j.attempt, j."cancelRequested\"""",
+        _json_rows(2, "id bigint, attempt int, worker text, output text"),
+    ),
 )
 
-COMPLETE_JOB = Query(
-    "complete_job",
-    "Completion (fenced): store the content, mark complete, drop the lease, clear the message of "
-    "earlier failed attempts (they stay in visionJobSessions), add the attempt's cost. A job "
-    "whose cancel was requested does not complete: the caller then records the cancel.",
-    f"""UPDATE "visionJobs" SET status = 'complete', progress = 100, "deepseekOutput" = $4,
-        "deepseekGeneratedAt" = $5, "completedAt" = $5, "updatedAt" = $5,
-        "errorMessage" = NULL, "errorStage" = NULL, "lockedBy" = NULL, "leaseExpiresAt" = NULL,
-        "costUsd" = "costUsd" + $6
-    WHERE id = $1 AND attempt = $2 AND "lockedBy" = $3 AND status IN {RUNNING}
-        AND NOT "cancelRequested"
-    RETURNING "userId\"""",
+COMPLETE_JOBS = Query(
+    "complete_jobs",
+    "Completion (fenced, a batch in one statement): store the content, mark complete, drop the "
+    "lease, clear the message of earlier failed attempts (they stay in visionJobSessions), add "
+    "the attempt's cost. $2: JSON rows {id, attempt, worker, content, cost}. A job whose cancel "
+    "was requested does not complete: the caller then records the cancel.",
+    **_both(
+        f"""UPDATE "visionJobs" AS j SET status = 'complete', progress = 100,
+        "deepseekOutput" = v.content, "deepseekGeneratedAt" = $1, "completedAt" = $1,
+        "updatedAt" = $1, "errorMessage" = NULL, "errorStage" = NULL, "lockedBy" = NULL,
+        "leaseExpiresAt" = NULL, "costUsd" = j."costUsd" + v.cost
+    FROM {{rows}}
+    WHERE j.id = v.id AND j.attempt = v.attempt AND j."lockedBy" = v.worker
+        AND j.status IN {RUNNING} AND NOT j."cancelRequested"
+    RETURNING j.id, j.attempt, j."userId\"""",
+        _json_rows(2, "id bigint, attempt int, worker text, content text, cost float8"),
+    ),
 )
 
-INSERT_OUTPUT = Query(
-    "insert_output",
-    "The structured outputs row of a completed job; unique per job, so a second insert is a "
-    "no-op rather than a duplicate.",
-    """INSERT INTO "visionJobOutputs" ("jobId", "userId", colors_primary, colors_secondary,
-        colors_description, mood, tone, composition_layout, brand_personality,
-        perceived_industry, target_audience, content_pieces, "isTrainingData", "createdAt")
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, TRUE, $13)
+_OUTPUT_COLUMNS = """colors_primary, colors_secondary, colors_description, mood, tone,
+    composition_layout, brand_personality, perceived_industry, target_audience, content_pieces"""
+
+INSERT_OUTPUTS = Query(
+    "insert_outputs",
+    "The structured outputs rows of completed jobs ($2: JSON rows); unique per job, so a second "
+    "insert is a no-op rather than a duplicate.",
+    **_both(
+        f"""INSERT INTO "visionJobOutputs" ("jobId", "userId", {_OUTPUT_COLUMNS},
+        "isTrainingData", "createdAt")
+    SELECT v.job, v.owner, {", ".join("v." + c.strip() for c in _OUTPUT_COLUMNS.split(","))},
+        TRUE, $1
+    FROM {{rows}} WHERE TRUE
     ON CONFLICT ("jobId") DO NOTHING""",
+        _json_rows(
+            2,
+            "job bigint, owner int, "
+            + ", ".join(f"{c.strip()} text" for c in _OUTPUT_COLUMNS.split(",")),
+        ),
+    ),
+)
+
+INSERT_ATTEMPTS = Query(
+    "insert_attempts",
+    "The visionJobSessions rows of attempts that ended in one batch ($2: JSON rows); an "
+    "attempt started when its job was claimed (the job's lockedAt, which a claim sets and "
+    "nothing else changes).",
+    **_both(
+        """INSERT INTO "visionJobSessions" ("jobId", attempt, "workerId", "stageReached", outcome,
+        "errorMessage", "startedAt", "endedAt", "geminiModel", "geminiInputTokens",
+        "geminiOutputTokens", "geminiLatencyMs", "deepseekModel", "deepseekInputTokens",
+        "deepseekOutputTokens", "deepseekLatencyMs", "costUsd")
+    SELECT v.job, v.attempt, v.worker, v.stage, v.outcome, v.error, j."lockedAt", $1,
+        v.vision_model, v.vision_in, v.vision_out, v.vision_ms, v.content_model, v.content_in,
+        v.content_out, v.content_ms, v.cost
+    FROM {rows} JOIN "visionJobs" AS j ON j.id = v.job""",
+        _json_rows(
+            2,
+            "job bigint, attempt int, worker text, stage text, outcome text, error text, "
+            "vision_model text, vision_in int, vision_out int, vision_ms int, "
+            "content_model text, content_in int, content_out int, content_ms int, cost float8",
+        ),
+    ),
 )
 
 RETRY_JOB = Query(

@@ -12,8 +12,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from storage import batches
 from storage import queries as q
 from storage.changes import ChangeFeed
+from storage.coalesce import Coalescer
 from storage.driver import Driver, Row, Work, execute, fetch_all, fetch_one
 from storage.records import (
     AttemptRecord,
@@ -93,6 +95,11 @@ class JobStore:
         self.feed = ChangeFeed(driver)
         # Called after a job-creating transaction commits: the worker in this process wakes.
         self._on_created: list[Callable[[], None]] = []
+        # Writes of the same moment share a transaction (see storage.coalesce).
+        self._creates: Coalescer[NewJob, int] = Coalescer(self._create_batch)
+        self._stage_writes: Coalescer[batches.StageWrite, bool | None] = Coalescer(
+            self._stage_batch
+        )
 
     @property
     def dialect(self) -> str:
@@ -164,17 +171,13 @@ class JobStore:
     # -- jobs: API side ----------------------------------------------------------------------
 
     async def create_job(self, job: NewJob) -> int:
-        def work() -> Work[int]:
-            row = yield fetch_one(
-                q.INSERT_JOB, job.user_id, job.image_url, job.image_context,
-                job.analysis_purpose, job.output_format, job.creativity_level,
-                job.additional_instructions, job.max_retries, utcnow(),
-            )  # fmt: skip
-            return int(row["id"])
-
-        job_id = await self._write(work)
+        """A new pending job; calls made at the same moment share one INSERT."""
+        job_id = await self._creates.submit(job)
         self._created()
         return job_id
+
+    async def _create_batch(self, jobs: list[NewJob]) -> list[int]:
+        return await self._write(lambda: batches.insert_jobs(jobs))
 
     async def get_job_status(self, job_id: int) -> JobStatusRecord | None:
         row = await self.driver.read(fetch_one(q.GET_JOB_STATUS, job_id))
@@ -247,41 +250,20 @@ class JobStore:
 
     async def store_vision_output(self, job: ClaimedJob, output_json: str) -> bool | None:
         """Fenced stage boundary. None: the lease is lost; else whether a cancel was asked."""
-
-        def work() -> Work[bool | None]:
-            row = yield fetch_one(
-                q.STORE_VISION_OUTPUT, job.id, job.attempt, job.worker_id, output_json, utcnow()
-            )
-            return None if row is None else bool(row["cancelRequested"])
-
-        return await self._write(work)
+        return await self._stage_writes.submit(batches.VisionOutput(job, output_json))
 
     async def complete_job(
         self, job: ClaimedJob, content_json: str, outputs: Outputs, attempt: AttemptRecord
     ) -> bool:
-        """Fenced completion with its outputs row and attempt row, all in one transaction."""
+        """Fenced completion with its outputs row and attempt row, all in one transaction
+        (shared with the other stage writes of the same moment)."""
+        done = await self._stage_writes.submit(
+            batches.Completion(job, content_json, outputs, attempt)
+        )
+        return done is True
 
-        def work() -> Work[bool]:
-            now = utcnow()
-            row = yield fetch_one(
-                q.COMPLETE_JOB, job.id, job.attempt, job.worker_id, content_json, now,
-                attempt.cost_usd,
-            )  # fmt: skip
-            if row is None:
-                return False
-            o = outputs
-            yield execute(
-                q.INSERT_OUTPUT, job.id, row["userId"], o.colors_primary, o.colors_secondary,
-                o.colors_description, o.mood, o.tone, o.composition_layout, o.brand_personality,
-                o.perceived_industry, o.target_audience, o.content_pieces, now,
-            )  # fmt: skip
-            yield execute(
-                q.INSERT_ATTEMPT,
-                *_attempt_args(job.id, job.attempt, job.worker_id, job.locked_at, now, attempt),
-            )
-            return True
-
-        return await self._write(work)
+    async def _stage_batch(self, items: list[batches.StageWrite]) -> list[bool | None]:
+        return await self._write(lambda: batches.stage_writes(items))
 
     async def end_attempt(
         self, job: ClaimedJob, attempt: AttemptRecord, *, retry_at: datetime | None = None

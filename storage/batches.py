@@ -1,0 +1,127 @@
+"""Transaction bodies that write many jobs with one statement per kind of row.
+
+The worker's stage boundaries and completions, and the API's ``createJob`` calls, arrive
+many at a time under load (``storage.coalesce`` gathers those of one moment). Each body here
+turns such a batch into a fixed number of statements whatever its size, with the rows passed
+as one JSON parameter (``storage.queries._json_rows``): a batch of 40 completions is one
+UPDATE and two INSERTs, not 120 statements. Every row keeps its own fence (id, attempt,
+worker), so a batch changes exactly what the same writes made one by one would change.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from storage import queries as q
+from storage.driver import Work, execute, fetch_all
+from storage.records import AttemptRecord, ClaimedJob, NewJob, Outputs
+from storage.timeutil import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class VisionOutput:
+    """Stage boundary: the vision analysis of a running attempt (JSON text)."""
+
+    job: ClaimedJob
+    output_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """The end of a successful attempt: content, outputs row, attempt row."""
+
+    job: ClaimedJob
+    content_json: str
+    outputs: Outputs
+    attempt: AttemptRecord
+
+
+StageWrite = VisionOutput | Completion
+
+
+def _rows(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, separators=(",", ":"))
+
+
+def attempt_row(job: ClaimedJob, record: AttemptRecord) -> dict[str, Any]:
+    v, c = record.vision, record.content
+    return {
+        "job": job.id, "attempt": job.attempt, "worker": job.worker_id,
+        "stage": record.stage_reached, "outcome": record.outcome, "error": record.error_message,
+        "vision_model": v.model, "vision_in": v.input_tokens, "vision_out": v.output_tokens,
+        "vision_ms": v.latency_ms, "content_model": c.model, "content_in": c.input_tokens,
+        "content_out": c.output_tokens, "content_ms": c.latency_ms, "cost": record.cost_usd,
+    }  # fmt: skip
+
+
+def _output_row(job_id: int, user_id: int, o: Outputs) -> dict[str, Any]:
+    return {
+        "job": job_id, "owner": user_id, "colors_primary": o.colors_primary,
+        "colors_secondary": o.colors_secondary, "colors_description": o.colors_description,
+        "mood": o.mood, "tone": o.tone, "composition_layout": o.composition_layout,
+        "brand_personality": o.brand_personality, "perceived_industry": o.perceived_industry,
+        "target_audience": o.target_audience, "content_pieces": o.content_pieces,
+    }  # fmt: skip
+
+
+def stage_writes(items: list[StageWrite]) -> Work[list[bool | None]]:
+    """Write a batch of stage boundaries and completions in one transaction.
+
+    Per item, in order: for a ``VisionOutput``, None when the lease is lost, else whether a
+    cancel was requested; for a ``Completion``, whether the job completed (False: the lease
+    is lost, or a cancel was requested and the caller records it).
+    """
+    now = utcnow()
+    visions = [i for i in items if isinstance(i, VisionOutput)]
+    completions = [i for i in items if isinstance(i, Completion)]
+    cancel_asked: dict[tuple[int, int], bool] = {}
+    completed: dict[tuple[int, int], int] = {}
+    if visions:
+        rows = yield fetch_all(q.STORE_VISION_OUTPUTS, now, _rows([
+            {"id": i.job.id, "attempt": i.job.attempt, "worker": i.job.worker_id,
+             "output": i.output_json}
+            for i in visions
+        ]))  # fmt: skip
+        cancel_asked = {(r["id"], r["attempt"]): bool(r["cancelRequested"]) for r in rows}
+    if completions:
+        rows = yield fetch_all(q.COMPLETE_JOBS, now, _rows([
+            {"id": i.job.id, "attempt": i.job.attempt, "worker": i.job.worker_id,
+             "content": i.content_json, "cost": i.attempt.cost_usd}
+            for i in completions
+        ]))  # fmt: skip
+        completed = {(r["id"], r["attempt"]): r["userId"] for r in rows}
+        done = [i for i in completions if (i.job.id, i.job.attempt) in completed]
+        if done:
+            outputs = [
+                _output_row(i.job.id, completed[(i.job.id, i.job.attempt)], i.outputs)
+                for i in done
+            ]
+            yield execute(q.INSERT_OUTPUTS, now, _rows(outputs))
+            attempts = [attempt_row(i.job, i.attempt) for i in done]
+            yield execute(q.INSERT_ATTEMPTS, now, _rows(attempts))
+    results: list[bool | None] = []
+    for item in items:
+        key = (item.job.id, item.job.attempt)
+        if isinstance(item, VisionOutput):
+            results.append(cancel_asked.get(key))
+        else:
+            results.append(key in completed)
+    return results
+
+
+def insert_jobs(jobs: list[NewJob]) -> Work[list[int]]:
+    """Create a batch of pending jobs in one statement; their ids, in the order given."""
+    rows = [
+        {"owner": j.user_id, "url": j.image_url, "context": j.image_context,
+         "purpose": j.analysis_purpose, "format": j.output_format,
+         "creativity": float(j.creativity_level), "instructions": j.additional_instructions,
+         "retries": j.max_retries}
+        for j in jobs
+    ]  # fmt: skip
+    returned = yield fetch_all(q.INSERT_JOBS, utcnow(), _rows(rows))
+    ids = sorted(int(r["id"]) for r in returned)
+    if len(ids) != len(jobs):
+        raise RuntimeError(f"inserted {len(ids)} of {len(jobs)} jobs")
+    return ids
