@@ -36,6 +36,13 @@ async def _perform(conn: Any, stmt: Statement) -> Any:
         return 0
 
 
+async def _keep(conn: Any) -> None:
+    """asyncpg's default reset runs ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL`` on every release: a round trip per transaction. The store sets no session
+    state on pooled connections (the change feed LISTENs on a connection of its own), so
+    there is nothing to reset; an open transaction is still rolled back by the pool."""
+
+
 class PostgresDriver:
     dialect = "postgresql"
 
@@ -45,7 +52,7 @@ class PostgresDriver:
 
     @classmethod
     async def connect(cls, dsn: str, *, pool_size: int = 10) -> PostgresDriver:
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size)
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size, reset=_keep)
         return cls(pool, dsn)
 
     async def run(self, work: Callable[[], Work[T]]) -> T:
