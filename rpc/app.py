@@ -1,5 +1,6 @@
-"""The Starlette app: ``create_app(settings)`` builds it; its lifespan opens the store and hosts
-the worker in an anyio task group, so one process serves the API and runs jobs."""
+"""The app: ``create_app(settings)`` builds it (Starlette, with the tRPC path routed around it);
+its lifespan opens the store and hosts the worker in an anyio task group, so one process
+serves the API and runs jobs."""
 
 from __future__ import annotations
 
@@ -9,21 +10,22 @@ from contextlib import asynccontextmanager
 
 import anyio
 from starlette.applications import Starlette
+from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline.service import build_worker
 from rpc import oauth, security, static, subscriptions, template, vision
 from rpc.auth import Authenticator
 from rpc.config import Settings
 from rpc.context import Services
-from rpc.dispatch import ROUTE_PATH, Dispatcher
+from rpc.dispatch import BASE_PATH, METHODS, ROUTE_PATH, Dispatcher
 from rpc.router import Router
 from storage.engine import open_store
 
 log = logging.getLogger("rpc.app")
-_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def build_router() -> Router:
@@ -34,9 +36,49 @@ def build_router() -> Router:
     return router
 
 
-def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> Starlette:
+class App:
+    """The ASGI app ``create_app`` returns: ``/api/trpc/…`` goes straight to the dispatcher, every
+    other path (and the lifespan) to Starlette. The hot API path skips Starlette's router and
+    middleware stack (`Dispatcher.asgi` does what they did for it); OAuth, static files, SSE and
+    /healthz keep them. Like Starlette's router, the prefix check reads ``scope["path"]``."""
+
+    def __init__(self, cold: Starlette) -> None:
+        self.cold = cold
+        self.hot: ASGIApp = _not_started  # the dispatcher, once the lifespan has opened the store
+
+    @property
+    def state(self) -> State:
+        """Starlette's ``app.state`` (``services``, ``dispatcher`` once started)."""
+        return self.cold.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(BASE_PATH):
+            scope["app"] = self.cold  # as Starlette sets it: request.app.state stays reachable
+            await self.hot(scope, receive, send)
+        else:
+            await self.cold(scope, receive, send)
+
+
+async def _not_started(scope: Scope, receive: Receive, send: Send) -> None:
+    raise RuntimeError("the app's lifespan has not run: no store, no dispatcher")
+
+
+def _hot_path(dispatcher: Dispatcher, settings: Settings) -> ASGIApp:
+    """The dispatcher alone when the only middleware is SecurityHeaders (it then adds those
+    headers itself); with CORS, the same middleware stack the cold routes get."""
+    if not security.cors_origins(settings):
+        return dispatcher.asgi
+    dispatcher.security_headers = False
+    app: ASGIApp = dispatcher.asgi
+    for cls, args, kwargs in reversed(security.middleware(settings)):
+        app = cls(app, *args, **kwargs)
+    return app
+
+
+def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> App:
     settings = settings or Settings()
     router = build_router()
+    middleware = security.middleware(settings)  # security headers; CORS when configured
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -44,7 +86,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         worker = build_worker(store, settings) if run_worker else None
         services = Services(settings, store, Authenticator(settings, store), worker)
         app.state.services = services
-        app.state.dispatcher = Dispatcher(router, services)
+        app.state.dispatcher = dispatcher = Dispatcher(router, services)
+        outer.hot = _hot_path(dispatcher, settings)
         if settings.local_mode:
             log.warning(
                 "LOCAL MODE: JWT_SECRET is not set, so every request acts as the local user. "
@@ -63,6 +106,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
                         await worker.stopped.wait()
                     tasks.cancel_scope.cancel()
         finally:
+            outer.hot = _not_started
             await store.driver.close()
 
     async def trpc(request: Request) -> Response:
@@ -73,14 +117,14 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         return JSONResponse({"ok": True})
 
     routes = [
-        Route(ROUTE_PATH, trpc, methods=_ALL_METHODS),  # /api/trpc/{path}, newlines too
+        Route(ROUTE_PATH, trpc, methods=sorted(METHODS)),  # see ROUTE_PATH: the redirect
         Route("/healthz", health, methods=["GET"]),
         Route("/api/jobs/{job_id}/events", subscriptions.job_events, methods=["GET"]),
         *oauth.routes(),
     ]
     # STATIC_DIR's mount catches every path: it must stay after every other route.
-    return Starlette(
-        routes=[*routes, *static.routes(settings)],
-        lifespan=lifespan,
-        middleware=security.middleware(settings),  # security headers; CORS when configured
+    cold = Starlette(
+        routes=[*routes, *static.routes(settings)], lifespan=lifespan, middleware=middleware
     )
+    outer = App(cold)
+    return outer

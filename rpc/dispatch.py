@@ -1,4 +1,5 @@
-"""The tRPC v11 HTTP dispatcher (TRPC_WIRE §1–§4, recipe §10), as one Starlette endpoint.
+"""The tRPC v11 HTTP dispatcher (TRPC_WIRE §1–§4, recipe §10): an ASGI app (`Dispatcher.asgi`),
+or a Starlette endpoint (`Dispatcher.handle`).
 
 One request carries one call or a batch (``?batch=1``, paths joined with ``,``). The answer
 is one envelope or an array of them; per-call failures stay per call (207 when the statuses
@@ -29,9 +30,10 @@ from typing import Any
 
 from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
 
-from rpc import jsonl, limits, sse, superjson
+from rpc import jsonl, limits, security, sse, superjson
 from rpc.context import Context, Services
 from rpc.encoding import dumps, to_plain
 from rpc.errors import TRPCError
@@ -50,7 +52,14 @@ class _AnyPath(PathConvertor):
 
 
 register_url_convertor("trpc_path", _AnyPath())
+# The Starlette route of the tRPC path. `rpc.app` sends ``BASE_PATH…`` to `Dispatcher.asgi`
+# before Starlette sees it; the route still answers ``/api/trpc`` with Starlette's redirect to
+# ``/api/trpc/`` (redirect_slashes looks for a route matching the path plus a slash).
 ROUTE_PATH = BASE_PATH + "{path:trpc_path}"
+# The methods the tRPC path answers (Starlette's Route listed these); any other gets the plain
+# 405 that Route gave, not an envelope.
+METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+_ALLOW = ", ".join(sorted(METHODS))
 _JSON_TYPES = ("application/json", "text/plain", "application/x-www-form-urlencoded")
 
 
@@ -64,9 +73,35 @@ class _Call:
 
 
 class Dispatcher:
-    def __init__(self, router: Router, services: Services) -> None:
+    def __init__(
+        self, router: Router, services: Services, *, security_headers: bool = True
+    ) -> None:
         self.router = router
         self.services = services
+        # False when a middleware stack around `asgi` adds them (CORS configured: rpc.app).
+        self.security_headers = security_headers
+
+    async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI app of every ``/api/trpc/…`` request, called by ``rpc.app`` before
+        Starlette's router and middleware, whose per-request cost was ~40% of a getJobStatus:
+        what they did for this path is done here. Starlette's Route answered a method it does
+        not list with a plain 405; SecurityHeaders added its headers
+        (``security.add_api_headers``); ServerErrorMiddleware answered a fault escaping the
+        endpoint with a plain 500 and re-raised it for the server to log (`handle` already
+        turns a fault of a procedure or of the wire code into an envelope)."""
+        try:
+            if scope["method"] in METHODS:
+                response = await self.handle(Request(scope, receive))
+            else:
+                response = PlainTextResponse(
+                    "Method Not Allowed", status_code=405, headers={"allow": _ALLOW}
+                )
+            if self.security_headers:
+                security.add_api_headers(response.raw_headers, scope)
+        except Exception:
+            await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
+            raise
+        await response(scope, receive, send)
 
     async def handle(self, request: Request) -> Response:
         """The endpoint: every method on ``/api/trpc/{path}``. Whatever happens, a tRPC

@@ -15,6 +15,9 @@ What this module promises:
   (directly, or through a proxy that says so in ``X-Forwarded-Proto``); over plain http the
   header would be ignored, and it must not pin a host that never serves https.
 - A header the application set itself is left as it is.
+- The tRPC route (``/api/trpc/…``, served outside Starlette's middleware for speed) adds the
+  same headers through ``add_api_headers``; with CORS configured it goes through this
+  module's middleware stack, as every other route does.
 - CORS is off unless CORS_ALLOW_ORIGINS lists origins (comma-separated, exact, no ``*``):
   then Starlette's ``CORSMiddleware`` answers preflights and allows credentials (cookies)
   from those origins only, for GET/POST/OPTIONS and the headers tRPC clients send
@@ -45,6 +48,10 @@ _COMMON = (
     ("referrer-policy", "strict-origin-when-cross-origin"),
     ("cross-origin-resource-policy", "same-origin"),
 )
+_API = (*_COMMON, ("content-security-policy", API_CSP), ("x-frame-options", "DENY"))
+# The same API headers as raw ASGI pairs, for responses built without the middleware.
+_API_RAW = tuple((name.encode("latin-1"), value.encode("latin-1")) for name, value in _API)
+_HSTS_RAW = (b"strict-transport-security", HSTS.encode("latin-1"))
 
 
 def is_api_path(path: str) -> bool:
@@ -73,10 +80,10 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = list(_COMMON)
         if is_api_path(scope.get("path", "")):
-            extra += [("content-security-policy", API_CSP), ("x-frame-options", "DENY")]
+            extra = list(_API)
         else:
+            extra = list(_COMMON)
             extra.append(("x-frame-options", "SAMEORIGIN"))
             if self.static_csp:
                 extra.append(("content-security-policy", self.static_csp))
@@ -93,6 +100,20 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def add_api_headers(raw_headers: list[tuple[bytes, bytes]], scope: Scope) -> None:
+    """What `SecurityHeaders` adds to an API response, appended to a response's raw headers in
+    place (same headers, same order, one the application set itself left as it is). The tRPC
+    route calls it on the response it builds: a middleware wrapping ``send`` cost ~20% of a
+    getJobStatus request's CPU. Names in ``raw_headers`` are lowercase, as Starlette writes them.
+    """
+    present = {name for name, _ in raw_headers}
+    for pair in _API_RAW:
+        if pair[0] not in present:
+            raw_headers.append(pair)
+    if is_https(scope) and _HSTS_RAW[0] not in present:
+        raw_headers.append(_HSTS_RAW)
 
 
 def cors_origins(settings: Settings) -> list[str]:
