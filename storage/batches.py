@@ -11,11 +11,12 @@ worker), so a batch changes exactly what the same writes made one by one would c
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from storage import queries as q
-from storage.driver import Work, execute, fetch_all
+from storage.driver import Row, Statement, Work, execute, fetch_all
 from storage.records import AttemptRecord, ClaimedJob, NewJob, Outputs
 from storage.timeutil import utcnow
 
@@ -66,6 +67,21 @@ def _output_row(job_id: int, user_id: int, o: Outputs) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def store_vision_outputs(items: list[VisionOutput]) -> Statement:
+    """The stage boundaries of a batch as one statement (see ``cancel_asked``)."""
+    return fetch_all(q.STORE_VISION_OUTPUTS, utcnow(), _rows([
+        {"id": i.job.id, "attempt": i.job.attempt, "worker": i.job.worker_id,
+         "output": i.output_json}
+        for i in items
+    ]))  # fmt: skip
+
+
+def cancel_asked(items: list[VisionOutput], rows: list[Row]) -> Iterator[bool | None]:
+    """Per item: None when its lease is lost, else whether a cancel was requested."""
+    held = {(r["id"], r["attempt"]): bool(r["cancelRequested"]) for r in rows}
+    return (held.get((i.job.id, i.job.attempt)) for i in items)
+
+
 def stage_writes(items: list[StageWrite]) -> Work[list[bool | None]]:
     """Write a batch of stage boundaries and completions in one transaction.
 
@@ -76,15 +92,11 @@ def stage_writes(items: list[StageWrite]) -> Work[list[bool | None]]:
     now = utcnow()
     visions = [i for i in items if isinstance(i, VisionOutput)]
     completions = [i for i in items if isinstance(i, Completion)]
-    cancel_asked: dict[tuple[int, int], bool] = {}
+    held: dict[tuple[int, int], bool] = {}
     completed: dict[tuple[int, int], int] = {}
     if visions:
-        rows = yield fetch_all(q.STORE_VISION_OUTPUTS, now, _rows([
-            {"id": i.job.id, "attempt": i.job.attempt, "worker": i.job.worker_id,
-             "output": i.output_json}
-            for i in visions
-        ]))  # fmt: skip
-        cancel_asked = {(r["id"], r["attempt"]): bool(r["cancelRequested"]) for r in rows}
+        rows = yield store_vision_outputs(visions)
+        held = {(r["id"], r["attempt"]): bool(r["cancelRequested"]) for r in rows}
     if completions:
         rows = yield fetch_all(q.COMPLETE_JOBS, now, _rows([
             {"id": i.job.id, "attempt": i.job.attempt, "worker": i.job.worker_id,
@@ -105,14 +117,14 @@ def stage_writes(items: list[StageWrite]) -> Work[list[bool | None]]:
     for item in items:
         key = (item.job.id, item.job.attempt)
         if isinstance(item, VisionOutput):
-            results.append(cancel_asked.get(key))
+            results.append(held.get(key))
         else:
             results.append(key in completed)
     return results
 
 
-def insert_jobs(jobs: list[NewJob]) -> Work[list[int]]:
-    """Create a batch of pending jobs in one statement; their ids, in the order given."""
+def insert_jobs(jobs: list[NewJob]) -> Statement:
+    """A batch of pending jobs in one statement (their ids: ``job_ids``)."""
     rows = [
         {"owner": j.user_id, "url": j.image_url, "context": j.image_context,
          "purpose": j.analysis_purpose, "format": j.output_format,
@@ -120,7 +132,11 @@ def insert_jobs(jobs: list[NewJob]) -> Work[list[int]]:
          "retries": j.max_retries}
         for j in jobs
     ]  # fmt: skip
-    returned = yield fetch_all(q.INSERT_JOBS, utcnow(), _rows(rows))
+    return fetch_all(q.INSERT_JOBS, utcnow(), _rows(rows))
+
+
+def job_ids(jobs: list[NewJob], returned: list[Row]) -> list[int]:
+    """The new jobs' ids in the order given: ids are drawn in row order."""
     ids = sorted(int(r["id"]) for r in returned)
     if len(ids) != len(jobs):
         raise RuntimeError(f"inserted {len(ids)} of {len(jobs)} jobs")

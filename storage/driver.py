@@ -45,6 +45,11 @@ def execute(query: Query, *args: Any) -> Statement:
 Work = Generator[Statement, Any, T]
 
 
+def single(statement: Statement) -> Work[Any]:
+    """A transaction body of one statement."""
+    return (yield statement)
+
+
 class DatabaseUnavailable(Exception):
     """The database could not be reached or stayed locked past the deadline; nothing changed."""
 
@@ -54,6 +59,11 @@ class Driver(Protocol):
 
     async def run(self, work: Callable[[], Work[T]]) -> T:
         """Run ``work()`` in one write transaction; all of it commits or none of it does."""
+        ...
+
+    async def write(self, statement: Statement) -> Any:
+        """Run one write statement as a transaction of its own (on PostgreSQL without the
+        ``BEGIN``/``COMMIT`` round trips: a lone statement is atomic anyway)."""
         ...
 
     async def read(self, statement: Statement) -> Any:

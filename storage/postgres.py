@@ -68,6 +68,9 @@ class PostgresDriver:
         except _UNAVAILABLE as exc:
             raise DatabaseUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
 
+    async def write(self, statement: Statement) -> Any:
+        return await self.read(statement)  # autocommit: the statement is its own transaction
+
     async def read(self, statement: Statement) -> Any:
         try:
             async with self.pool.acquire() as conn:

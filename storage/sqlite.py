@@ -26,7 +26,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from storage.driver import DatabaseUnavailable, Statement, Work
+from storage.driver import DatabaseUnavailable, Statement, Work, single
 from storage.wake import Announcer
 
 T = TypeVar("T")
@@ -132,6 +132,9 @@ class SqliteDriver:
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put(_Job(work, loop, future))
         return await future
+
+    async def write(self, statement: Statement) -> Any:
+        return await self.run(lambda: single(statement))
 
     def _write_loop(self) -> None:
         while True:

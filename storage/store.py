@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from storage import batches
 from storage import queries as q
 from storage.changes import ChangeFeed
 from storage.coalesce import Coalescer
-from storage.driver import Driver, Row, Work, execute, fetch_all, fetch_one
+from storage.driver import Driver, Row, Statement, Work, execute, fetch_all, fetch_one
 from storage.records import (
     AttemptRecord,
     ClaimedJob,
@@ -118,6 +118,12 @@ class JobStore:
         self.feed.poke()
         return result
 
+    async def _write_one(self, statement: Statement) -> Any:
+        """A write of one statement: its own transaction, without BEGIN/COMMIT round trips."""
+        result = await self.driver.write(statement)
+        self.feed.poke()
+        return result
+
     # -- users -------------------------------------------------------------------------------
 
     async def user_seen(
@@ -177,7 +183,7 @@ class JobStore:
         return job_id
 
     async def _create_batch(self, jobs: list[NewJob]) -> list[int]:
-        return await self._write(lambda: batches.insert_jobs(jobs))
+        return batches.job_ids(jobs, await self._write_one(batches.insert_jobs(jobs)))
 
     async def get_job_status(self, job_id: int) -> JobStatusRecord | None:
         row = await self.driver.read(fetch_one(q.GET_JOB_STATUS, job_id))
@@ -235,12 +241,9 @@ class JobStore:
     # -- jobs: worker side -------------------------------------------------------------------
 
     async def claim_jobs(self, worker_id: str, limit: int, lease: timedelta) -> list[ClaimedJob]:
-        def work() -> Work[list[ClaimedJob]]:
-            now = utcnow()
-            rows = yield fetch_all(q.CLAIM_JOBS, worker_id, now, now + lease, limit)
-            return [_claimed(r, worker_id) for r in rows]
-
-        claimed = await self._write(work)
+        now = utcnow()
+        rows = await self._write_one(fetch_all(q.CLAIM_JOBS, worker_id, now, now + lease, limit))
+        claimed = [_claimed(r, worker_id) for r in rows]
         claimed.sort(key=lambda job: job.id)
         return claimed
 
@@ -263,6 +266,10 @@ class JobStore:
         return done is True
 
     async def _stage_batch(self, items: list[batches.StageWrite]) -> list[bool | None]:
+        if all(isinstance(i, batches.VisionOutput) for i in items):
+            visions = cast(list[batches.VisionOutput], items)
+            rows = await self._write_one(batches.store_vision_outputs(visions))
+            return list(batches.cancel_asked(visions, rows))
         return await self._write(lambda: batches.stage_writes(items))
 
     async def end_attempt(
@@ -310,12 +317,8 @@ class JobStore:
         if not attempts:
             return []
         pairs = json.dumps(attempts)
-
-        def work() -> Work[list[HeldLease]]:
-            rows = yield fetch_all(q.RENEW_LEASES, worker_id, utcnow() + lease, pairs)
-            return [HeldLease(r["id"], r["attempt"], bool(r["cancelRequested"])) for r in rows]
-
-        return await self._write(work)
+        rows = await self._write_one(fetch_all(q.RENEW_LEASES, worker_id, utcnow() + lease, pairs))
+        return [HeldLease(r["id"], r["attempt"], bool(r["cancelRequested"])) for r in rows]
 
     async def reap_expired(self) -> list[ReapedJob]:
         """Return jobs whose lease expired to the queue (or end them at their last retry).
