@@ -261,22 +261,54 @@ CREATE INDEX "idx_userId_createdAt" ON "visionJobs" ("userId", "createdAt", id);
 
 CREATE INDEX "idx_userId_status" ON "visionJobs" ("userId", status);
 
-CREATE OR REPLACE FUNCTION vision_job_event() RETURNS trigger AS $$
+CREATE OR REPLACE FUNCTION vision_jobs_inserted() RETURNS trigger AS $$
+DECLARE
+    changed integer;
+    pending boolean;
 BEGIN
-    INSERT INTO "visionJobEvents" ("jobId", "userId", status, progress,
+    WITH written AS (INSERT INTO "visionJobEvents" ("jobId", "userId", status, progress,
             "errorMessage", "createdAt")
-        VALUES (NEW.id, NEW."userId", NEW.status, NEW.progress, NEW."errorMessage",
-            NEW."updatedAt");
-    PERFORM pg_notify('vision_job_events', '');
+        SELECT n.id, n."userId", n.status, n.progress, n."errorMessage", n."updatedAt"
+        FROM new_rows AS n 
+        ORDER BY n.id
+        RETURNING status)
+    SELECT count(*), coalesce(bool_or(status = 'pending'), FALSE) INTO changed, pending
+    FROM written;
+    IF changed > 0 THEN
+        PERFORM pg_notify('vision_job_events', CASE WHEN pending THEN 'pending' ELSE '' END);
+    END IF;
+    RETURN NULL;
+END
+$$ LANGUAGE plpgsql;
+
+CREATE OR REPLACE FUNCTION vision_jobs_updated() RETURNS trigger AS $$
+DECLARE
+    changed integer;
+    pending boolean;
+BEGIN
+    WITH written AS (INSERT INTO "visionJobEvents" ("jobId", "userId", status, progress,
+            "errorMessage", "createdAt")
+        SELECT n.id, n."userId", n.status, n.progress, n."errorMessage", n."updatedAt"
+        FROM new_rows AS n JOIN old_rows AS o ON o.id = n.id
+        WHERE o.status IS DISTINCT FROM n.status OR o.progress IS DISTINCT FROM n.progress
+            OR o."errorMessage" IS DISTINCT FROM n."errorMessage"
+        ORDER BY n.id
+        RETURNING status)
+    SELECT count(*), coalesce(bool_or(status = 'pending'), FALSE) INTO changed, pending
+    FROM written;
+    IF changed > 0 THEN
+        PERFORM pg_notify('vision_job_events', CASE WHEN pending THEN 'pending' ELSE '' END);
+    END IF;
     RETURN NULL;
 END
 $$ LANGUAGE plpgsql;
 
 CREATE OR REPLACE TRIGGER trg_job_created AFTER INSERT ON "visionJobs"
-FOR EACH ROW EXECUTE FUNCTION vision_job_event();
+REFERENCING NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION vision_jobs_inserted();
 
-CREATE OR REPLACE TRIGGER trg_job_changed
-AFTER UPDATE OF status, progress, "errorMessage" ON "visionJobs"
-FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.progress IS DISTINCT FROM NEW.progress
-        OR OLD."errorMessage" IS DISTINCT FROM NEW."errorMessage")
-EXECUTE FUNCTION vision_job_event();
+CREATE OR REPLACE TRIGGER trg_job_changed AFTER UPDATE ON "visionJobs"
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION vision_jobs_updated();
+
+DROP FUNCTION IF EXISTS vision_job_event();

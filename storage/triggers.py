@@ -2,9 +2,9 @@
 
 A trigger rather than an INSERT in each query: every writer of ``visionJobs`` (worker, API,
 reaper, operators, a DBA's UPDATE) records its change the same way, in the same transaction.
-On PostgreSQL the trigger also sends one ``NOTIFY vision_job_events`` per transaction (an
-empty payload, which PostgreSQL folds into one), so listening workers claim a new job at once
-and live-progress streams learn of a change without polling.
+On PostgreSQL the trigger also sends ``NOTIFY vision_job_events`` (PostgreSQL folds equal
+notifications of a transaction into one), so listening workers claim a new job at once and
+live-progress streams learn of a change without polling.
 """
 
 from __future__ import annotations
@@ -31,20 +31,50 @@ BEGIN
 END""",
 ]
 
-POSTGRES = [
-    f"""CREATE OR REPLACE FUNCTION vision_job_event() RETURNS trigger AS $$
+# PostgreSQL: statement-level triggers over the transition tables. A batched write (a claim
+# of 16 jobs, a batch of completions) then records its events with one INSERT … SELECT and
+# one NOTIFY, instead of a PL/pgSQL call, an INSERT and a NOTIFY per row. The NOTIFY's
+# payload is 'pending' when a job became claimable, so a worker can wake on just that
+# (storage.changes) without reading the events.
+_PG_EVENTS = """INSERT INTO "visionJobEvents" ("jobId", "userId", status, progress,
+            "errorMessage", "createdAt")
+        SELECT n.id, n."userId", n.status, n.progress, n."errorMessage", n."updatedAt"
+        FROM new_rows AS n {join}
+        ORDER BY n.id
+        RETURNING status"""
+_PG_BODY = """DECLARE
+    changed integer;
+    pending boolean;
 BEGIN
-    {_INSERT};
-    PERFORM pg_notify('{CHANNEL}', '');
+    WITH written AS ({events})
+    SELECT count(*), coalesce(bool_or(status = 'pending'), FALSE) INTO changed, pending
+    FROM written;
+    IF changed > 0 THEN
+        PERFORM pg_notify('{channel}', CASE WHEN pending THEN 'pending' ELSE '' END);
+    END IF;
     RETURN NULL;
-END
+END"""
+_PG_CHANGED = """JOIN old_rows AS o ON o.id = n.id
+        WHERE o.status IS DISTINCT FROM n.status OR o.progress IS DISTINCT FROM n.progress
+            OR o."errorMessage" IS DISTINCT FROM n."errorMessage\""""
+
+POSTGRES = [
+    f"""CREATE OR REPLACE FUNCTION vision_jobs_inserted() RETURNS trigger AS $$
+{_PG_BODY.format(events=_PG_EVENTS.format(join=""), channel=CHANNEL)}
+$$ LANGUAGE plpgsql""",
+    f"""CREATE OR REPLACE FUNCTION vision_jobs_updated() RETURNS trigger AS $$
+{_PG_BODY.format(events=_PG_EVENTS.format(join=_PG_CHANGED), channel=CHANNEL)}
 $$ LANGUAGE plpgsql""",
     """CREATE OR REPLACE TRIGGER trg_job_created AFTER INSERT ON "visionJobs"
-FOR EACH ROW EXECUTE FUNCTION vision_job_event()""",
-    f"""CREATE OR REPLACE TRIGGER trg_job_changed
-AFTER UPDATE OF status, progress, "errorMessage" ON "visionJobs"
-FOR EACH ROW WHEN ({_CHANGED.replace("IS NOT", "IS DISTINCT FROM")})
-EXECUTE FUNCTION vision_job_event()""",
+REFERENCING NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION vision_jobs_inserted()""",
+    # No column list: PostgreSQL allows none with transition tables; the join keeps only
+    # the rows whose status, progress or message changed.
+    """CREATE OR REPLACE TRIGGER trg_job_changed AFTER UPDATE ON "visionJobs"
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION vision_jobs_updated()""",
+    # The row-level function of earlier versions, unused once the triggers are replaced.
+    "DROP FUNCTION IF EXISTS vision_job_event()",
 ]
 
 
