@@ -1,22 +1,38 @@
 """JSON out: compact bytes, and the plain-JSON form of values (Dates as ISO strings, the way
-``JSON.stringify`` writes them; ``undefined`` fields dropped)."""
+``JSON.stringify`` writes them; ``undefined`` fields dropped).
+
+``dumps`` writes a `RawJSON` fragment's text verbatim: the encoder writes a marker string in
+its place (the stdlib encoder has no raw-output hook), and the marker's encoded form is then
+replaced by the text. The marker holds NUL characters, which the encoder always escapes, and
+a random per-process token, so no string of the data can spell its encoded form by accident;
+the number of markers found is checked anyway, and a mismatch takes the slow, exact path.
+"""
 
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import UTC, date, datetime
 from typing import Any
 
-from rpc.superjson import UNDEFINED
+from rpc.superjson import UNDEFINED, Encoded, RawJSON
+from rpc.superjson import iso as _iso
+
+_MARK = f"\x00raw-{secrets.token_hex(12)}\x00"
+_MARK_ENCODED = json.dumps(_MARK)  # how the encoder writes it, quotes included
 
 
 def iso(value: datetime) -> str:
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    """What ``JSON.stringify`` writes for a Date (naive means UTC)."""
+    return _iso(value)
 
 
 def to_plain(value: Any) -> Any:
+    t = type(value)
+    if t is Encoded:
+        return value.json  # built JSON-ready: see superjson.Encoded
+    if t is RawJSON:
+        return value
     if isinstance(value, dict):
         return {k: to_plain(v) for k, v in value.items() if v is not UNDEFINED}
     if isinstance(value, list | tuple):
@@ -32,8 +48,43 @@ def to_plain(value: Any) -> Any:
     return value
 
 
-_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+def _unserializable(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _encoder(default: Any) -> json.JSONEncoder:
+    return json.JSONEncoder(
+        ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=default
+    )
 
 
 def dumps(value: Any) -> bytes:
-    return _encoder.encode(value).encode("utf-8")
+    fragments: list[str] = []
+
+    def default(item: Any) -> Any:
+        if type(item) is RawJSON:
+            fragments.append(item.text)
+            return _MARK
+        return _unserializable(item)
+
+    text = _encoder(default).encode(value)
+    if fragments:
+        parts = text.split(_MARK_ENCODED)
+        if len(parts) != len(fragments) + 1:
+            return _dumps_decoded(value)
+        pieces = [parts[0]]
+        for fragment, part in zip(fragments, parts[1:], strict=True):
+            pieces += (fragment, part)
+        text = "".join(pieces)
+    return text.encode("utf-8")
+
+
+def _dumps_decoded(value: Any) -> bytes:
+    """The exact path: each fragment decoded and encoded again with the rest."""
+
+    def default(item: Any) -> Any:
+        if type(item) is RawJSON:
+            return json.loads(item.text)
+        return _unserializable(item)
+
+    return _encoder(default).encode(value).encode("utf-8")

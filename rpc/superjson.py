@@ -25,7 +25,17 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Final
 
-__all__ = ["UNDEFINED", "SuperjsonError", "deserialize", "is_superjson", "serialize"]
+__all__ = [
+    "DATE",
+    "UNDEFINED",
+    "Encoded",
+    "RawJSON",
+    "SuperjsonError",
+    "deserialize",
+    "is_superjson",
+    "iso",
+    "serialize",
+]
 
 
 class _Undefined:
@@ -53,7 +63,50 @@ class SuperjsonError(ValueError):
 
 Tree = list[Any] | dict[str, Any]
 
-_PLAIN: Final = frozenset((str, int, bool, type(None)))
+
+class RawJSON:
+    """JSON text that goes into the output verbatim: `serialize` passes it through unwalked
+    and ``rpc.encoding.dumps`` splices it in. Only for strict JSON (no NaN or Infinity, which
+    superjson would annotate) that the server wrote itself: a job's stored outputs would
+    otherwise be decoded, walked and encoded again on every read (``rpc.vision``)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RawJSON) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __repr__(self) -> str:
+        return f"RawJSON({self.text[:40]!r})"
+
+
+class Encoded:
+    """A value already in the form `serialize` would give it: ``json`` (JSON-ready: Dates as
+    ISO strings, no undefined, no NaN/Infinity/-0.0) and the ``meta.values`` tree (None when
+    nothing is annotated). A procedure whose result has a known shape builds it directly
+    (``rpc.vision``: the Date fields of getJobStatus and getJobHistory) instead of having the
+    whole output walked; the plain-JSON answer is ``json`` itself (``rpc.encoding.to_plain``).
+    """
+
+    __slots__ = ("json", "tree")
+
+    def __init__(self, json: object, tree: dict[str, Any] | None) -> None:
+        self.json = json
+        self.tree = tree
+
+    def __repr__(self) -> str:
+        return f"Encoded({self.json!r}, {self.tree!r})"
+
+
+DATE: Final = ["Date"]  # a Date's annotation (shared: it is only ever read and encoded)
+
+# RawJSON is a leaf here: its text holds no annotated value.
+_PLAIN: Final = frozenset((str, int, bool, type(None), RawJSON))
 # Serializing recurses once per nesting level; the cap also turns a reference cycle into
 # a clean error instead of a RecursionError.
 _MAX_OUT_DEPTH: Final = 256
@@ -99,6 +152,17 @@ def _record(inner: dict[str, Any], key: str, tree: Tree) -> None:
     else:
         for sub, node in tree.items():
             inner[key + "." + sub] = node
+
+
+def iso(dt: datetime) -> str:
+    """JS ``toISOString()``: ``YYYY-MM-DDTHH:MM:SS.mmmZ``, always UTC. Naive means UTC."""
+    if dt.tzinfo is UTC or dt.tzinfo is None:
+        # What the store hands out. %-formatting costs half of isoformat(timespec=...) on an
+        # aware value, and getJobHistory sends 40 of these per page.
+        return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031
+            dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second, dt.microsecond // 1000
+        )  # fmt: skip
+    return _iso(dt)
 
 
 def _iso(dt: datetime) -> str:
@@ -157,8 +221,10 @@ def _walk(v: object, depth: int) -> tuple[object, Tree | None]:
         return out, _js_order_record(inner)
     if t is list or t is tuple:
         return _walk_seq(v, depth)  # type: ignore[arg-type]
+    if t is Encoded:  # anywhere: jsonl and SSE frames wrap a procedure's result
+        return v.json, v.tree  # type: ignore[attr-defined]
     if t is datetime:
-        return _iso(v), ["Date"]  # type: ignore[arg-type]
+        return iso(v), ["Date"]  # type: ignore[arg-type]
     if v is UNDEFINED:
         return None, ["undefined"]
     if t is set or t is frozenset:

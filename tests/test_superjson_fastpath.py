@@ -1,0 +1,272 @@
+"""The hot path's shortcuts give what the generic path gives.
+
+- `RawJSON` (a stored output spliced in verbatim) reads back as the same values as the output
+  decoded and walked, and as the same bytes when the stored text is compact.
+- `Encoded` (getJobStatus's and getJobHistory's superjson meta built directly) is byte for
+  byte what `serialize` and `to_plain` make of the same payload with datetimes in it.
+- `iso` is JS ``toISOString()``; `as_datetime`'s fast parse equals the general one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rpc import encoding, vision
+from rpc.encoding import dumps, to_plain
+from rpc.superjson import UNDEFINED, Encoded, RawJSON, iso, serialize
+from storage.records import JobStatusRecord, JobSummary
+from storage.timeutil import as_datetime, to_sqlite
+
+# Values a stored output can hold that superjson leaves alone: no NaN/Infinity (they are not
+# strict JSON) and no -0.0 (superjson annotates it; JSON.parse reads it back the same anyway).
+leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False).filter(lambda f: f != 0 or f.hex()[0] != "-"),
+    st.text(max_size=12),
+)
+json_values = st.recursive(
+    leaf,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+FORMATS: list[dict[str, Any]] = [
+    {"separators": (",", ":"), "ensure_ascii": False},  # what pydantic's model_dump_json writes
+    {},  # json.dumps's defaults (pipeline.stages.pieces_json, older rows)
+    {"indent": 2},
+]
+aware = st.datetimes(
+    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)
+)
+OFFSETS = [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))]
+any_tz = st.datetimes(
+    min_value=datetime(1, 1, 2),
+    max_value=datetime(9999, 12, 30),
+    timezones=st.sampled_from(OFFSETS),
+)
+
+
+def wire(value: object, sj: bool) -> bytes:
+    return dumps(serialize(value) if sj else to_plain(value))
+
+
+# --- RawJSON ---------------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values, st.sampled_from(range(len(FORMATS))), aware, st.booleans())
+def test_a_spliced_output_reads_as_the_decoded_one(
+    value: Any, fmt: int, when: datetime, sj: bool
+) -> None:
+    text = json.dumps(value, **FORMATS[fmt])
+    spliced = {"a": RawJSON(text), "when": when, "list": [RawJSON(text), UNDEFINED]}
+    decoded = {"a": json.loads(text), "when": when, "list": [json.loads(text), UNDEFINED]}
+    got, expected = wire(spliced, sj), wire(decoded, sj)
+    assert json.loads(got) == json.loads(expected)
+    if fmt == 0:
+        assert got == expected
+
+
+def test_a_string_spelling_the_marker_takes_the_exact_path() -> None:
+    value = {"s": encoding._MARK, "r": RawJSON('{"k": [1, 2]}'), "t": [encoding._MARK]}
+    expected = dumps({"s": encoding._MARK, "r": {"k": [1, 2]}, "t": [encoding._MARK]})
+    assert dumps(value) == expected
+
+
+def test_unserializable_values_still_raise() -> None:
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        dumps({"x": object()})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (None, None),
+        ('{"a": [1, "x"]}', RawJSON('{"a": [1, "x"]}')),
+        ("null", RawJSON("null")),
+        ("not json", None),  # as before: what cannot be read goes out as null
+        ('{"a": 1', None),
+        ("[NaN, 1]", "decoded"),  # superjson annotates NaN: the generic path
+        ('{"x": 1e999}', "decoded"),
+        ('{"x": -Infinity}', "decoded"),
+    ],
+)
+def test_stored_outputs(text: str | None, expected: object) -> None:
+    got = vision._output(text)
+    if expected == "decoded":
+        assert type(got) is not RawJSON and wire(got, True) == wire(json.loads(text or ""), True)
+    else:
+        assert got == expected
+
+
+# --- Encoded: getJobStatus and getJobHistory -------------------------------------------------
+
+
+def _generic_status(job: JobStatusRecord) -> dict[str, Any]:
+    """What getJobStatus answered before: the stored outputs decoded, the datetimes walked."""
+    return {
+        "jobId": job.id,
+        "status": job.status,
+        "progress": job.progress,
+        "geminOutput": vision._parsed(job.gemin_output),
+        "deepseekOutput": vision._parsed(job.deepseek_output),
+        "errorMessage": job.error_message,
+        "createdAt": job.created_at,
+        "completedAt": job.completed_at,
+        "errorStage": job.error_stage,
+        "retryCount": job.retry_count,
+        "costUsd": round(job.cost_usd, 6),
+    }
+
+
+def _generic_history(jobs: list[JobSummary]) -> list[dict[str, Any]]:
+    return [
+        {
+            "jobId": j.id,
+            "status": j.status,
+            "progress": j.progress,
+            "imageUrl": j.image_url,
+            "analysisPurpose": j.analysis_purpose,
+            "createdAt": j.created_at,
+            "completedAt": j.completed_at,
+        }
+        for j in jobs
+    ]
+
+
+compact_output = st.one_of(
+    st.none(),
+    json_values.map(lambda v: json.dumps(v, separators=(",", ":"), ensure_ascii=False)),
+    st.sampled_from(["not json", "[NaN]", '{"x":1e999}', "-0.0", '{"b":-0.0,"1":2}']),
+)
+costs = st.one_of(
+    st.floats(min_value=0, max_value=1000), st.sampled_from([0.0, -0.0, math.nan, math.inf])
+)
+texts = st.text(max_size=20)
+statuses = st.builds(
+    JobStatusRecord,
+    id=st.integers(min_value=1, max_value=2**62),
+    user_id=st.integers(min_value=1, max_value=100),
+    status=st.sampled_from(["pending", "complete", "failed", "gemini_analyzing"]),
+    progress=st.integers(min_value=0, max_value=100),
+    gemin_output=compact_output,
+    deepseek_output=compact_output,
+    error_message=st.none() | texts,
+    error_stage=st.none() | texts,
+    retry_count=st.integers(min_value=0, max_value=5),
+    created_at=any_tz,
+    completed_at=st.none() | any_tz,
+    cost_usd=costs,
+)
+summaries = st.builds(
+    JobSummary,
+    id=st.integers(min_value=1, max_value=2**62),
+    status=st.sampled_from(["pending", "complete", "failed"]),
+    progress=st.integers(min_value=0, max_value=100),
+    image_url=texts,
+    analysis_purpose=texts,
+    created_at=any_tz,
+    completed_at=st.none() | any_tz,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(statuses, st.booleans())
+def test_encoded_status_is_the_walked_payload(job: JobStatusRecord, sj: bool) -> None:
+    assert wire(vision.encoded_status(job), sj) == wire(_generic_status(job), sj)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(summaries, max_size=25), st.booleans())
+def test_encoded_history_is_the_walked_page(jobs: list[JobSummary], sj: bool) -> None:
+    encoded = vision.encoded_history(jobs)
+    assert wire(encoded, sj) == wire(_generic_history(jobs), sj)
+    # Wrapped, as a batch envelope, a jsonl line or an SSE frame wraps it.
+    wrapped = [{"result": {"data": encoded}}, 1]
+    assert wire(wrapped, sj) == wire([{"result": {"data": _generic_history(jobs)}}, 1], sj)
+
+
+def test_encoded_history_of_a_page_larger_than_the_key_table() -> None:
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    jobs = [JobSummary(i, "complete", 100, "u", "p", when, when) for i in range(120)]
+    assert wire(vision.encoded_history(jobs), True) == wire(_generic_history(jobs), True)
+
+
+def test_encoded_status_real_row_shape() -> None:
+    when = as_datetime("2026-01-01 00:00:00.001000")
+    assert when is not None
+    job = JobStatusRecord(7, 1, "complete", 100, '{"a":1}', "[1,2]", None, None, 0, when, None)
+    assert json.loads(wire(vision.encoded_status(job), True)) == {
+        "json": {
+            "jobId": 7, "status": "complete", "progress": 100, "geminOutput": {"a": 1},
+            "deepseekOutput": [1, 2], "errorMessage": None, "createdAt": "2026-01-01T00:00:00.001Z",
+            "completedAt": None, "errorStage": None, "retryCount": 0, "costUsd": 0.0,
+        },
+        "meta": {"values": {"createdAt": ["Date"]}, "v": 1},
+    }  # fmt: skip
+
+
+def test_encoded_passes_through_to_plain_and_serialize() -> None:
+    e = Encoded([{"d": "x"}], {"0.d": ["Date"]})
+    assert to_plain(e) == [{"d": "x"}]
+    assert serialize(e) == {"json": [{"d": "x"}], "meta": {"values": {"0.d": ["Date"]}, "v": 1}}
+    assert serialize(Encoded([], None)) == {"json": []}
+
+
+# --- Dates -----------------------------------------------------------------------------------
+
+
+@settings(max_examples=500, deadline=None)
+@given(any_tz | st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)))
+def test_iso_is_to_iso_string(dt: datetime) -> None:
+    utc = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    expected = utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    assert iso(dt) == expected == encoding.iso(dt)
+
+
+def _as_datetime_before(value: object) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    assert isinstance(value, str)
+    parsed = datetime.fromisoformat(value)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+@settings(max_examples=500, deadline=None)
+@given(any_tz.filter(lambda dt: dt.astimezone(UTC).year >= 1000))  # strftime("%Y"): "999"
+def test_as_datetime_reads_what_to_sqlite_writes(dt: datetime) -> None:
+    text = to_sqlite(dt)
+    got = as_datetime(text)
+    assert got == _as_datetime_before(text) == dt
+    assert got is not None and got.tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-01-01 00:00:00",
+        "2026-01-01T00:00:00.123+01",  # 26 characters, with an offset
+        "2026-01-01 00:00:00.12345Z",
+        "2026-01-01 00:00:00.123456+05:30",
+        datetime(2026, 1, 1),
+        datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=2))),
+        datetime(2026, 1, 1, tzinfo=UTC),
+        None,
+    ],
+)
+def test_as_datetime_other_forms(value: object) -> None:
+    got = as_datetime(value)
+    assert got == _as_datetime_before(value)
+    assert got is None or got.tzinfo is UTC
