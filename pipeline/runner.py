@@ -100,7 +100,7 @@ async def run_worker(
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_stop_on_signals, worker)
             tasks.start_soon(trim_memory_periodically, trim_interval)
-            await tasks.start(store.feed.run)
+            await tasks.start(functools.partial(store.feed.run, events=False))  # no SSE here
             await worker.run()
             tasks.cancel_scope.cancel()
     finally:

@@ -26,7 +26,6 @@ from pipeline.cost import stage_cost
 from pipeline.errors import StageError
 from pipeline.retry import retry_delay
 from pipeline.stages import Stages, outputs_of, parse_stored_analysis, pieces_json
-from storage.changes import JobEvent
 from storage.driver import DatabaseUnavailable
 from storage.records import AttemptRecord, ClaimedJob, StageUsage
 from storage.store import JobStore
@@ -75,18 +74,13 @@ class Worker:
         self._idle = anyio.Event()  # set when stopping and the last in-flight job ended
         self.stopped = anyio.Event()
         store.on_job_created(self.wake)
-        store.feed.subscribe(self._on_changes)
+        store.feed.on_pending(self.wake)  # a job became claimable in another process
 
     # -- control -----------------------------------------------------------------------------
 
     def wake(self) -> None:
         """Something changed (a job was created, a slot freed): look for work now."""
         self._wake.set()
-
-    def _on_changes(self, events: list[JobEvent]) -> None:
-        # A job became pending somewhere (another process created or released it).
-        if any(e.status == "pending" for e in events):
-            self.wake()
 
     def stop(self) -> None:
         """Stop claiming; ``run`` returns once in-flight jobs finished or were released."""

@@ -69,14 +69,26 @@ class ChangeFeed:
         self.poll_seconds = poll_seconds
         self.last_id = 0
         self._subscribers: list[Subscriber] = []
+        self._pending: list[Callable[[], None]] = []
+        self.reads_events = True  # False: a worker-only process, told only of claimable jobs
         self._poke = anyio.Event()
         self.running = False
         self._gap_since: float | None = None  # when the open gap after last_id was first seen
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Call ``subscriber`` with each batch of new events; returns the unsubscribe."""
+        if not self.reads_events:
+            raise RuntimeError("this change feed was started without reading events")
         self._subscribers.append(subscriber)
         return lambda: self._subscribers.remove(subscriber)
+
+    def on_pending(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when some job may have become claimable (a worker's wake-up)."""
+        self._pending.append(callback)
+
+    def _pending_seen(self) -> None:
+        for callback in list(self._pending):
+            callback()
 
     def poke(self) -> None:
         """Something was committed here: look now rather than at the next poll."""
@@ -86,7 +98,13 @@ class ChangeFeed:
         rows = await self.driver.read(fetch_all(query, key, after, limit))
         return [event_of(r) for r in rows]
 
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, events: bool = True, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Follow the changes until cancelled. ``events=False`` (a worker-only process on
+        PostgreSQL) reads no events at all: the NOTIFY payload alone says when a job became
+        claimable, which is all a worker needs. (SQLite reads are local and cheap: kept.)"""
+        self.reads_events = events or self.driver.dialect == "sqlite"
         row = await self.driver.read(fetch_one(q.LAST_EVENT_ID))
         self.last_id = int(row["last"])
         self.running = True
@@ -96,7 +114,10 @@ class ChangeFeed:
                 if self.driver.dialect == "postgresql":
                     tg.start_soon(self._listen)
                 task_status.started()
-                await self._loop()
+                if self.reads_events:
+                    await self._loop()
+                else:
+                    await anyio.sleep_forever()
         finally:
             self.running = False
             if watcher is not None:
@@ -139,6 +160,8 @@ class ChangeFeed:
             if not events:
                 return
             self.last_id = events[-1].id
+            if self.driver.dialect == "sqlite" and any(e.status == "pending" for e in events):
+                self._pending_seen()  # PostgreSQL's NOTIFY payload said so already
             for subscriber in list(self._subscribers):
                 try:
                     subscriber(events)
@@ -164,6 +187,12 @@ class ChangeFeed:
             expected = event.id + 1
         return events
 
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if payload == "pending":
+            self._pending_seen()
+        if self.reads_events:
+            self.poke()
+
     async def _listen(self) -> None:
         """LISTEN on a connection of its own; re-established when lost (PostgreSQL only)."""
         import asyncpg
@@ -176,9 +205,10 @@ class ChangeFeed:
             try:
                 conn = await asyncpg.connect(dsn)
                 conn.add_termination_listener(lambda _c, ev=lost: ev.set())
-                await conn.add_listener(CHANNEL, lambda *_a: self.poke())
+                await conn.add_listener(CHANNEL, self._notified)
                 delay = 0.1
                 self.poke()  # catch up on whatever happened while we were not listening
+                self._pending_seen()
                 await lost.wait()
                 log.warning("the LISTEN connection was lost; reconnecting")
             except Exception as exc:

@@ -138,3 +138,42 @@ async def test_another_processs_commit_wakes_the_feed_without_waiting_for_a_poll
     finally:
         await other.driver.close()
     await until(lambda: any(e.job_id == job_id for e in seen), timeout=2)
+
+
+async def test_a_worker_only_feed_wakes_on_claimable_jobs_without_reading_events(
+    database_url: str,
+) -> None:
+    watcher = await open_store(database_url)  # as a worker-only process
+    other = await open_store(database_url)  # as the API process
+    reads: list[str] = []
+    real_read = watcher.driver.read
+
+    async def counted(statement: Any) -> Any:
+        reads.append(statement.query.name)
+        return await real_read(statement)
+
+    watcher.driver.read = counted  # type: ignore[method-assign]
+    woken: list[float] = []
+    watcher.feed.on_pending(lambda: woken.append(anyio.current_time()))
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(lambda **kw: watcher.feed.run(events=False, **kw))
+            await anyio.sleep(0.2)  # the LISTEN connection's catch-up wake has happened
+            woken.clear()
+            user_id, _ = await other.user_seen("worker-only", None)
+            job_id = await new_job(other, user_id)
+            await until(lambda: bool(woken), timeout=2)
+            woken.clear()
+            assert await other.cancel_job(job_id) == "cancelled"  # a change, not claimable
+            await anyio.sleep(0.3)
+            tg.cancel_scope.cancel()
+    finally:
+        await watcher.driver.close()
+        await other.driver.close()
+    if watcher.dialect == "postgresql":
+        assert woken == []
+        assert "events_after" not in reads  # told by the NOTIFY payload alone
+        with pytest.raises(RuntimeError):
+            watcher.feed.subscribe(lambda events: None)
+    else:  # SQLite reads its events (a local read): claimable ones wake, others don't
+        assert woken == [] and "events_after" in reads
