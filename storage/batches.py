@@ -57,13 +57,13 @@ def attempt_row(job: ClaimedJob, record: AttemptRecord) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _output_row(job_id: int, user_id: int, o: Outputs) -> dict[str, Any]:
+def _output_fields(o: Outputs) -> dict[str, Any]:
     return {
-        "job": job_id, "owner": user_id, "colors_primary": o.colors_primary,
-        "colors_secondary": o.colors_secondary, "colors_description": o.colors_description,
-        "mood": o.mood, "tone": o.tone, "composition_layout": o.composition_layout,
-        "brand_personality": o.brand_personality, "perceived_industry": o.perceived_industry,
-        "target_audience": o.target_audience, "content_pieces": o.content_pieces,
+        "colors_primary": o.colors_primary, "colors_secondary": o.colors_secondary,
+        "colors_description": o.colors_description, "mood": o.mood, "tone": o.tone,
+        "composition_layout": o.composition_layout, "brand_personality": o.brand_personality,
+        "perceived_industry": o.perceived_industry, "target_audience": o.target_audience,
+        "content_pieces": o.content_pieces,
     }  # fmt: skip
 
 
@@ -82,6 +82,16 @@ def cancel_asked(items: list[VisionOutput], rows: list[Row]) -> Iterator[bool | 
     return (held.get((i.job.id, i.job.attempt)) for i in items)
 
 
+def complete_jobs(items: list[Completion]) -> Statement:
+    """The completions of a batch as one statement (on PostgreSQL with their outputs and
+    attempt rows; on SQLite those follow in ``stage_writes``)."""
+    return fetch_all(q.COMPLETE_JOBS, utcnow(), _rows([
+        {"id": i.job.id, "content": i.content_json,
+         **_output_fields(i.outputs), **attempt_row(i.job, i.attempt)}
+        for i in items
+    ]))  # fmt: skip
+
+
 def stage_writes(items: list[StageWrite]) -> Work[list[bool | None]]:
     """Write a batch of stage boundaries and completions in one transaction.
 
@@ -98,18 +108,15 @@ def stage_writes(items: list[StageWrite]) -> Work[list[bool | None]]:
         rows = yield store_vision_outputs(visions)
         held = {(r["id"], r["attempt"]): bool(r["cancelRequested"]) for r in rows}
     if completions:
-        rows = yield fetch_all(q.COMPLETE_JOBS, now, _rows([
-            {"id": i.job.id, "attempt": i.job.attempt, "worker": i.job.worker_id,
-             "content": i.content_json, "cost": i.attempt.cost_usd}
-            for i in completions
-        ]))  # fmt: skip
+        rows = yield complete_jobs(completions)
         completed = {(r["id"], r["attempt"]): r["userId"] for r in rows}
         done = [i for i in completions if (i.job.id, i.job.attempt) in completed]
-        if done:
+        if done:  # on PostgreSQL the completion statement wrote these rows already: no-ops
             outputs = [
-                _output_row(i.job.id, completed[(i.job.id, i.job.attempt)], i.outputs)
+                {"job": i.job.id, "owner": completed[(i.job.id, i.job.attempt)],
+                 **_output_fields(i.outputs)}
                 for i in done
-            ]
+            ]  # fmt: skip
             yield execute(q.INSERT_OUTPUTS, now, _rows(outputs))
             attempts = [attempt_row(i.job, i.attempt) for i in done]
             yield execute(q.INSERT_ATTEMPTS, now, _rows(attempts))

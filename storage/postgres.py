@@ -23,6 +23,8 @@ _UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError
 
 async def _perform(conn: Any, stmt: Statement) -> Any:
     sql = stmt.query.postgres
+    if sql.startswith("--"):  # a statement SQLite needs and PostgreSQL did in another one
+        return [] if stmt.mode == "all" else (None if stmt.mode == "one" else 0)
     if stmt.mode == "all":
         return await conn.fetch(sql, *stmt.args)
     if stmt.mode == "one":

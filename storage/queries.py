@@ -218,68 +218,92 @@ STORE_VISION_OUTPUTS = Query(
     ),
 )
 
+_OUTPUT_COLUMNS = """colors_primary, colors_secondary, colors_description, mood, tone,
+    composition_layout, brand_personality, perceived_industry, target_audience, content_pieces"""
+_OUTPUT_NAMES = [c.strip() for c in _OUTPUT_COLUMNS.split(",")]
+_ATTEMPT_COLUMNS = """("jobId", attempt, "workerId", "stageReached", outcome,
+        "errorMessage", "startedAt", "endedAt", "geminiModel", "geminiInputTokens",
+        "geminiOutputTokens", "geminiLatencyMs", "deepseekModel", "deepseekInputTokens",
+        "deepseekOutputTokens", "deepseekLatencyMs", "costUsd")"""
+_ATTEMPT_ROW = """v.worker, v.stage, v.outcome, v.error, {started}, $1,
+        v.vision_model, v.vision_in, v.vision_out, v.vision_ms, v.content_model, v.content_in,
+        v.content_out, v.content_ms, v.cost"""
+_ATTEMPT_FIELDS = (
+    "worker text, stage text, outcome text, error text, vision_model text, vision_in int, "
+    "vision_out int, vision_ms int, content_model text, content_in int, content_out int, "
+    "content_ms int, cost float8"
+)
+_COMPLETE_SET = """status = 'complete', progress = 100,
+        "deepseekOutput" = v.content, "deepseekGeneratedAt" = $1, "completedAt" = $1,
+        "updatedAt" = $1, "errorMessage" = NULL, "errorStage" = NULL, "lockedBy" = NULL,
+        "leaseExpiresAt" = NULL, "costUsd" = j."costUsd" + v.cost"""
+_COMPLETE_WHERE = f"""j.id = v.id AND j.attempt = v.attempt AND j."lockedBy" = v.worker
+        AND j.status IN {RUNNING} AND NOT j."cancelRequested\""""
+_COMPLETE_ROWS = _json_rows(2, "id bigint, attempt int, worker text, content text, cost float8")
+_DONE_ON_POSTGRES = "-- PostgreSQL: written by complete_jobs, in the same statement"
+
 COMPLETE_JOBS = Query(
     "complete_jobs",
     "Completion (fenced, a batch in one statement): store the content, mark complete, drop the "
     "lease, clear the message of earlier failed attempts (they stay in visionJobSessions), add "
-    "the attempt's cost. $2: JSON rows {id, attempt, worker, content, cost}. A job whose cancel "
-    "was requested does not complete: the caller then records the cancel.",
-    **_both(
-        f"""UPDATE "visionJobs" AS j SET status = 'complete', progress = 100,
-        "deepseekOutput" = v.content, "deepseekGeneratedAt" = $1, "completedAt" = $1,
-        "updatedAt" = $1, "errorMessage" = NULL, "errorStage" = NULL, "lockedBy" = NULL,
-        "leaseExpiresAt" = NULL, "costUsd" = j."costUsd" + v.cost
-    FROM {{rows}}
-    WHERE j.id = v.id AND j.attempt = v.attempt AND j."lockedBy" = v.worker
-        AND j.status IN {RUNNING} AND NOT j."cancelRequested"
+    "the attempt's cost. $2: JSON rows {id, attempt, worker, content, cost, the outputs "
+    "columns, the attempt's fields}. A job whose cancel was requested does not complete: the "
+    "caller then records the cancel. On PostgreSQL the same statement also writes the "
+    "completed jobs' outputs and attempt rows (data-modifying CTEs: one round trip); SQLite "
+    "runs insert_outputs and insert_attempts after it.",
+    postgres=f"""WITH v AS (SELECT * FROM json_to_recordset($2::json) AS v(id bigint,
+        attempt int, content text, {", ".join(f"{c} text" for c in _OUTPUT_NAMES)},
+        {_ATTEMPT_FIELDS})),
+    done AS (
+        UPDATE "visionJobs" AS j SET {_COMPLETE_SET}
+        FROM v WHERE {_COMPLETE_WHERE}
+        RETURNING j.id, j.attempt, j."userId", j."lockedAt"),
+    outputs AS (
+        INSERT INTO "visionJobOutputs" ("jobId", "userId", {_OUTPUT_COLUMNS},
+            "isTrainingData", "createdAt")
+        SELECT d.id, d."userId", {", ".join("v." + c for c in _OUTPUT_NAMES)}, TRUE, $1
+        FROM done AS d JOIN v ON v.id = d.id AND v.attempt = d.attempt
+        ON CONFLICT ("jobId") DO NOTHING),
+    attempts AS (
+        INSERT INTO "visionJobSessions" {_ATTEMPT_COLUMNS}
+        SELECT d.id, d.attempt, {_ATTEMPT_ROW.format(started='d."lockedAt"')}
+        FROM done AS d JOIN v ON v.id = d.id AND v.attempt = d.attempt)
+    SELECT id, attempt, "userId" FROM done""",
+    sqlite=_both(
+        f"""UPDATE "visionJobs" AS j SET {_COMPLETE_SET}
+    FROM {{rows}} WHERE {_COMPLETE_WHERE}
     RETURNING j.id, j.attempt, j."userId\"""",
-        _json_rows(2, "id bigint, attempt int, worker text, content text, cost float8"),
-    ),
+        _COMPLETE_ROWS,
+    )["sqlite"],
 )
-
-_OUTPUT_COLUMNS = """colors_primary, colors_secondary, colors_description, mood, tone,
-    composition_layout, brand_personality, perceived_industry, target_audience, content_pieces"""
 
 INSERT_OUTPUTS = Query(
     "insert_outputs",
-    "The structured outputs rows of completed jobs ($2: JSON rows); unique per job, so a second "
-    "insert is a no-op rather than a duplicate.",
-    **_both(
+    "SQLite: the structured outputs rows of completed jobs ($2: JSON rows); unique per job, so "
+    "a second insert is a no-op rather than a duplicate.",
+    postgres=_DONE_ON_POSTGRES,
+    sqlite=_both(
         f"""INSERT INTO "visionJobOutputs" ("jobId", "userId", {_OUTPUT_COLUMNS},
         "isTrainingData", "createdAt")
-    SELECT v.job, v.owner, {", ".join("v." + c.strip() for c in _OUTPUT_COLUMNS.split(","))},
-        TRUE, $1
+    SELECT v.job, v.owner, {", ".join("v." + c for c in _OUTPUT_NAMES)}, TRUE, $1
     FROM {{rows}} WHERE TRUE
     ON CONFLICT ("jobId") DO NOTHING""",
-        _json_rows(
-            2,
-            "job bigint, owner int, "
-            + ", ".join(f"{c.strip()} text" for c in _OUTPUT_COLUMNS.split(",")),
-        ),
-    ),
+        _json_rows(2, "job bigint, owner int, " + ", ".join(f"{c} text" for c in _OUTPUT_NAMES)),
+    )["sqlite"],
 )
 
 INSERT_ATTEMPTS = Query(
     "insert_attempts",
-    "The visionJobSessions rows of attempts that ended in one batch ($2: JSON rows); an "
-    "attempt started when its job was claimed (the job's lockedAt, which a claim sets and "
-    "nothing else changes).",
-    **_both(
-        """INSERT INTO "visionJobSessions" ("jobId", attempt, "workerId", "stageReached", outcome,
-        "errorMessage", "startedAt", "endedAt", "geminiModel", "geminiInputTokens",
-        "geminiOutputTokens", "geminiLatencyMs", "deepseekModel", "deepseekInputTokens",
-        "deepseekOutputTokens", "deepseekLatencyMs", "costUsd")
-    SELECT v.job, v.attempt, v.worker, v.stage, v.outcome, v.error, j."lockedAt", $1,
-        v.vision_model, v.vision_in, v.vision_out, v.vision_ms, v.content_model, v.content_in,
-        v.content_out, v.content_ms, v.cost
-    FROM {rows} JOIN "visionJobs" AS j ON j.id = v.job""",
-        _json_rows(
-            2,
-            "job bigint, attempt int, worker text, stage text, outcome text, error text, "
-            "vision_model text, vision_in int, vision_out int, vision_ms int, "
-            "content_model text, content_in int, content_out int, content_ms int, cost float8",
-        ),
-    ),
+    "SQLite: the visionJobSessions rows of attempts that completed in one batch ($2: JSON "
+    "rows); an attempt started when its job was claimed (the job's lockedAt, which a claim "
+    "sets and nothing else changes).",
+    postgres=_DONE_ON_POSTGRES,
+    sqlite=_both(
+        f"""INSERT INTO "visionJobSessions" {_ATTEMPT_COLUMNS}
+    SELECT v.job, v.attempt, {_ATTEMPT_ROW.format(started='j."lockedAt"')}
+    FROM {{rows}} JOIN "visionJobs" AS j ON j.id = v.job""",
+        _json_rows(2, "job bigint, attempt int, " + _ATTEMPT_FIELDS),
+    )["sqlite"],
 )
 
 RETRY_JOB = Query(

@@ -270,6 +270,12 @@ class JobStore:
             visions = cast(list[batches.VisionOutput], items)
             rows = await self._write_one(batches.store_vision_outputs(visions))
             return list(batches.cancel_asked(visions, rows))
+        if self.dialect == "postgresql" and all(isinstance(i, batches.Completion) for i in items):
+            # One statement writes the jobs, outputs and attempts (data-modifying CTEs).
+            completions = cast(list[batches.Completion], items)
+            rows = await self._write_one(batches.complete_jobs(completions))
+            done = {(r["id"], r["attempt"]) for r in rows}
+            return [(i.job.id, i.job.attempt) in done for i in completions]
         return await self._write(lambda: batches.stage_writes(items))
 
     async def end_attempt(

@@ -248,3 +248,35 @@ async def _row(
             await scalar(store, f'SELECT {column} FROM "{table}" WHERE "{key}" = {job_id}')
         )
     return tuple(values)
+
+
+async def test_a_batch_of_completions_alone_writes_jobs_outputs_and_attempts(
+    store: JobStore,
+) -> None:
+    # On PostgreSQL this batch is one statement (data-modifying CTEs); on SQLite three.
+    user_id, _ = await store.user_seen("u2", None)
+    new = NewJob(user_id, "http://img/x.png", None, "p", "bullet_points", 1.0, None, 3)
+    for _ in range(4):
+        await store.create_job(new)
+    jobs = await store.claim_jobs("w1", 4, LEASE)
+    stale = ClaimedJob(**{**_fields(jobs[3]), "attempt": jobs[3].attempt - 1})
+    record = AttemptRecord("complete", "deepseek", None, StageUsage("g", 1, 2, 3),
+                           StageUsage("d", 4, 5, 6), 0.5)  # fmt: skip
+    done: dict[int, bool] = {}
+
+    async def complete(key: int, job: ClaimedJob) -> None:
+        done[key] = await store.complete_job(job, f"[{key}]", _outputs(key), record)
+
+    async with anyio.create_task_group() as tg:
+        for key, job in enumerate([*jobs[:3], stale]):
+            tg.start_soon(complete, key, job)
+    assert done == {0: True, 1: True, 2: True, 3: False}
+    for key, job in enumerate(jobs[:3]):
+        assert await _row(store, job.id, 'status, "deepseekOutput"') == ("complete", f"[{key}]")
+        assert await _row(store, job.id, "colors_description", "visionJobOutputs", "jobId") == (
+            f"palette {key}",
+        )
+        assert await _row(store, job.id, 'attempt, "deepseekLatencyMs", "startedAt" IS NOT NULL',
+                          "visionJobSessions", "jobId") == (job.attempt, 6, True)  # fmt: skip
+    assert await _row(store, jobs[3].id, "status") == ("gemini_analyzing",)
+    assert await scalar(store, 'SELECT COUNT(*) FROM "visionJobSessions"') == 3
