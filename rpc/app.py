@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from pipeline.runner import trim_memory_periodically
 from pipeline.service import build_worker
 from rpc import oauth, security, static, subscriptions, template, vision
 from rpc.auth import Authenticator
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
                 await tasks.start(store.feed.run)
                 if worker is not None:
                     await tasks.start(worker.run)
+                    tasks.start_soon(trim_memory_periodically)  # flat RSS after bursts
                 try:
                     yield
                 finally:
