@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any, cast
 
 import anyio
@@ -36,7 +36,7 @@ class Stages:
 
     async def analyze(self, job: ClaimedJob) -> tuple[VisionAnalysis, StageUsage]:
         started = time.perf_counter()
-        with _deadline(self.timeout, "gemini"):
+        with _Deadline(self.timeout, "gemini"):
             image = await self.load_image(job.image_url)
             result = await self.vision.analyze(
                 VisionRequest(
@@ -52,7 +52,7 @@ class Stages:
         self, job: ClaimedJob, analysis: VisionAnalysis
     ) -> tuple[GeneratedContent, StageUsage]:
         started = time.perf_counter()
-        with _deadline(self.timeout, "deepseek"):
+        with _Deadline(self.timeout, "deepseek"):
             result = await self.content.generate(
                 ContentRequest(
                     analysis=analysis,
@@ -66,14 +66,29 @@ class Stages:
         return result.value, _usage(result, started)
 
 
-@contextmanager
-def _deadline(seconds: float, stage: str) -> Iterator[None]:
-    """A real deadline around the whole stage (the SDKs' timeouts are per read, not total)."""
-    try:
-        with anyio.fail_after(seconds):
-            yield
-    except TimeoutError:
-        raise RetryableError(f"the {stage} stage timed out after {seconds:g} s") from None
+class _Deadline:
+    """A real deadline around the whole stage (the SDKs' timeouts are per read, not total).
+
+    ``anyio.fail_after`` inside a generator context manager, written out: this runs twice per
+    job and the two generator frames cost more than the cancel scope itself."""
+
+    __slots__ = ("scope", "seconds", "stage")
+
+    def __init__(self, seconds: float, stage: str) -> None:
+        self.seconds = seconds
+        self.stage = stage
+        self.scope = anyio.CancelScope(deadline=anyio.current_time() + seconds)
+
+    def __enter__(self) -> None:
+        self.scope.__enter__()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        suppressed = bool(self.scope.__exit__(kind, exc, tb))
+        if self.scope.cancelled_caught and anyio.current_time() >= self.scope.deadline:
+            raise RetryableError(f"the {self.stage} stage timed out after {self.seconds:g} s")
+        return suppressed
 
 
 def _usage(result: StageResult[Any], started: float) -> StageUsage:

@@ -9,6 +9,7 @@ earliest one is due, not polled for.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import uuid
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.lowlevel
 from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from pipeline.config import PipelineSettings
 from pipeline.cost import stage_cost
@@ -111,12 +113,18 @@ class Worker:
         log.info("worker %s started (concurrency %d)", self.worker_id,
                  self.settings.worker_concurrency)  # fmt: skip
         try:
-            async with anyio.create_task_group() as jobs:
+            # One long-lived task per slot, fed claimed jobs through a stream: spawning a task
+            # per job cost a third of the worker's CPU with instant providers.
+            send, receive = anyio.create_memory_object_stream[_Running](math.inf)
+            async with anyio.create_task_group() as jobs, send, receive:
+                for _ in range(self.settings.worker_concurrency):
+                    jobs.start_soon(self._slot, receive)
                 async with anyio.create_task_group() as chores:
                     chores.start_soon(self._heartbeat_loop)
                     task_status.started()
-                    await self._claim_loop(jobs)
+                    await self._claim_loop(send)
                     await self._drain(jobs)
+                    jobs.cancel_scope.cancel()
                     chores.cancel_scope.cancel()
         finally:
             self.state.running = False
@@ -128,7 +136,11 @@ class Worker:
             self.stopped.set()
             log.info("worker %s stopped", self.worker_id)
 
-    async def _claim_loop(self, jobs: anyio.abc.TaskGroup) -> None:
+    async def _slot(self, jobs: MemoryObjectReceiveStream[_Running]) -> None:
+        async for running in jobs:
+            await self._run_job(running)
+
+    async def _claim_loop(self, jobs: MemoryObjectSendStream[_Running]) -> None:
         s = self.settings
         failures = 0
         while not self._stopping:
@@ -153,7 +165,7 @@ class Worker:
                 for job in claimed:
                     running = _Running(job, anyio.CancelScope())
                     self.state.in_flight[job.id] = running
-                    jobs.start_soon(self._run_job, running)
+                    jobs.send_nowait(running)
                 if len(claimed) == free:
                     continue
             with anyio.move_on_after(timeout):
