@@ -15,8 +15,9 @@ import secrets
 from datetime import UTC, date, datetime
 from typing import Any
 
-from rpc.superjson import UNDEFINED, Encoded, RawJSON
+from rpc.superjson import UNDEFINED, Encoded, RawJSON, timestamp_iso
 from rpc.superjson import iso as _iso
+from storage.timeutil import UtcTimestamp
 
 _MARK = f"\x00raw-{secrets.token_hex(12)}\x00"
 _MARK_ENCODED = json.dumps(_MARK)  # how the encoder writes it, quotes included
@@ -39,6 +40,8 @@ def to_plain(value: Any) -> Any:
         return [None if v is UNDEFINED else to_plain(v) for v in value]
     if isinstance(value, datetime):
         return iso(value)
+    if t is UtcTimestamp:
+        return timestamp_iso(value)
     if isinstance(value, date):
         return iso(datetime(value.year, value.month, value.day, tzinfo=UTC))
     if isinstance(value, set | frozenset):

@@ -7,14 +7,14 @@ byte for byte as superjson 2.2.x would for the equivalent JS value (§5.2, §5.3
 ``meta.values`` and ignores ``referentialEqualities``.  Malformed or hostile input only
 ever raises `SuperjsonError`, whose short message can be sent back as a 400.
 
-Python mapping: None <-> null, `UNDEFINED` <-> undefined, datetime/date -> Date (read
-back as an aware UTC datetime), set/frozenset -> Set (read back as a list), a dict with
-any non-str key -> Map (read back as a dict when all keys are str, else as [k, v] pairs),
-NaN/Infinity/-0.0 -> "number", Decimal -> float. Python ints are sent as JSON numbers and
-never as bigint. JS lists integer-like object keys first: dicts carrying annotations are
-reordered that way so the meta matches byte for byte; plain ones keep their order (the
-parsed object is the same). `serialize` shares unchanged sub-trees with its input, and
-`deserialize` rewrites the payload's "json" value in place.
+Python mapping: None <-> null, `UNDEFINED` <-> undefined, datetime/date (and the store's
+`UtcTimestamp`) -> Date (read back as an aware UTC datetime), set/frozenset -> Set (read
+back as a list), a dict with any non-str key -> Map (read back as a dict when all keys are
+str, else as [k, v] pairs), NaN/Infinity/-0.0 -> "number", Decimal -> float. Python ints are
+sent as JSON numbers and never as bigint. JS lists integer-like object keys first: dicts
+carrying annotations are reordered that way so the meta matches byte for byte; plain ones
+keep their order (the parsed object is the same). `serialize` shares unchanged sub-trees
+with its input, and `deserialize` rewrites the payload's "json" value in place.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Final
+
+from storage.timeutil import UtcTimestamp
 
 __all__ = [
     "DATE",
@@ -35,6 +37,7 @@ __all__ = [
     "is_superjson",
     "iso",
     "serialize",
+    "timestamp_iso",
 ]
 
 
@@ -165,6 +168,12 @@ def iso(dt: datetime) -> str:
     return _iso(dt)
 
 
+def timestamp_iso(ts: UtcTimestamp) -> str:
+    """`iso` of a stored timestamp: its ISO text cut to milliseconds (truncated, as `iso`
+    truncates), without a `datetime` in between."""
+    return ts.iso[:23] + "Z"
+
+
 def _iso(dt: datetime) -> str:
     # JS toISOString(): always UTC, always milliseconds. Naive means UTC, so only shift by
     # an actual offset (astimezone() would treat a naive value as local time).
@@ -225,6 +234,8 @@ def _walk(v: object, depth: int) -> tuple[object, Tree | None]:
         return v.json, v.tree  # type: ignore[attr-defined]
     if t is datetime:
         return iso(v), ["Date"]  # type: ignore[arg-type]
+    if t is UtcTimestamp:  # a Date too (the store's form of a time it only passes on)
+        return timestamp_iso(v), ["Date"]  # type: ignore[arg-type]
     if v is UNDEFINED:
         return None, ["undefined"]
     if t is set or t is frozenset:

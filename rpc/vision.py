@@ -15,7 +15,7 @@ from rpc import quotas
 from rpc.context import Context
 from rpc.errors import TRPCError
 from rpc.router import Router
-from rpc.superjson import DATE, Encoded, RawJSON, iso
+from rpc.superjson import DATE, Encoded, RawJSON, iso, timestamp_iso
 from storage.records import JobStatusRecord, JobSummary, NewJob
 
 CREATED_MESSAGE = "Job created and queued for processing"
@@ -211,8 +211,8 @@ def encoded_history(jobs: list[JobSummary]) -> Encoded:
                 "progress": j.progress,
                 "imageUrl": j.image_url,
                 "analysisPurpose": j.analysis_purpose,
-                "createdAt": iso(j.created_at),
-                "completedAt": None if completed is None else iso(completed),
+                "createdAt": timestamp_iso(j.created_at),
+                "completedAt": None if completed is None else timestamp_iso(completed),
             }
         )
         tree[created_key] = DATE

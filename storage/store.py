@@ -28,7 +28,7 @@ from storage.records import (
     ReapedJob,
     UserRecord,
 )
-from storage.timeutil import as_datetime, utcnow
+from storage.timeutil import as_datetime, as_timestamp, stored_timestamp, utcnow
 
 T = TypeVar("T")
 
@@ -206,15 +206,17 @@ class JobStore:
 
     async def list_user_jobs(self, user_id: int, limit: int, offset: int) -> list[JobSummary]:
         rows = await self.driver.read(fetch_all(q.LIST_USER_JOBS, user_id, limit, offset))
+        # Positional (JobSummary's field order): keywords double a NamedTuple's build cost.
+        # The times stay text (timeutil.UtcTimestamp): the page only passes them on.
         return [
             JobSummary(
-                id=r["id"],
-                status=r["status"],
-                progress=r["progress"],
-                image_url=r["imageUrl"],
-                analysis_purpose=r["analysisPurpose"],
-                created_at=_ts(r["createdAt"]),
-                completed_at=as_datetime(r["completedAt"]),
+                r["id"],
+                r["status"],
+                r["progress"],
+                r["imageUrl"],
+                r["analysisPurpose"],
+                stored_timestamp(r["createdAt"]),
+                as_timestamp(r["completedAt"]),
             )
             for r in rows
         ]

@@ -5,6 +5,8 @@
 - `Encoded` (getJobStatus's and getJobHistory's superjson meta built directly) is byte for
   byte what `serialize` and `to_plain` make of the same payload with datetimes in it.
 - `iso` is JS ``toISOString()``; `as_datetime`'s fast parse equals the general one.
+- `UtcTimestamp` (the store's text form of a history row's times) is the same instant as
+  `as_datetime` reads, and goes out as the same Date.
 """
 
 from __future__ import annotations
@@ -22,7 +24,13 @@ from rpc import encoding, vision
 from rpc.encoding import dumps, to_plain
 from rpc.superjson import UNDEFINED, Encoded, RawJSON, iso, serialize
 from storage.records import JobStatusRecord, JobSummary
-from storage.timeutil import as_datetime, to_sqlite
+from storage.timeutil import (
+    UtcTimestamp,
+    as_datetime,
+    as_timestamp,
+    stored_timestamp,
+    to_sqlite,
+)
 
 # Values a stored output can hold that superjson leaves alone: no NaN/Infinity (they are not
 # strict JSON) and no -0.0 (superjson annotates it; JSON.parse reads it back the same anyway).
@@ -130,6 +138,7 @@ def _generic_status(job: JobStatusRecord) -> dict[str, Any]:
 
 
 def _generic_history(jobs: list[JobSummary]) -> list[dict[str, Any]]:
+    """What getJobHistory answered before: the times as datetimes, walked."""
     return [
         {
             "jobId": j.id,
@@ -137,8 +146,8 @@ def _generic_history(jobs: list[JobSummary]) -> list[dict[str, Any]]:
             "progress": j.progress,
             "imageUrl": j.image_url,
             "analysisPurpose": j.analysis_purpose,
-            "createdAt": j.created_at,
-            "completedAt": j.completed_at,
+            "createdAt": j.created_at.to_datetime(),
+            "completedAt": None if j.completed_at is None else j.completed_at.to_datetime(),
         }
         for j in jobs
     ]
@@ -175,8 +184,8 @@ summaries = st.builds(
     progress=st.integers(min_value=0, max_value=100),
     image_url=texts,
     analysis_purpose=texts,
-    created_at=any_tz,
-    completed_at=st.none() | any_tz,
+    created_at=any_tz.map(UtcTimestamp.of),
+    completed_at=st.none() | any_tz.map(UtcTimestamp.of),
 )
 
 
@@ -197,7 +206,7 @@ def test_encoded_history_is_the_walked_page(jobs: list[JobSummary], sj: bool) ->
 
 
 def test_encoded_history_of_a_page_larger_than_the_key_table() -> None:
-    when = datetime(2026, 1, 1, tzinfo=UTC)
+    when = UtcTimestamp.of(datetime(2026, 1, 1, tzinfo=UTC))
     jobs = [JobSummary(i, "complete", 100, "u", "p", when, when) for i in range(120)]
     assert wire(vision.encoded_history(jobs), True) == wire(_generic_history(jobs), True)
 
@@ -270,3 +279,65 @@ def test_as_datetime_other_forms(value: object) -> None:
     got = as_datetime(value)
     assert got == _as_datetime_before(value)
     assert got is None or got.tzinfo is UTC
+
+
+# --- UtcTimestamp ----------------------------------------------------------------------------
+
+
+@settings(max_examples=500, deadline=None)
+@given(any_tz.filter(lambda dt: dt.astimezone(UTC).year >= 1000))
+def test_timestamp_of_what_to_sqlite_writes(dt: datetime) -> None:
+    text = to_sqlite(dt)
+    ts = stored_timestamp(text)
+    assert ts == UtcTimestamp.of(dt) == as_timestamp(text)
+    assert ts.to_datetime() == as_datetime(text) == dt
+    assert ts.to_datetime().tzinfo is UTC
+    # The same Date on the wire, in both forms, alone and inside a payload.
+    assert wire(ts, True) == wire(dt, True)
+    assert wire({"a": [ts]}, False) == wire({"a": [dt]}, False)
+    assert ts.iso == dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@settings(max_examples=300, deadline=None)
+@given(any_tz | st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)))
+def test_timestamp_of_any_datetime(dt: datetime) -> None:
+    ts = UtcTimestamp.of(dt)
+    expected = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    assert ts.to_datetime() == expected
+    assert ts == stored_timestamp(dt) and hash(ts) == hash(stored_timestamp(expected))
+    assert wire({"t": ts}, True) == wire({"t": dt}, True)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-01-01 00:00:00",
+        "2026-01-01T00:00:00.123+01",  # 26 characters, with an offset
+        "2026-01-01 00:00:00.12345Z",  # 26 characters, a space at 10 and a dot at 19
+        "2026-01-01 00:00:00.123+01",  # the same, with an offset
+        "2026-01-01T00:00:00.123456",
+        "2026-01-01 00:00:00.123456+05:30",
+        "0999-01-01 00:00:00.000001",
+        datetime(2026, 1, 1),
+        datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=2))),
+        datetime(2026, 1, 1, tzinfo=UTC),
+    ],
+)
+def test_timestamp_other_forms(value: object) -> None:
+    ts = stored_timestamp(value)
+    assert ts.to_datetime() == as_datetime(value)
+    assert len(ts.iso) == 27 and ts.iso.endswith("Z") and ts.iso[10] == "T"
+
+
+@pytest.mark.parametrize("value", ["2026-13-01 00:00:00.000000", "not a time at all, 26 ch.", 7])
+def test_timestamp_refuses_what_as_datetime_refuses(value: object) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        as_datetime(value)
+    with pytest.raises((ValueError, TypeError)):
+        stored_timestamp(value)
+
+
+def test_timestamp_none() -> None:
+    assert as_timestamp(None) is None
+    with pytest.raises(TypeError):
+        stored_timestamp(None)
