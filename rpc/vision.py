@@ -193,32 +193,76 @@ _RAW_OR_NONE = (RawJSON, type(None))
 _PAGE_KEYS = [(f"{i}.createdAt", f"{i}.completedAt") for i in range(100)]  # HistoryInput.limit
 
 
+def _full_tree(n: int) -> dict[str, Any]:
+    return {key: DATE for i in range(n) for key in _PAGE_KEYS[i]}
+
+
+# The meta of a page whose jobs are all finished, the common page, by its length: shared, as
+# DATE is (a meta tree is only ever read and encoded).
+_FULL_TREES = [_full_tree(n) for n in range(len(_PAGE_KEYS) + 1)]
+# The encoder's own writer of a str (C, the one `rpc.encoding.dumps` uses: ensure_ascii off).
+_json_str = json.encoder.encode_basestring
+
+
 def encoded_history(jobs: list[JobSummary]) -> Encoded:
     """getJobHistory's answer with its superjson meta built directly (`Encoded`): the Dates
     are each row's createdAt and completedAt, every other field a string or an integer. The
-    walk of a 20-row page and its 40 Dates was half of the request's CPU."""
-    rows: list[dict[str, Any]] = []
+    walk of a 20-row page and its 40 Dates was half of the request's CPU.
+
+    The rows go out as JSON text written here (`RawJSON`), the bytes the encoder writes for
+    the same dicts: building 20 dicts for the stdlib encoder to take apart again was a fifth
+    of the request. A page with a value of another type than its field's takes the dicts."""
+    finished = True
+    parts: list[str] = []
+    try:
+        for job_id, status, progress, image_url, purpose, created, completed in jobs:
+            if type(job_id) is not int or type(progress) is not int:
+                raise TypeError  # the f-string would write a bool or a float otherwise
+            if completed is None:
+                finished = False
+                done = "null"
+            else:
+                done = '"' + completed.iso[:23] + 'Z"'  # superjson.timestamp_iso, inlined
+            # An f-string: two thirds of the cost of %-formatting the same row.
+            parts.append(
+                f'{{"jobId":{job_id},"status":{_json_str(status)},"progress":{progress},'
+                f'"imageUrl":{_json_str(image_url)},"analysisPurpose":{_json_str(purpose)},'
+                f'"createdAt":"{created.iso[:23]}Z","completedAt":{done}}}'
+            )
+    except TypeError:  # not a str where one belongs (encode_basestring takes nothing else)
+        return Encoded(_history_rows(jobs), _history_tree(jobs))
+    if finished and len(jobs) < len(_FULL_TREES):
+        tree: dict[str, Any] | None = _FULL_TREES[len(jobs)] if jobs else None
+    else:
+        tree = _history_tree(jobs)
+    return Encoded(RawJSON("[" + ",".join(parts) + "]"), tree)
+
+
+def _history_rows(jobs: list[JobSummary]) -> list[dict[str, Any]]:
+    return [
+        {
+            "jobId": j.id,
+            "status": j.status,
+            "progress": j.progress,
+            "imageUrl": j.image_url,
+            "analysisPurpose": j.analysis_purpose,
+            "createdAt": timestamp_iso(j.created_at),
+            "completedAt": None if j.completed_at is None else timestamp_iso(j.completed_at),
+        }
+        for j in jobs
+    ]
+
+
+def _history_tree(jobs: list[JobSummary]) -> dict[str, Any] | None:
     tree: dict[str, Any] = {}
     for i, j in enumerate(jobs):
         created_key, completed_key = (
             _PAGE_KEYS[i] if i < len(_PAGE_KEYS) else (f"{i}.createdAt", f"{i}.completedAt")
         )
-        completed = j.completed_at
-        rows.append(
-            {
-                "jobId": j.id,
-                "status": j.status,
-                "progress": j.progress,
-                "imageUrl": j.image_url,
-                "analysisPurpose": j.analysis_purpose,
-                "createdAt": timestamp_iso(j.created_at),
-                "completedAt": None if completed is None else timestamp_iso(completed),
-            }
-        )
         tree[created_key] = DATE
-        if completed is not None:
+        if j.completed_at is not None:
             tree[completed_key] = DATE
-    return Encoded(rows, tree or None)
+    return tree or None
 
 
 def register(router: Router) -> None:

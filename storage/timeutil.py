@@ -89,17 +89,25 @@ def as_timestamp(value: object) -> UtcTimestamp | None:
 
 def stored_timestamp(value: object) -> UtcTimestamp:
     """`as_timestamp` of a NOT NULL column."""
-    if type(value) is str and len(value) == _SQLITE_TEXT_LEN and value[10] == " ":
-        # `to_sqlite`'s text: only the separator and the zone differ from the ISO text. The
-        # parse (a tenth of the old round trip) checks the digits and that no offset follows;
-        # any other text takes the general path.
+    if (
+        type(value) is str
+        and len(value) == _SQLITE_TEXT_LEN
+        and value[10] == " "
+        and value[19] == "."
+    ):
+        # `to_sqlite`'s text, whose only space is the separator: the ISO text but for it and
+        # the zone. The parse (a tenth of the old round trip to a datetime and back) checks
+        # the digits and that no offset follows; any other text takes the general path.
         try:
-            naive = datetime.fromisoformat(value).tzinfo is None
+            naive = _parse(value).tzinfo is None
         except ValueError:
             naive = False
-        if naive and value[19] == ".":
-            return UtcTimestamp(value[:10] + "T" + value[11:] + "Z")
+        if naive:
+            return UtcTimestamp(value.replace(" ", "T") + "Z")
     parsed = as_datetime(value)
     if parsed is None:
         raise TypeError("not a timestamp: None")
     return UtcTimestamp.of(parsed)
+
+
+_parse = datetime.fromisoformat

@@ -211,6 +211,42 @@ def test_encoded_history_of_a_page_larger_than_the_key_table() -> None:
     assert wire(vision.encoded_history(jobs), True) == wire(_generic_history(jobs), True)
 
 
+@pytest.mark.parametrize("finished", [True, False])
+@pytest.mark.parametrize("n", [0, 1, 20, 100])
+def test_encoded_history_full_and_partial_pages(n: int, finished: bool) -> None:
+    when = UtcTimestamp.of(datetime(2026, 1, 1, 0, 0, 0, 999_999, tzinfo=UTC))
+    jobs = [
+        JobSummary(i, "complete", 100, 'u"\\\n\u2028é', "p\x00\x1f", when,
+                   when if finished or i % 3 else None)
+        for i in range(n)
+    ]  # fmt: skip
+    encoded = vision.encoded_history(jobs)
+    assert type(encoded.json) is RawJSON
+    assert wire(encoded, True) == wire(_generic_history(jobs), True)
+    assert wire(encoded, False) == wire(_generic_history(jobs), False)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"id": True},
+        {"progress": 50.0},
+        {"progress": False},
+        {"status": None},
+        {"image_url": None},
+    ],
+)
+def test_encoded_history_of_odd_values_takes_the_dicts(odd: dict[str, Any]) -> None:
+    """A value the text path cannot write as the encoder would: the dict path, as before."""
+    when = UtcTimestamp.of(datetime(2026, 1, 1, tzinfo=UTC))
+    job = JobSummary(3, "complete", 100, "u", "p", when, None)._replace(**odd)
+    jobs = [JobSummary(2, "complete", 100, "u", "p", when, when), job]
+    encoded = vision.encoded_history(jobs)
+    assert type(encoded.json) is list
+    for sj in (True, False):
+        assert wire(encoded, sj) == wire(_generic_history(jobs), sj)
+
+
 def test_encoded_status_real_row_shape() -> None:
     when = as_datetime("2026-01-01 00:00:00.001000")
     assert when is not None
