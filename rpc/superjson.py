@@ -94,13 +94,19 @@ class Encoded:
     nothing is annotated). A procedure whose result has a known shape builds it directly
     (``rpc.vision``: the Date fields of getJobStatus and getJobHistory) instead of having the
     whole output walked; the plain-JSON answer is ``json`` itself (``rpc.encoding.to_plain``).
+    ``tree_json``, when given, is ``tree`` already as JSON text: `serialize` puts it in the
+    meta of a payload that is this value alone (a procedure's result), sparing the encoder a
+    tree it would write the same way every time; nested, the value's tree joins its parent's.
     """
 
-    __slots__ = ("json", "tree")
+    __slots__ = ("json", "tree", "tree_json")
 
-    def __init__(self, json: object, tree: dict[str, Any] | None) -> None:
+    def __init__(
+        self, json: object, tree: dict[str, Any] | None, tree_json: RawJSON | None = None
+    ) -> None:
         self.json = json
         self.tree = tree
+        self.tree_json = tree_json
 
     def __repr__(self) -> str:
         return f"Encoded({self.json!r}, {self.tree!r})"
@@ -136,6 +142,8 @@ def is_superjson(payload: object) -> bool:
 
 def serialize(value: object) -> dict[str, object]:
     """Encode `value` as superjson 2.2.x does. Unchanged sub-trees are shared, not copied."""
+    if type(value) is Encoded and value.tree_json is not None:
+        return {"json": value.json, "meta": {"values": value.tree_json, "v": 1}}
     out, tree = _walk(value, 0)
     if tree is None:
         return {"json": out}

@@ -268,6 +268,20 @@ def test_encoded_passes_through_to_plain_and_serialize() -> None:
     assert serialize(Encoded([], None)) == {"json": []}
 
 
+def test_an_encoded_trees_text_is_its_tree() -> None:
+    """`tree_json` stands for the tree at the top level only: nested, the tree is walked."""
+    tree = {"0.d": ["Date"], "1.d": ["Date"]}
+    plain, texted = Encoded([{"d": "x"}], tree), Encoded([{"d": "x"}], tree, RawJSON(
+        json.dumps(tree, separators=(",", ":"))))  # fmt: skip
+    assert dumps(serialize(texted)) == dumps(serialize(plain))
+    assert serialize([texted]) == serialize([plain])
+    assert dumps(to_plain(texted)) == dumps(to_plain(plain))
+    jobs = [JobSummary(1, "complete", 100, "u", "p", *[UtcTimestamp.of(datetime(2026, 1, 1))] * 2)]
+    page = vision.encoded_history(jobs)
+    assert page.tree_json is not None
+    assert dumps(serialize(page)) == dumps(serialize(Encoded(page.json, page.tree)))
+
+
 # --- Dates -----------------------------------------------------------------------------------
 
 
