@@ -36,6 +36,7 @@ _CLAIMED_COLUMNS = """id, "userId", "imageUrl", "imageContext", "analysisPurpose
     "creativityLevel", "additionalInstructions", status, "geminOutput", "retryCount",
     "maxRetries", attempt, "lockedAt\""""
 
+
 def _json_rows(param: int, columns: str) -> tuple[str, str]:
     """A JSON array of objects (parameter ``param``) as the row source ``v``, in both dialects.
 
