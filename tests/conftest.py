@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from storage.engine import open_store
+from storage.store import JobStore
 from tests.support import (
     PG_ADMIN_DSN,
     Server,
@@ -61,3 +63,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url: str = request.getfixturevalue("pg_url")
     reset_database(url)
     return url
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[JobStore]:
+    """A store on a fresh database of each backend (no change feed running)."""
+    s = await open_store(database_url)
+    try:
+        yield s
+    finally:
+        await s.driver.close()

@@ -3,7 +3,8 @@ batch changes exactly what the same writes made one by one would change."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import dataclasses
+from collections.abc import Sequence
 from datetime import timedelta
 
 import anyio
@@ -11,22 +12,12 @@ import pytest
 
 from storage.coalesce import Coalescer
 from storage.driver import DatabaseUnavailable
-from storage.engine import open_store
 from storage.records import AttemptRecord, ClaimedJob, NewJob, Outputs, StageUsage
 from storage.store import JobStore
 from tests.support import scalar
 
 pytestmark = pytest.mark.anyio
 LEASE = timedelta(seconds=30)
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[JobStore]:
-    s = await open_store(database_url)
-    try:
-        yield s
-    finally:
-        await s.driver.close()
 
 
 def _outputs(n: int) -> Outputs:
@@ -189,7 +180,7 @@ async def test_a_batch_of_stage_writes_keeps_every_fence(store: JobStore) -> Non
     mine = await store.claim_jobs("w1", 8, LEASE)
     theirs = await store.claim_jobs("w2", 4, LEASE)
     # A stale copy of one of w2's jobs, as a worker that lost its lease would hold it.
-    stale = ClaimedJob(**{**_fields(theirs[0]), "worker_id": "w1"})
+    stale = dataclasses.replace(theirs[0], worker_id="w1")
     await store.cancel_job(mine[7].id)  # running: flagged, must not complete
 
     record = AttemptRecord("complete", "deepseek", None, StageUsage("g", 10, 5, 7),
@@ -235,10 +226,6 @@ async def test_a_batch_of_stage_writes_keeps_every_fence(store: JobStore) -> Non
     assert await scalar(store, 'SELECT COUNT(*) FROM "visionJobSessions"') == 3
 
 
-def _fields(job: ClaimedJob) -> dict[str, object]:
-    return {name: getattr(job, name) for name in ClaimedJob.__dataclass_fields__}
-
-
 async def _row(
     store: JobStore, job_id: int, columns: str, table: str = "visionJobs", key: str = "id"
 ) -> tuple[object, ...]:
@@ -259,7 +246,7 @@ async def test_a_batch_of_completions_alone_writes_jobs_outputs_and_attempts(
     for _ in range(4):
         await store.create_job(new)
     jobs = await store.claim_jobs("w1", 4, LEASE)
-    stale = ClaimedJob(**{**_fields(jobs[3]), "attempt": jobs[3].attempt - 1})
+    stale = dataclasses.replace(jobs[3], attempt=jobs[3].attempt - 1)
     record = AttemptRecord("complete", "deepseek", None, StageUsage("g", 1, 2, 3),
                            StageUsage("d", 4, 5, 6), 0.5)  # fmt: skip
     done: dict[int, bool] = {}

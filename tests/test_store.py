@@ -3,7 +3,6 @@ retries that wait and resume at the failed stage, and transactions that fail alo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import anyio
@@ -20,15 +19,6 @@ from tests.support import scalar
 pytestmark = pytest.mark.anyio
 LEASE = timedelta(seconds=30)
 OUTPUTS = Outputs(*([None] * 9), content_pieces="[]")  # type: ignore[arg-type]
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[JobStore]:
-    s = await open_store(database_url)
-    try:
-        yield s
-    finally:
-        await s.driver.close()
 
 
 async def _jobs(store: JobStore, n: int, user: str = "u1") -> list[int]:
