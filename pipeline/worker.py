@@ -30,7 +30,7 @@ from pipeline.retry import retry_delay
 from pipeline.stages import Stages, outputs_of, parse_stored_analysis, pieces_json
 from storage.driver import DatabaseUnavailable
 from storage.records import AttemptRecord, ClaimedJob, StageUsage
-from storage.store import JobStore
+from storage.store import JobStore, Refill
 
 log = logging.getLogger("pipeline.worker")
 T = TypeVar("T")
@@ -75,8 +75,13 @@ class Worker:
         self._stopping = False
         self._idle = anyio.Event()  # set when stopping and the last in-flight job ended
         self.stopped = anyio.Event()
+        self._jobs: MemoryObjectSendStream[_Running] | None = None  # the slots' queue, running
+        self._claiming = 0  # jobs the claim loop is asking for right now
         store.on_job_created(self.wake)
         store.feed.on_pending(self.wake)  # a job became claimable in another process
+        store.refill_on_completion(
+            self.worker_id, Refill(self._lease, self._refill_wanted, self._start_all)
+        )
 
     # -- control -----------------------------------------------------------------------------
 
@@ -117,8 +122,11 @@ class Worker:
             # per job cost a third of the worker's CPU with instant providers.
             send, receive = anyio.create_memory_object_stream[_Running](math.inf)
             async with anyio.create_task_group() as jobs, send, receive:
-                for _ in range(self.settings.worker_concurrency):
+                # Twice the slots: jobs claimed by a completion start while the jobs it
+                # completed are still returning from their last write.
+                for _ in range(2 * self.settings.worker_concurrency):
                     jobs.start_soon(self._slot, receive)
+                self._jobs = send
                 async with anyio.create_task_group() as chores:
                     chores.start_soon(self._heartbeat_loop)
                     task_status.started()
@@ -127,6 +135,7 @@ class Worker:
                     jobs.cancel_scope.cancel()
                     chores.cancel_scope.cancel()
         finally:
+            self._jobs = None
             self.state.running = False
             with anyio.CancelScope(shield=True):
                 for provider in (self.stages.vision, self.stages.content):
@@ -152,6 +161,7 @@ class Worker:
             free = s.worker_concurrency - len(self.state.in_flight)
             timeout = s.poll_interval_ms / 1000
             if free > 0:
+                self._claiming = free
                 try:
                     claimed = await self.store.claim_jobs(self.worker_id, free, self._lease)
                     if len(claimed) < free:
@@ -162,14 +172,29 @@ class Worker:
                     timeout = min(0.1 * 2**failures, 5.0)
                     log.warning("claim failed (%s); retrying in %.1f s", _describe(exc), timeout)
                     claimed = []
-                for job in claimed:
-                    running = _Running(job, anyio.CancelScope())
-                    self.state.in_flight[job.id] = running
-                    jobs.send_nowait(running)
+                finally:
+                    self._claiming = 0
+                self._start_all(claimed)
                 if len(claimed) == free:
                     continue
             with anyio.move_on_after(timeout):
                 await self._wake.wait()
+
+    def _start_all(self, claimed: list[ClaimedJob]) -> None:
+        for job in claimed:
+            running = _Running(job, anyio.CancelScope())
+            self.state.in_flight[job.id] = running
+            if self._jobs is None:  # not reachable: claims stop before the slots do
+                log.warning("job %d claimed after the worker stopped; its lease runs out", job.id)
+                continue
+            self._jobs.send_nowait(running)
+
+    def _refill_wanted(self, completing: int) -> int:
+        """How many jobs a statement completing ``completing`` of ours should claim."""
+        if self._stopping or self._jobs is None:
+            return 0
+        busy = len(self.state.in_flight) + self._claiming - completing
+        return max(0, self.settings.worker_concurrency - busy)
 
     async def _until_next_due(self, fallback: float) -> float:
         due = await self.store.next_run_after()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from storage import queries as q
@@ -82,14 +83,28 @@ def cancel_asked(items: list[VisionOutput], rows: list[Row]) -> Iterator[bool | 
     return (held.get((i.job.id, i.job.attempt)) for i in items)
 
 
-def complete_jobs(items: list[Completion]) -> Statement:
-    """The completions of a batch as one statement (on PostgreSQL with their outputs and
-    attempt rows; on SQLite those follow in ``stage_writes``)."""
-    return fetch_all(q.COMPLETE_JOBS, utcnow(), _rows([
+def _completion_rows(items: list[Completion]) -> str:
+    return _rows([
         {"id": i.job.id, "content": i.content_json,
          **_output_fields(i.outputs), **attempt_row(i.job, i.attempt)}
         for i in items
-    ]))  # fmt: skip
+    ])  # fmt: skip
+
+
+def complete_jobs(items: list[Completion]) -> Statement:
+    """The completions of a batch as one statement (on PostgreSQL with their outputs and
+    attempt rows; on SQLite those follow in ``stage_writes``)."""
+    return fetch_all(q.COMPLETE_JOBS, utcnow(), _completion_rows(items))
+
+
+def complete_and_claim(
+    items: list[Completion], worker_id: str, lease: timedelta, limit: int
+) -> Statement:
+    """PostgreSQL: ``complete_jobs`` that also claims up to ``limit`` jobs for ``worker_id``."""
+    now = utcnow()
+    return fetch_all(
+        q.COMPLETE_AND_CLAIM, now, _completion_rows(items), worker_id, now + lease, limit
+    )
 
 
 def stage_writes(items: list[StageWrite]) -> Work[list[bool | None]]:

@@ -165,25 +165,33 @@ LIST_USER_JOBS = Query(
 
 # --- jobs: the worker side --------------------------------------------------------------------
 
+
+def _pg_claim(worker: str, now: str, lease_until: str, limit: str) -> str:
+    """The claim as two PostgreSQL CTEs (``picked``, ``claimed``), so a completion can carry it."""
+    return f"""picked AS (
+        SELECT id FROM "visionJobs"
+        WHERE status = 'pending' AND "runAfter" <= {now}
+        ORDER BY "runAfter", id LIMIT {limit}
+        FOR UPDATE SKIP LOCKED),
+    claimed AS (
+        UPDATE "visionJobs" AS j SET
+            status = CASE WHEN j."geminOutput" IS NULL THEN 'gemini_analyzing'
+                          ELSE 'deepseek_generating' END,
+            progress = CASE WHEN j."geminOutput" IS NULL THEN 25 ELSE 60 END,
+            attempt = j.attempt + 1, "lockedBy" = {worker}, "lockedAt" = {now},
+            "leaseExpiresAt" = {lease_until}, "updatedAt" = {now}
+        FROM picked WHERE j.id = picked.id
+        RETURNING {_CLAIMED_COLUMNS.replace("id,", "j.id,", 1)})"""
+
+
 CLAIM_JOBS = Query(
     "claim_jobs",
     "Take up to $4 waiting jobs whose runAfter has passed, oldest first, for worker $1: bump the "
     "attempt (the fencing token), set the lease, and move each to the stage it resumes at "
     "(a job whose vision output is stored resumes at the content stage). On PostgreSQL, "
     "SKIP LOCKED lets many workers claim side by side; SQLite has one writer at a time.",
-    postgres=f"""WITH picked AS (
-        SELECT id FROM "visionJobs"
-        WHERE status = 'pending' AND "runAfter" <= $2
-        ORDER BY "runAfter", id LIMIT $4
-        FOR UPDATE SKIP LOCKED)
-    UPDATE "visionJobs" AS j SET
-        status = CASE WHEN j."geminOutput" IS NULL THEN 'gemini_analyzing'
-                      ELSE 'deepseek_generating' END,
-        progress = CASE WHEN j."geminOutput" IS NULL THEN 25 ELSE 60 END,
-        attempt = j.attempt + 1, "lockedBy" = $1, "lockedAt" = $2, "leaseExpiresAt" = $3,
-        "updatedAt" = $2
-    FROM picked WHERE j.id = picked.id
-    RETURNING {_CLAIMED_COLUMNS.replace("id,", "j.id,", 1)}""",
+    postgres=f"""WITH {_pg_claim("$1", "$2", "$3", "$4")}
+    SELECT * FROM claimed""",
     sqlite=f"""UPDATE "visionJobs" SET
         status = CASE WHEN "geminOutput" IS NULL THEN 'gemini_analyzing'
                       ELSE 'deepseek_generating' END,
@@ -242,17 +250,7 @@ _COMPLETE_WHERE = f"""j.id = v.id AND j.attempt = v.attempt AND j."lockedBy" = v
         AND j.status IN {RUNNING} AND NOT j."cancelRequested\""""
 _COMPLETE_ROWS = _json_rows(2, "id bigint, attempt int, worker text, content text, cost float8")
 _DONE_ON_POSTGRES = "-- PostgreSQL: written by complete_jobs, in the same statement"
-
-COMPLETE_JOBS = Query(
-    "complete_jobs",
-    "Completion (fenced, a batch in one statement): store the content, mark complete, drop the "
-    "lease, clear the message of earlier failed attempts (they stay in visionJobSessions), add "
-    "the attempt's cost. $2: JSON rows {id, attempt, worker, content, cost, the outputs "
-    "columns, the attempt's fields}. A job whose cancel was requested does not complete: the "
-    "caller then records the cancel. On PostgreSQL the same statement also writes the "
-    "completed jobs' outputs and attempt rows (data-modifying CTEs: one round trip); SQLite "
-    "runs insert_outputs and insert_attempts after it.",
-    postgres=f"""WITH v AS (SELECT * FROM json_to_recordset($2::json) AS v(id bigint,
+_PG_COMPLETE = f"""WITH v AS (SELECT * FROM json_to_recordset($2::json) AS v(id bigint,
         attempt int, content text, {", ".join(f"{c} text" for c in _OUTPUT_NAMES)},
         {_ATTEMPT_FIELDS})),
     done AS (
@@ -268,7 +266,18 @@ COMPLETE_JOBS = Query(
     attempts AS (
         INSERT INTO "visionJobSessions" {_ATTEMPT_COLUMNS}
         SELECT d.id, d.attempt, {_ATTEMPT_ROW.format(started='d."lockedAt"')}
-        FROM done AS d JOIN v ON v.id = d.id AND v.attempt = d.attempt)
+        FROM done AS d JOIN v ON v.id = d.id AND v.attempt = d.attempt)"""
+
+COMPLETE_JOBS = Query(
+    "complete_jobs",
+    "Completion (fenced, a batch in one statement): store the content, mark complete, drop the "
+    "lease, clear the message of earlier failed attempts (they stay in visionJobSessions), add "
+    "the attempt's cost. $2: JSON rows {id, attempt, worker, content, cost, the outputs "
+    "columns, the attempt's fields}. A job whose cancel was requested does not complete: the "
+    "caller then records the cancel. On PostgreSQL the same statement also writes the "
+    "completed jobs' outputs and attempt rows (data-modifying CTEs: one round trip); SQLite "
+    "runs insert_outputs and insert_attempts after it.",
+    postgres=f"""{_PG_COMPLETE}
     SELECT id, attempt, "userId" FROM done""",
     sqlite=_both(
         f"""UPDATE "visionJobs" AS j SET {_COMPLETE_SET}
@@ -276,6 +285,20 @@ COMPLETE_JOBS = Query(
     RETURNING j.id, j.attempt, j."userId\"""",
         _COMPLETE_ROWS,
     )["sqlite"],
+)
+
+COMPLETE_AND_CLAIM = Query(
+    "complete_and_claim",
+    "PostgreSQL: complete_jobs, and in the same statement claim up to $5 waiting jobs for "
+    "worker $3 (lease until $4): the slots the completions free are refilled without a round "
+    "trip of their own. Rows: the completed (id, attempt, userId), then one row per claimed "
+    "job with its columns as JSON in ``claimed``.",
+    postgres=f"""{_PG_COMPLETE},
+    {_pg_claim("$3", "$1", "$4", "$5")}
+    SELECT id, attempt, "userId", NULL::json AS claimed FROM done
+    UNION ALL
+    SELECT NULL, NULL, NULL, row_to_json(c) FROM claimed AS c""",
+    sqlite="-- PostgreSQL only: SQLite completes and claims in separate statements",
 )
 
 INSERT_OUTPUTS = Query(

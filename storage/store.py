@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
@@ -89,12 +90,24 @@ def _attempt_args(
     )  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class Refill:
+    """How a worker takes its next jobs in the statement that completes its jobs (PostgreSQL):
+    the slots a batch of completions frees are refilled without a claim round trip, and the
+    new jobs start together, in step, as the batch returns."""
+
+    lease: timedelta
+    wanted: Callable[[int], int]  # n of its jobs are completing: how many jobs to claim now
+    claimed: Callable[[list[ClaimedJob]], None]  # called with them once the statement returned
+
+
 class JobStore:
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
         self.feed = ChangeFeed(driver)
         # Called after a job-creating transaction commits: the worker in this process wakes.
         self._on_created: list[Callable[[], None]] = []
+        self._refills: dict[str, Refill] = {}
         # Writes of the same moment share a transaction (see storage.coalesce).
         self._creates: Coalescer[NewJob, int] = Coalescer(self._create_batch)
         self._stage_writes: Coalescer[batches.StageWrite, bool | None] = Coalescer(
@@ -275,10 +288,30 @@ class JobStore:
         if self.dialect == "postgresql" and all(isinstance(i, batches.Completion) for i in items):
             # One statement writes the jobs, outputs and attempts (data-modifying CTEs).
             completions = cast(list[batches.Completion], items)
-            rows = await self._write_one(batches.complete_jobs(completions))
-            done = {(r["id"], r["attempt"]) for r in rows}
+            rows = await self._complete_on_postgres(completions)
+            done = {(r["id"], r["attempt"]) for r in rows if r["id"] is not None}
             return [(i.job.id, i.job.attempt) in done for i in completions]
         return await self._write(lambda: batches.stage_writes(items))
+
+    def refill_on_completion(self, worker_id: str, refill: Refill) -> None:
+        """Let the statement completing ``worker_id``'s jobs also claim its next ones."""
+        self._refills[worker_id] = refill
+
+    async def _complete_on_postgres(self, completions: list[batches.Completion]) -> list[Row]:
+        workers = {i.job.worker_id for i in completions}
+        refill = self._refills.get(workers.pop()) if len(workers) == 1 else None
+        wanted = refill.wanted(len(completions)) if refill is not None else 0
+        if refill is None or wanted <= 0:
+            rows: list[Row] = await self._write_one(batches.complete_jobs(completions))
+            return rows
+        worker_id = completions[0].job.worker_id
+        rows = await self._write_one(
+            batches.complete_and_claim(completions, worker_id, refill.lease, wanted)
+        )
+        claimed = [_claimed(json.loads(r["claimed"]), worker_id) for r in rows if r["claimed"]]
+        claimed.sort(key=lambda job: job.id)
+        refill.claimed(claimed)
+        return rows
 
     async def end_attempt(
         self, job: ClaimedJob, attempt: AttemptRecord, *, retry_at: datetime | None = None

@@ -13,8 +13,8 @@ import pytest
 from storage.coalesce import Coalescer
 from storage.driver import DatabaseUnavailable
 from storage.records import AttemptRecord, ClaimedJob, NewJob, Outputs, StageUsage
-from storage.store import JobStore
-from tests.support import scalar
+from storage.store import JobStore, Refill
+from tests.support import rows, scalar
 
 pytestmark = pytest.mark.anyio
 LEASE = timedelta(seconds=30)
@@ -267,3 +267,55 @@ async def test_a_batch_of_completions_alone_writes_jobs_outputs_and_attempts(
                           "visionJobSessions", "jobId") == (job.attempt, 6, True)  # fmt: skip
     assert await _row(store, jobs[3].id, "status") == ("gemini_analyzing",)
     assert await scalar(store, 'SELECT COUNT(*) FROM "visionJobSessions"') == 3
+
+
+async def test_a_completion_refills_its_workers_slots_in_the_same_statement(
+    store: JobStore,
+) -> None:
+    user_id, _ = await store.user_seen("u3", None)
+    new = NewJob(user_id, "http://img/x.png", None, "p", "bullet_points", 1.0, None, 3)
+    for _ in range(8):
+        await store.create_job(new)
+    running = await store.claim_jobs("w1", 3, LEASE)
+    asked: list[int] = []
+    got: list[list[ClaimedJob]] = []
+
+    def wanted(completing: int) -> int:
+        asked.append(completing)
+        return completing + 1  # one slot was free already
+
+    store.refill_on_completion("w1", Refill(LEASE, wanted, got.append))
+    record = AttemptRecord("complete", "deepseek")
+    async with anyio.create_task_group() as tg:
+        for job in running:
+            tg.start_soon(store.complete_job, job, "[]", _outputs(job.id), record)
+    statuses = await rows(store, 'SELECT id, status, "lockedBy" FROM "visionJobs" ORDER BY id')
+    if store.dialect == "postgresql":
+        assert asked == [3]
+        [claimed] = got
+        assert [j.id for j in claimed] == [4, 5, 6, 7]  # the oldest waiting, in order
+        assert all(j.worker_id == "w1" and j.attempt == 1 for j in claimed)
+        assert statuses == [
+            *[(i, "complete", None) for i in (1, 2, 3)],
+            *[(i, "gemini_analyzing", "w1") for i in (4, 5, 6, 7)],
+            (8, "pending", None),
+        ]
+    else:  # SQLite claims in its own statement: the worker's claim loop does it
+        assert asked == [] and got == []
+        assert [s[1] for s in statuses] == ["complete"] * 3 + ["pending"] * 5
+    assert await scalar(store, 'SELECT COUNT(*) FROM "visionJobSessions"') == 3
+
+
+async def test_a_completion_claims_nothing_when_the_worker_wants_nothing(
+    store: JobStore,
+) -> None:
+    user_id, _ = await store.user_seen("u4", None)
+    new = NewJob(user_id, "http://img/x.png", None, "p", "bullet_points", 1.0, None, 3)
+    for _ in range(3):
+        await store.create_job(new)
+    [job] = await store.claim_jobs("w1", 1, LEASE)
+    got: list[list[ClaimedJob]] = []
+    store.refill_on_completion("w1", Refill(LEASE, lambda n: 0, got.append))
+    assert await store.complete_job(job, "[]", _outputs(1), AttemptRecord("complete", "x"))
+    assert got == []
+    assert await scalar(store, "SELECT COUNT(*) FROM \"visionJobs\" WHERE status = 'pending'") == 2
