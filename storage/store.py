@@ -29,49 +29,10 @@ from storage.records import (
     ReapedJob,
     UserRecord,
 )
+from storage.rows import claimed_job, timestamp, user_of
 from storage.timeutil import as_datetime, as_timestamp, stored_timestamp, utcnow
 
 T = TypeVar("T")
-
-
-def _ts(value: object) -> datetime:
-    parsed = as_datetime(value)
-    assert parsed is not None
-    return parsed
-
-
-def _user(row: Row) -> UserRecord:
-    return UserRecord(
-        id=row["id"],
-        openId=row["openId"],
-        name=row["name"],
-        email=row["email"],
-        loginMethod=row["loginMethod"],
-        role=row["role"],
-        createdAt=_ts(row["createdAt"]),
-        updatedAt=_ts(row["updatedAt"]),
-        lastSignedIn=_ts(row["lastSignedIn"]),
-    )
-
-
-def _claimed(row: Row, worker_id: str) -> ClaimedJob:
-    return ClaimedJob(
-        id=row["id"],
-        user_id=row["userId"],
-        image_url=row["imageUrl"],
-        image_context=row["imageContext"],
-        analysis_purpose=row["analysisPurpose"],
-        output_format=row["outputFormat"],
-        creativity_level=float(row["creativityLevel"]),
-        additional_instructions=row["additionalInstructions"],
-        stage=row["status"],
-        gemin_output=row["geminOutput"],
-        retry_count=row["retryCount"],
-        max_retries=row["maxRetries"],
-        attempt=row["attempt"],
-        worker_id=worker_id,
-        locked_at=_ts(row["lockedAt"]),
-    )
 
 
 def _attempt_args(
@@ -178,7 +139,7 @@ class JobStore:
 
     async def get_user(self, user_id: int) -> UserRecord | None:
         row = await self.driver.read(fetch_one(q.GET_USER, user_id))
-        return None if row is None else _user(row)
+        return None if row is None else user_of(row)
 
     async def set_user_role(self, open_id: str, role: str) -> int:
         def work() -> Work[int]:
@@ -212,7 +173,7 @@ class JobStore:
             error_message=row["errorMessage"],
             error_stage=row["errorStage"],
             retry_count=row["retryCount"],
-            created_at=_ts(row["createdAt"]),
+            created_at=timestamp(row["createdAt"]),
             completed_at=as_datetime(row["completedAt"]),
             cost_usd=float(row["costUsd"]),
         )
@@ -258,7 +219,7 @@ class JobStore:
     async def claim_jobs(self, worker_id: str, limit: int, lease: timedelta) -> list[ClaimedJob]:
         now = utcnow()
         rows = await self._write_one(fetch_all(q.CLAIM_JOBS, worker_id, now, now + lease, limit))
-        claimed = [_claimed(r, worker_id) for r in rows]
+        claimed = [claimed_job(r, worker_id) for r in rows]
         claimed.sort(key=lambda job: job.id)
         return claimed
 
@@ -308,7 +269,7 @@ class JobStore:
         rows = await self._write_one(
             batches.complete_and_claim(completions, worker_id, refill.lease, wanted)
         )
-        claimed = [_claimed(json.loads(r["claimed"]), worker_id) for r in rows if r["claimed"]]
+        claimed = [claimed_job(json.loads(r["claimed"]), worker_id) for r in rows if r["claimed"]]
         claimed.sort(key=lambda job: job.id)
         refill.claimed(claimed)
         return rows
