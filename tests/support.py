@@ -6,6 +6,7 @@ import base64
 import http.server
 import io
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -300,3 +301,21 @@ def backend_server(backend: str, tmp: Path, *args: str, prefix: str = "vp_srv", 
         srv.stop()
         if pg_url is not None:
             drop_pg_database(pg_url)
+
+
+CLIENT_DIR = Path(__file__).resolve().parent / "client"
+
+
+def install_client() -> None:
+    """tests/client's node_modules (the genuine @trpc/client and superjson), installed with
+    ``npm ci`` when missing or older than the lockfile; skips the test without Node.js/npm."""
+    import pytest
+
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("Node.js/npm are not installed: this test runs the genuine JS libraries")
+    marker = CLIENT_DIR / "node_modules" / ".package-lock.json"
+    lock = CLIENT_DIR / "package-lock.json"
+    if marker.exists() and marker.stat().st_mtime >= lock.stat().st_mtime:
+        return
+    subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=CLIENT_DIR, check=True,
+                   capture_output=True, timeout=600)  # fmt: skip

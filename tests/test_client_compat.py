@@ -3,31 +3,16 @@ every procedure and error case against a running server (tests/client/compat.mjs
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from tests.support import Server
-
-CLIENT_DIR = Path(__file__).resolve().parent / "client"
-
-
-def _npm_ci() -> None:
-    marker = CLIENT_DIR / "node_modules" / ".package-lock.json"
-    lock = CLIENT_DIR / "package-lock.json"
-    if marker.exists() and marker.stat().st_mtime >= lock.stat().st_mtime:
-        return
-    subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=CLIENT_DIR, check=True,
-                   capture_output=True, timeout=600)  # fmt: skip
+from tests.support import CLIENT_DIR, Server, install_client
 
 
 @pytest.mark.node
 def test_genuine_trpc_client_drives_every_procedure(server: Server, images: str) -> None:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("Node.js/npm are not installed: the @trpc/client compatibility test needs them")
-    _npm_ci()
+    install_client()
     result = subprocess.run(
         ["node", "compat.mjs", server.trpc, server.token("compat-user-a", "Compat A"),
          server.token("compat-user-b", "Compat B"), f"{images}/red.png"],

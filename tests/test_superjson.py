@@ -5,11 +5,9 @@ from __future__ import annotations
 import copy
 import json
 import math
-import shutil
 import subprocess
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +21,7 @@ from rpc.superjson import (
     is_superjson,
     serialize,
 )
+from tests.support import CLIENT_DIR, install_client
 
 
 def ms(n: int) -> datetime:
@@ -444,7 +443,6 @@ def test_round_trip(value: object) -> None:
 
 # --- cross-check against the real superjson 2.2.7 (tests/client/node_modules) ----------
 
-CLIENT_DIR = Path(__file__).parent / "client"
 CROSS_CASES: list[tuple[str, object]] = [
     ("[{d: new Date(0)}, new Date(1)]", [{"d": EPOCH}, ms(1)]),  # "1" sorts before "0.d"
     (
@@ -459,11 +457,8 @@ CROSS_CASES: list[tuple[str, object]] = [
 
 
 @pytest.mark.node
-@pytest.mark.skipif(
-    shutil.which("node") is None or not (CLIENT_DIR / "node_modules" / "superjson2").is_dir(),
-    reason="needs node and tests/client/node_modules (npm ci in tests/client)",
-)
 def test_matches_real_superjson_2() -> None:
+    install_client()
     script = (
         "const S = require('superjson2'); const S2 = S.default ?? S;"
         f"for (const v of [{','.join(js for js, _ in CROSS_CASES)}])"
