@@ -130,7 +130,7 @@ class Worker:
                 async with anyio.create_task_group() as chores:
                     chores.start_soon(self._heartbeat_loop)
                     task_status.started()
-                    await self._claim_loop(send)
+                    await self._claim_loop()
                     await self._drain(jobs)
                     jobs.cancel_scope.cancel()
                     chores.cancel_scope.cancel()
@@ -149,7 +149,7 @@ class Worker:
         async for running in jobs:
             await self._run_job(running)
 
-    async def _claim_loop(self, jobs: MemoryObjectSendStream[_Running]) -> None:
+    async def _claim_loop(self) -> None:
         s = self.settings
         failures = 0
         while not self._stopping:
@@ -182,11 +182,11 @@ class Worker:
 
     def _start_all(self, claimed: list[ClaimedJob]) -> None:
         for job in claimed:
-            running = _Running(job, anyio.CancelScope())
-            self.state.in_flight[job.id] = running
             if self._jobs is None:  # not reachable: claims stop before the slots do
                 log.warning("job %d claimed after the worker stopped; its lease runs out", job.id)
                 continue
+            running = _Running(job, anyio.CancelScope())
+            self.state.in_flight[job.id] = running
             self._jobs.send_nowait(running)
 
     def _refill_wanted(self, completing: int) -> int:
