@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import resource
-import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
@@ -23,12 +22,18 @@ import httpx
 import pytest
 
 from rpc import superjson
-from tests.support import Server, start_process, start_server, wait_for_status
+from tests.support import (
+    CLIENT_DIR,
+    Server,
+    install_client,
+    start_process,
+    start_server,
+    wait_for_status,
+)
 
 PROGRESS = "visionPipeline.onJobProgress"
 MINE = "visionPipeline.onMyJobs"
 ORDER = ["pending", "gemini_analyzing", "deepseek_generating", "complete"]
-CLIENT_DIR = Path(__file__).resolve().parent / "client"
 
 
 @dataclass
@@ -523,13 +528,9 @@ async def test_2000_idle_subscribers_all_get_the_state_and_a_later_change(
 def test_the_genuine_trpc_client_subscribes_resumes_and_streams(
     server: Server, images: str, tmp_path: Path
 ) -> None:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("Node.js/npm are not installed: the @trpc/client live-progress test needs them")
     if "postgresql" in server.database_url:
         pytest.skip("the client's behaviour does not depend on the backend: SQLite run only")
-    from tests.test_client_compat import _npm_ci
-
-    _npm_ci()
+    install_client()
     drop = start_server(tmp_path / "drop.db", tmp_path / "drop.log",
                         SSE_MAX_DURATION_MS="600", SSE_RETRY_MS="100")  # fmt: skip
     idle = start_server(tmp_path / "idle.db", tmp_path / "idle.log",
