@@ -20,6 +20,15 @@ pytestmark = pytest.mark.anyio
 LEASE = timedelta(seconds=30)
 
 
+async def _waiting_jobs(store: JobStore, user: str, count: int) -> int:
+    """``count`` pending jobs of a new user; returns the user's id."""
+    user_id, _ = await store.user_seen(user, None)
+    new = NewJob(user_id, "http://img/x.png", None, "p", "bullet_points", 1.0, None, 3)
+    for _ in range(count):
+        await store.create_job(new)
+    return user_id
+
+
 def _outputs(n: int) -> Outputs:
     return Outputs(f'["#{n:06x}"]', None, f"palette {n}", "calm", "warm", "centred",
                    "bold", "retail", "everyone", f'[{{"title": "t{n}"}}]')  # fmt: skip
@@ -173,10 +182,7 @@ async def test_creates_of_the_same_moment_share_an_insert_and_get_their_own_ids(
 
 
 async def test_a_batch_of_stage_writes_keeps_every_fence(store: JobStore) -> None:
-    user_id, _ = await store.user_seen("u1", None)
-    new = NewJob(user_id, "http://img/x.png", None, "p", "bullet_points", 1.0, None, 3)
-    for _ in range(12):
-        await store.create_job(new)
+    user_id = await _waiting_jobs(store, "u1", 12)
     mine = await store.claim_jobs("w1", 8, LEASE)
     theirs = await store.claim_jobs("w2", 4, LEASE)
     # A stale copy of one of w2's jobs, as a worker that lost its lease would hold it.
@@ -241,10 +247,7 @@ async def test_a_batch_of_completions_alone_writes_jobs_outputs_and_attempts(
     store: JobStore,
 ) -> None:
     # On PostgreSQL this batch is one statement (data-modifying CTEs); on SQLite three.
-    user_id, _ = await store.user_seen("u2", None)
-    new = NewJob(user_id, "http://img/x.png", None, "p", "bullet_points", 1.0, None, 3)
-    for _ in range(4):
-        await store.create_job(new)
+    await _waiting_jobs(store, "u2", 4)
     jobs = await store.claim_jobs("w1", 4, LEASE)
     stale = dataclasses.replace(jobs[3], attempt=jobs[3].attempt - 1)
     record = AttemptRecord("complete", "deepseek", None, StageUsage("g", 1, 2, 3),
@@ -272,10 +275,7 @@ async def test_a_batch_of_completions_alone_writes_jobs_outputs_and_attempts(
 async def test_a_completion_refills_its_workers_slots_in_the_same_statement(
     store: JobStore,
 ) -> None:
-    user_id, _ = await store.user_seen("u3", None)
-    new = NewJob(user_id, "http://img/x.png", None, "p", "bullet_points", 1.0, None, 3)
-    for _ in range(8):
-        await store.create_job(new)
+    await _waiting_jobs(store, "u3", 8)
     running = await store.claim_jobs("w1", 3, LEASE)
     asked: list[int] = []
     got: list[list[ClaimedJob]] = []
@@ -309,10 +309,7 @@ async def test_a_completion_refills_its_workers_slots_in_the_same_statement(
 async def test_a_completion_claims_nothing_when_the_worker_wants_nothing(
     store: JobStore,
 ) -> None:
-    user_id, _ = await store.user_seen("u4", None)
-    new = NewJob(user_id, "http://img/x.png", None, "p", "bullet_points", 1.0, None, 3)
-    for _ in range(3):
-        await store.create_job(new)
+    await _waiting_jobs(store, "u4", 3)
     [job] = await store.claim_jobs("w1", 1, LEASE)
     got: list[list[ClaimedJob]] = []
     store.refill_on_completion("w1", Refill(LEASE, lambda n: 0, got.append))
