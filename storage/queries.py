@@ -115,17 +115,6 @@ UPSERT_USER_LOGIN = Query(
 
 # --- jobs: the API side -----------------------------------------------------------------------
 
-INSERT_JOB = Query(
-    "insert_job",
-    "createJob: a new pending job, eligible to run at once (runAfter = createdAt).",
-    """INSERT INTO "visionJobs" ("userId", "imageUrl", "imageContext", "analysisPurpose",
-        "outputFormat", "creativityLevel", "additionalInstructions", status, progress,
-        "retryCount", "maxRetries", "createdAt", "updatedAt", "runAfter", attempt,
-        "cancelRequested", "costUsd")
-    VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, 0, $8, $9, $9, $9, 0, FALSE, 0)
-    RETURNING id""",
-)
-
 INSERT_JOBS = Query(
     "insert_jobs",
     "createJob, the calls of one moment in one statement ($2: JSON rows): new pending jobs, "

@@ -8,9 +8,9 @@ from datetime import timedelta
 import anyio
 import pytest
 
-from storage.driver import Work, execute
+from storage.batches import insert_jobs
+from storage.driver import Work
 from storage.engine import open_store
-from storage.queries import INSERT_JOB
 from storage.records import AttemptRecord, NewJob, Outputs
 from storage.store import JobStore
 from storage.timeutil import utcnow
@@ -161,18 +161,14 @@ async def test_a_failing_transaction_rolls_back_alone_inside_a_shared_commit(
 ) -> None:
     user_id, _ = await store.user_seen("u", None)
 
+    new = NewJob(user_id, "http://x/y.png", None, "p", "bullet_points", 1.0, None, 3)
+
     def good() -> Work[int]:
-        changed = yield execute(
-            INSERT_JOB, user_id, "http://x/y.png", None, "p", "bullet_points", 1.0, None, 3,
-            utcnow(),
-        )  # fmt: skip
-        return int(changed)
+        inserted = yield insert_jobs([new])
+        return len(inserted)
 
     def bad() -> Work[int]:
-        yield execute(
-            INSERT_JOB, user_id, "http://x/y.png", None, "p", "bullet_points", 1.0, None, 3,
-            utcnow(),
-        )  # fmt: skip
+        yield insert_jobs([new])
         raise RuntimeError("half-way failure")
 
     results: list[object] = []
