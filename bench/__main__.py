@@ -143,6 +143,7 @@ async def sec_api(s: Section, tmp: Path, o: dict[str, Any], found: dict[str, flo
         seconds=o["api_seconds"],
         node=not o["no_node"],
         backends=tuple(o["backends"]),
+        baseline=o["baseline"],
     )
 
 
@@ -282,6 +283,12 @@ def parse(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--only", default=",".join(SECTIONS), help="sections, comma-separated")
     p.add_argument("--backends", default=",".join(BACKENDS))
     p.add_argument("--no-node", action="store_true", help="API section without the Node server")
+    p.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="API section: also run the server of this git revision in the same rounds "
+        "(before/after a change on the hot path)",
+    )
     p.add_argument("--out", type=Path, help="JSON path (default bench/results/bench-<time>.json)")
     p.add_argument(
         "--tp-more",

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ PROCS = ("status", "history")
 
 @dataclass
 class Candidate:
-    server: str  # "python" | "node"
+    server: str  # "python" | "node" | "python@<rev>" (a baseline checkout, --baseline)
     backend: str
     size: int
     procedure: str
@@ -72,6 +73,25 @@ def ensure_node_modules(force: bool = False) -> None:
             check=True,
             stdout=subprocess.DEVNULL,
         )
+
+
+@contextlib.contextmanager
+def baseline_checkout(rev: str, tmp: Path) -> Iterator[tuple[str, Path]]:
+    """A detached worktree of ``rev`` (its short name and path), removed afterwards: its
+    server runs in the same rounds as ours, so before and after share the machine's state."""
+    short = subprocess.run(
+        ["git", "rev-parse", "--short", rev], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    path = tmp / f"baseline-{short}"
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(path), rev],
+        cwd=ROOT, check=True, capture_output=True,
+    )  # fmt: skip
+    try:
+        yield short, path
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT,
+                       capture_output=True)  # fmt: skip
 
 
 async def start_node(db_path: str, log_path: Path) -> Proc:
@@ -156,7 +176,10 @@ async def run(
     connections: int = 64,
     node: bool = True,
     backends: tuple[str, ...] = ("sqlite", "postgresql"),
+    baseline: str | None = None,
 ) -> None:
+    """``baseline``: a git revision whose server also runs, in the same alternating rounds
+    (the before/after comparison of a change on the hot path)."""
     if shutil.which("wrk") is None:
         section.notes.append("wrk is not installed (apt-get install wrk): section skipped")
         return
@@ -166,6 +189,7 @@ async def run(
     async with contextlib.AsyncExitStack() as stack:
         procs: list[Proc] = []
         stack.callback(lambda: [p.stop() for p in procs])
+        before = stack.enter_context(baseline_checkout(baseline, tmp)) if baseline else None
         for backend in backends:
             for size in sizes:
                 tag = f"api_{backend}_{label(size)}"
@@ -190,6 +214,12 @@ async def run(
                     )
                 ]
                 procs.append(servers[0][1])
+                if before is not None:
+                    rev, checkout = before
+                    old = await start_serve(url, tmp / f"{tag}_{rev}.log", "--no-worker",
+                                            cwd=checkout, LOG_LEVEL="warning")  # fmt: skip
+                    servers.append((f"python@{rev}", old))
+                    procs.append(old)
                 if node and backend == "sqlite":
                     servers.append(
                         ("node", await start_node(url.split(":///", 1)[1], tmp / f"{tag}_node.log"))
@@ -209,6 +239,8 @@ async def run(
             for c in order:
                 c.runs.append(await run_wrk(c, seconds, connections))
     _report(section, candidates, sizes_seen, sizes)
+    if before is not None:
+        _against_baseline(section, candidates, before[0])
 
 
 def _report(
@@ -254,3 +286,21 @@ def _report(
                     "≤ +20%",
                     gap <= 0.20,
                 )
+
+
+def _against_baseline(section: Section, candidates: list[Candidate], rev: str) -> None:
+    """Ours / the baseline's median req/s, per backend, size and procedure."""
+    medians = {c.name: median([r["rps"] for r in c.runs]) for c in candidates}
+    for c in candidates:
+        if c.server != "python":
+            continue
+        old = medians.get(c.name.replace("python ", f"python@{rev} ", 1))
+        if not old:
+            continue
+        ratio = medians[c.name] / old
+        section.target(
+            f"API {c.backend} {label(c.size)} {c.procedure}: after / before ({rev})",
+            f"{ratio:.3f} ({medians[c.name]:,.0f} vs {old:,.0f} req/s)",
+            "≥ 0.95",
+            ratio >= 0.95,
+        )

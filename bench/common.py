@@ -240,9 +240,11 @@ def process_env(database_url: str, **overrides: str) -> dict[str, str]:
     return env
 
 
-def spawn(argv: list[str], log_path: Path, env: dict[str, str]) -> Proc:
+def spawn(argv: list[str], log_path: Path, env: dict[str, str], cwd: Path = ROOT) -> Proc:
+    """Start ``argv`` in ``cwd`` (``python -m`` imports the project from there: a baseline
+    checkout's server runs that checkout's code on this venv)."""
     with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     return Proc(process, log_path)
 
 
@@ -255,11 +257,14 @@ async def wait_for_log(proc: Proc, needle: str, within: float = 60) -> None:
         await anyio.sleep(0.05)
 
 
-async def start_serve(database_url: str, log_path: Path, *extra: str, **env: str) -> Proc:
-    """``python -m rpc.cli serve`` on a free port, ready when /healthz answers."""
+async def start_serve(
+    database_url: str, log_path: Path, *extra: str, cwd: Path = ROOT, **env: str
+) -> Proc:
+    """``python -m rpc.cli serve`` on a free port, ready when /healthz answers; ``cwd`` is the
+    checkout whose code it runs."""
     port = free_port()
     argv = [sys.executable, "-m", "rpc.cli", "serve", "--port", str(port), *extra]
-    proc = spawn(argv, log_path, process_env(database_url, **env))
+    proc = spawn(argv, log_path, process_env(database_url, **env), cwd)
     proc.base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     async with httpx.AsyncClient() as client:
