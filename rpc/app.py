@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from pipeline.runner import trim_memory_periodically
 from pipeline.service import build_worker
 from rpc import oauth, security, static, subscriptions, template, vision
-from rpc.auth import Authenticator
+from rpc.auth import Authenticator, secret_warning
 from rpc.config import Settings
 from rpc.context import Services
 from rpc.dispatch import BASE_PATH, METHODS, ROUTE_PATH, Dispatcher
@@ -94,6 +94,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
                 "LOCAL MODE: JWT_SECRET is not set, so every request acts as the local user. "
                 "Set JWT_SECRET before exposing this server."
             )
+        elif weak := secret_warning(settings.jwt_secret):
+            log.warning(weak)
         try:
             async with anyio.create_task_group() as tasks:
                 await tasks.start(store.feed.run)

@@ -90,14 +90,19 @@ def cmd_db_push(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
-    from rpc.auth import mint_token
+    from rpc.auth import mint_token, open_id_problem, secret_warning, storable
 
     if not settings.jwt_secret:
         print("JWT_SECRET is not set: tokens are only needed when it is.", file=sys.stderr)
         return 2
-    if not args.open_id.strip() or len(args.open_id) > 64:
-        print("--open-id must be 1 to 64 characters (the server accepts no other)", file=sys.stderr)
+    problem = open_id_problem(args.open_id)
+    if problem is None and args.name is not None and not storable(args.name):
+        problem = "its --name holds a NUL character or a lone surrogate"
+    if problem is not None:
+        print(f"the server would refuse a token for this --open-id: {problem}", file=sys.stderr)
         return 2
+    if weak := secret_warning(settings.jwt_secret):
+        logging.getLogger("rpc.cli").warning(weak)
     print(mint_token(settings.jwt_secret, args.open_id, name=args.name, app_id=settings.app_id,
                      expires_in=args.days * 86400))  # fmt: skip
     return 0

@@ -8,7 +8,8 @@ What this module promises (TEMPLATE_FLOWS §1.3–§1.7):
   ``{"error":"invalid oauth state"}``, and the cookie is cleared either way; then
   ExchangeToken and GetUserInfo; 400 ``{"error":"openId missing from user info"}``; the login
   upsert (owner → admin); the one-year session cookie; ``302 Location: /``. Any other failure
-  is 500 ``{"error":"OAuth callback failed"}``.
+  is 500 ``{"error":"OAuth callback failed"}``. An openId that cannot name a user here (over
+  64 characters, a NUL, a lone surrogate) is 400, saying so, with no session cookie.
 - ``OAuthServer`` makes the three WebDevAuthPublicService calls as JSON POSTs with no
   Authorization header, as the template's axios client does (§1.4), with a timeout.
 - Nothing secret reaches the log: not the code, the state, an access token, a session JWT or
@@ -32,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from rpc.auth import COOKIE_NAME, ONE_YEAR_SECONDS, mint_token
+from rpc.auth import COOKIE_NAME, ONE_YEAR_SECONDS, mint_token, open_id_problem, storable
 from rpc.config import Settings
 from rpc.context import Context, Services
 
@@ -92,6 +93,11 @@ def user_info(data: dict[str, Any]) -> UserInfo:
     method = derive_login_method(data.get("platforms"), data.get("platform"))
     if method is None and isinstance(data.get("loginMethod"), str) and data["loginMethod"]:
         method = data["loginMethod"]
+    # Like an over-long email, a value no database can store (NUL, a lone surrogate) is left
+    # out; a name's would also be signed into the session token, which is then refused.
+    name = name if isinstance(name, str) and storable(name) else None
+    email = email if isinstance(email, str) and storable(email) else None
+    method = method if method and storable(method) else None
     return UserInfo(
         open_id=open_id if isinstance(open_id, str) else "",
         name=name if isinstance(name, str) and name else None,  # `name || null`
@@ -234,6 +240,11 @@ async def oauth_callback(request: Request) -> Response:
             info = await oauth.get_user_info(access_token)
         if not info.open_id:
             return JSONResponse({"error": "openId missing from user info"}, status_code=400)
+        problem = open_id_problem(info.open_id)
+        if problem is not None:  # its session would be refused: a login loop, or a 500
+            log.warning("login refused: the account's openId cannot be used (%s)", problem)
+            message = f"this account's id cannot be used here: {problem}"
+            return JSONResponse({"error": message}, status_code=400)
         owner = info.open_id == settings.owner_open_id
         await services.store.upsert_user_login(
             info.open_id, info.name, info.email, info.login_method, "admin" if owner else None

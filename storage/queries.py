@@ -82,6 +82,13 @@ GET_USER = Query(
         "lastSignedIn" FROM users WHERE id = $1""",
 )
 
+GET_USER_ROLE = Query(
+    "get_user_role",
+    "A cached session's role read again (a role changed by any process reaches it); no row "
+    "when the user is gone.",
+    """SELECT role FROM users WHERE id = $1""",
+)
+
 SET_USER_ROLE = Query(
     "set_user_role",
     "Make a user an admin (or back to user); creates the row when the openId is new.",

@@ -141,6 +141,10 @@ class JobStore:
         row = await self.driver.read(fetch_one(q.GET_USER, user_id))
         return None if row is None else user_of(row)
 
+    async def user_role(self, user_id: int) -> str | None:
+        row = await self.driver.read(fetch_one(q.GET_USER_ROLE, user_id))
+        return None if row is None else str(row["role"])
+
     async def set_user_role(self, open_id: str, role: str) -> int:
         def work() -> Work[int]:
             row = yield fetch_one(q.SET_USER_ROLE, open_id, role, utcnow())

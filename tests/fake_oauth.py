@@ -35,6 +35,14 @@ SERVICE = "/webdev.v1.WebDevAuthPublicService/"
 NOTIFY_PATH = "/forge/webdevtoken.v1.WebDevService/SendNotification"
 
 
+class AsciiJSONResponse(JSONResponse):
+    """JSON with non-ASCII written as ``\\u`` escapes, as Go and protobuf servers may send it:
+    a profile can then hold a lone surrogate (``"\\ud800"``), which UTF-8 cannot."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode()
+
+
 @dataclass
 class Recorded:
     path: str
@@ -115,12 +123,12 @@ class FakePlatform:
             code = self.access_tokens.get(payload.get("accessToken", ""))
             if code is None:
                 return JSONResponse({"code": "unauthenticated"}, 401)
-            return JSONResponse({"projectId": "", **self.by_code[code]})
+            return AsciiJSONResponse({"projectId": "", **self.by_code[code]})
         if call == "GetUserInfoWithJwt":
             open_id = _unverified_open_id(str(payload.get("jwtToken", "")))
             if open_id not in self.by_open_id:
                 return JSONResponse({"code": "not_found"}, 404)
-            return JSONResponse({"openId": open_id, **self.by_open_id[open_id]})
+            return AsciiJSONResponse({"openId": open_id, **self.by_open_id[open_id]})
         if call == "SendNotification":
             return JSONResponse({})
         return JSONResponse({"code": "unimplemented"}, 404)
