@@ -42,6 +42,7 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from pipeline import netguard
+from pipeline.decoding import without_png_text
 from pipeline.errors import ImageError, RetryableError
 from pipeline.netguard import is_public_address
 from pipeline.providers.base import Image
@@ -361,14 +362,15 @@ def _sniff(data: bytes, max_pixels: int) -> Image:
         raise ImageError("The image is empty")
     formats = list(ALLOWED_FORMATS)
     too_many = f"Image has too many pixels (the limit is {max_pixels:,})"
+    readable = without_png_text(data)  # Pillow inflates text chunks (to 64 MB) on opening
     try:
-        with PILImage.open(BytesIO(data), formats=formats) as probe:
+        with PILImage.open(BytesIO(readable), formats=formats) as probe:
             fmt = probe.format or ""
             width, height = probe.size
             if width * height > max_pixels:  # §5.1.7: a bomb is refused from its header
                 raise ImageError(too_many)
             probe.verify()
-        with PILImage.open(BytesIO(data), formats=formats) as reopened:
+        with PILImage.open(BytesIO(readable), formats=formats) as reopened:
             width, height = reopened.size
     except ImageError:
         raise
