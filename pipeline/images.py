@@ -30,9 +30,11 @@ import math
 import re
 import urllib.parse
 from collections.abc import Collection
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import partial
 from io import BytesIO
 
 import anyio
@@ -185,6 +187,7 @@ async def _fetch(url: str, policy: _Policy, *, deadline: float) -> bytes:
             async with httpx.AsyncClient(
                 transport=transport, trust_env=False, follow_redirects=False,
                 timeout=client_timeout, headers=headers,
+                event_hooks={"response": [partial(_check_location, policy)]},
             ) as client:  # fmt: skip
                 target = _check_url(url, policy)
                 for _hop in range(MAX_REDIRECTS + 1):  # §5.1.5: every hop checked again
@@ -289,6 +292,14 @@ async def _addresses(url: httpx.URL, allow_private: bool) -> list[str]:
     return addresses
 
 
+async def _check_location(policy: _Policy, response: httpx.Response) -> None:
+    """httpx reads a redirect's Location even with follow_redirects off, and one it cannot
+    parse ("0177.0.0.1") becomes a RemoteProtocolError, a "dropped connection"; its response
+    hooks run before that, so the hop is checked (and refused for what it is) here first."""
+    if response.status_code in _REDIRECT_STATUSES:
+        _next_hop(response.url, response, policy)
+
+
 def _next_hop(current: httpx.URL, response: httpx.Response, policy: _Policy) -> httpx.URL:
     location = response.headers.get("location", "").strip()
     if not location:
@@ -296,7 +307,9 @@ def _next_hop(current: httpx.URL, response: httpx.Response, policy: _Policy) -> 
     try:
         joined = current.join(location)
     except (httpx.InvalidURL, ValueError):
-        raise ImageError("Image URL redirected to an invalid URL") from None
+        with suppress(ValueError):  # the message the same URL gets when submitted directly
+            _check_url(urllib.parse.urljoin(str(current), location), policy)
+        raise ImageError("Image URL is not a valid http(s) URL") from None
     return _check_url(joined, policy)
 
 
