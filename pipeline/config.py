@@ -29,6 +29,9 @@ class PipelineSettings(BaseSettings):
 
     image_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     image_max_pixels: int = Field(default=40_000_000, ge=1)
+    # Memory the image decodes in flight may hold together, counted from what each image
+    # declares in its header (pipeline.decoding); one larger than this runs alone.
+    image_decode_memory_mb: int = Field(default=256, gt=0)
     # SSRF (PROVIDERS.md §5.1): on, the fetcher may reach loopback/private/link-local
     # addresses and any port (tests, trusted networks only).
     image_fetch_allow_private: bool = False

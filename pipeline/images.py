@@ -30,9 +30,11 @@ import math
 import re
 import urllib.parse
 from collections.abc import Collection
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import partial
 from io import BytesIO
 
 import anyio
@@ -42,6 +44,7 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from pipeline import netguard
+from pipeline.decoding import without_png_text
 from pipeline.errors import ImageError, RetryableError
 from pipeline.netguard import is_public_address
 from pipeline.providers.base import Image
@@ -184,6 +187,7 @@ async def _fetch(url: str, policy: _Policy, *, deadline: float) -> bytes:
             async with httpx.AsyncClient(
                 transport=transport, trust_env=False, follow_redirects=False,
                 timeout=client_timeout, headers=headers,
+                event_hooks={"response": [partial(_check_location, policy)]},
             ) as client:  # fmt: skip
                 target = _check_url(url, policy)
                 for _hop in range(MAX_REDIRECTS + 1):  # §5.1.5: every hop checked again
@@ -288,6 +292,14 @@ async def _addresses(url: httpx.URL, allow_private: bool) -> list[str]:
     return addresses
 
 
+async def _check_location(policy: _Policy, response: httpx.Response) -> None:
+    """httpx reads a redirect's Location even with follow_redirects off, and one it cannot
+    parse ("0177.0.0.1") becomes a RemoteProtocolError, a "dropped connection"; its response
+    hooks run before that, so the hop is checked (and refused for what it is) here first."""
+    if response.status_code in _REDIRECT_STATUSES:
+        _next_hop(response.url, response, policy)
+
+
 def _next_hop(current: httpx.URL, response: httpx.Response, policy: _Policy) -> httpx.URL:
     location = response.headers.get("location", "").strip()
     if not location:
@@ -295,7 +307,9 @@ def _next_hop(current: httpx.URL, response: httpx.Response, policy: _Policy) -> 
     try:
         joined = current.join(location)
     except (httpx.InvalidURL, ValueError):
-        raise ImageError("Image URL redirected to an invalid URL") from None
+        with suppress(ValueError):  # the message the same URL gets when submitted directly
+            _check_url(urllib.parse.urljoin(str(current), location), policy)
+        raise ImageError("Image URL is not a valid http(s) URL") from None
     return _check_url(joined, policy)
 
 
@@ -361,14 +375,15 @@ def _sniff(data: bytes, max_pixels: int) -> Image:
         raise ImageError("The image is empty")
     formats = list(ALLOWED_FORMATS)
     too_many = f"Image has too many pixels (the limit is {max_pixels:,})"
+    readable = without_png_text(data)  # Pillow inflates text chunks (to 64 MB) on opening
     try:
-        with PILImage.open(BytesIO(data), formats=formats) as probe:
+        with PILImage.open(BytesIO(readable), formats=formats) as probe:
             fmt = probe.format or ""
             width, height = probe.size
             if width * height > max_pixels:  # §5.1.7: a bomb is refused from its header
                 raise ImageError(too_many)
             probe.verify()
-        with PILImage.open(BytesIO(data), formats=formats) as reopened:
+        with PILImage.open(BytesIO(readable), formats=formats) as reopened:
             width, height = reopened.size
     except ImageError:
         raise

@@ -6,6 +6,7 @@ import logging
 from functools import partial
 
 from pipeline.config import PipelineSettings
+from pipeline.decoding import DecodeBudget, ImageDecoder
 from pipeline.images import load_image
 from pipeline.providers.base import ContentProvider, VisionProvider
 from pipeline.providers.offline import OfflineContent, OfflineVision
@@ -21,7 +22,9 @@ def build_providers(settings: PipelineSettings) -> tuple[VisionProvider, Content
     """PROVIDERS=auto: a provider whose key is set is real, the other offline; =offline: both
     offline whatever keys are set. Logs which provider each stage uses (never a key). A real
     provider sits behind its *_REQUESTS_PER_MINUTE limiter when that is set."""
-    vision: VisionProvider = OfflineVision()
+    # The process's one decode budget: the offline vision provider is what decodes pixels.
+    budget = DecodeBudget(settings.image_decode_memory_mb << 20)
+    vision: VisionProvider = OfflineVision(ImageDecoder(budget, settings.image_max_pixels))
     content: ContentProvider = OfflineContent()
     if settings.providers == "auto":
         # Imported here: the SDKs load only when a key says they will be used.

@@ -440,6 +440,7 @@ async def test_a_redirect_chain_across_public_hosts_is_followed(dns: FakeDNS, ne
         "http://localhost/image.png",
         "http://[::ffff:127.0.0.1]/image.png",
         "http://2130706433/image.png",
+        "http://0177.0.0.1/image.png",  # httpx cannot parse it; refused, not retried
         "http://169.254.169.254/latest/meta-data/",
         "http://metadata.example.com/computeMetadata/v1/",
     ],
@@ -464,6 +465,8 @@ async def test_a_redirect_chain_from_a_public_host_to_a_local_one_is_refused(
         ("http://images.example.com:8080/image.png", "port 8080"),
         ("ftp://images.example.com/image.png", "must start with http"),
         ("http://admin:pw@images.example.com/image.png", "user name or password"),
+        ("http://01.02.03.04/image.png", r"write its IP address as 1\.2\.3\.4"),
+        ("http://images.example.com:abc/image.png", "not a valid"),
     ],
 )
 @pytest.mark.anyio

@@ -20,11 +20,13 @@ from typing import Any
 import anyio.to_thread
 
 from pipeline.analysis import ContentPiece, GeneratedContent, VisionAnalysis
+from pipeline.decoding import DEFAULT_MEMORY, DecodeBudget, ImageDecoder
 from pipeline.providers.base import ContentRequest, StageResult, Usage, VisionRequest
 from pipeline.providers.palette import (
     AUDIENCE_KEYWORDS,
     COLOUR_TRAITS,
     INDUSTRY_KEYWORDS,
+    SAMPLE_SIZE,
     PixelStats,
     aspect_label,
     audience_for_mood,
@@ -45,12 +47,19 @@ class OfflineVision:
 
     name = "offline"
 
+    def __init__(self, decoder: ImageDecoder | None = None) -> None:
+        """``decoder`` holds the process's decode budget (``pipeline.service`` passes it);
+        without one, this instance gets a budget of its own of the default size."""
+        self.decoder = decoder or ImageDecoder(DecodeBudget(DEFAULT_MEMORY))
+
     async def analyze(self, request: VisionRequest) -> StageResult[VisionAnalysis]:
         """Describe ``request.image`` from its measured pixels; deterministic for the same
-        request. Raises ``ImageError`` when Pillow cannot decode the image."""
+        request. Raises ``ImageError`` when Pillow cannot decode the image or it declares
+        more pixels than the decoder's cap."""
         started = time.perf_counter()
-        # Decoding and the per-pixel loops are CPU work; run them off the event loop.
-        stats = await anyio.to_thread.run_sync(measure, request.image.data)
+        sample = await self.decoder.sample(request.image.data, SAMPLE_SIZE)
+        # The per-pixel loops are CPU work too; run them off the event loop.
+        stats = await anyio.to_thread.run_sync(measure, sample)
         analysis = _analysis_from(stats, request.analysis_purpose, request.image_context)
         latency_ms = (time.perf_counter() - started) * 1000.0
         return StageResult(analysis, Usage(model="offline-vision", latency_ms=latency_ms))

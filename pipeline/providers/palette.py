@@ -14,12 +14,11 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from io import BytesIO
 
 from PIL import Image as PILImage
 from PIL import ImageStat
 
-from pipeline.errors import ImageError
+from pipeline.decoding import Sample
 
 RGB = tuple[int, int, int]
 
@@ -234,7 +233,7 @@ def audience_for_mood(mood: str) -> str:
 # --- measuring an image ----------------------------------------------------------------
 
 _COMMON_RATIOS = ((1, 1), (5, 4), (4, 3), (3, 2), (16, 9), (2, 1), (21, 9))
-_SAMPLE_SIZE = 128
+SAMPLE_SIZE = 128  # pixels a side of the copy ``measure`` reads
 _PALETTE_SIZE = 8
 _MERGE_DISTANCE = 20.0  # RGB distance under which two palette entries count as one colour
 _WEIGHT_THRESHOLD = 40.0  # distance from the background that marks a pixel as "subject"
@@ -255,20 +254,9 @@ class PixelStats:
     coverage: float  # share of pixels that differ from the background
 
 
-def measure(data: bytes) -> PixelStats:
-    """Measure encoded image bytes on a copy downscaled to at most 128 px a side.
-
-    Raises ``ImageError`` if Pillow cannot decode the bytes.
-    """
-    try:
-        with PILImage.open(BytesIO(data)) as image:
-            width, height = image.size
-            image.thumbnail((_SAMPLE_SIZE, _SAMPLE_SIZE))  # uses JPEG draft mode when it can
-            rgba = image.convert("RGBA")
-    except Exception:
-        raise ImageError("The image could not be decoded") from None
-    if width <= 0 or height <= 0:
-        raise ImageError("The image has no pixels")
+def measure(sample: Sample) -> PixelStats:
+    """Measure an image from its small RGBA copy (``ImageDecoder.sample``, 128 px a side)."""
+    rgba, width, height = sample.pixels, sample.width, sample.height
     # Show transparency on white, as a page would; the palette still skips clear pixels.
     rgb = PILImage.alpha_composite(PILImage.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
     quantized = rgb.quantize(colors=_PALETTE_SIZE, method=PILImage.Quantize.MEDIANCUT)
