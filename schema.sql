@@ -19,6 +19,22 @@ CREATE TABLE users (
 	UNIQUE ("openId")
 );
 
+CREATE TABLE "visionImages" (
+	id INTEGER NOT NULL,
+	"userId" INTEGER NOT NULL,
+	sha256 VARCHAR(64) NOT NULL,
+	"mimeType" VARCHAR(255) NOT NULL,
+	"byteSize" INTEGER NOT NULL,
+	width INTEGER,
+	height INTEGER,
+	data BLOB NOT NULL,
+	"createdAt" DATETIME NOT NULL,
+	PRIMARY KEY (id),
+	CONSTRAINT "uq_images_userId_sha256" UNIQUE ("userId", sha256)
+);
+
+CREATE INDEX idx_images_sha256 ON "visionImages" (sha256);
+
 CREATE TABLE "visionJobEvents" (
 	id INTEGER NOT NULL,
 	"jobId" INTEGER NOT NULL,
@@ -114,9 +130,13 @@ CREATE INDEX idx_claim ON "visionJobs" ("runAfter", id) WHERE status = 'pending'
 
 CREATE INDEX "idx_createdAt" ON "visionJobs" ("createdAt");
 
+CREATE INDEX idx_inline_image_jobs ON "visionJobs" (id) WHERE lower(substr("imageUrl", 1, 5)) = 'data:';
+
 CREATE INDEX idx_lease ON "visionJobs" ("leaseExpiresAt") WHERE status IN ('gemini_analyzing', 'deepseek_generating');
 
 CREATE INDEX idx_status ON "visionJobs" (status);
+
+CREATE INDEX idx_stored_image_jobs ON "visionJobs" ("userId", "imageUrl") WHERE substr("imageUrl", 1, 12) = '/api/images/';
 
 CREATE INDEX "idx_userId_createdAt" ON "visionJobs" ("userId", "createdAt", id);
 
@@ -141,6 +161,15 @@ BEGIN
             NEW."updatedAt");
 END;
 
+CREATE TRIGGER IF NOT EXISTS trg_job_deleted AFTER DELETE ON "visionJobs"
+WHEN substr(OLD."imageUrl", 1, 12) = '/api/images/'
+BEGIN
+    DELETE FROM "visionImages"
+    WHERE "userId" = OLD."userId" AND sha256 = substr(OLD."imageUrl", 13)
+        AND NOT EXISTS (SELECT 1 FROM "visionJobs" AS j
+            WHERE j."userId" = OLD."userId" AND substr(j."imageUrl", 1, 12) = '/api/images/' AND j."imageUrl" = OLD."imageUrl");
+END;
+
 
 -- ==== PostgreSQL ====
 
@@ -157,6 +186,22 @@ CREATE TABLE users (
 	PRIMARY KEY (id),
 	UNIQUE ("openId")
 );
+
+CREATE TABLE "visionImages" (
+	id SERIAL NOT NULL,
+	"userId" INTEGER NOT NULL,
+	sha256 VARCHAR(64) NOT NULL,
+	"mimeType" VARCHAR(255) NOT NULL,
+	"byteSize" INTEGER NOT NULL,
+	width INTEGER,
+	height INTEGER,
+	data BYTEA NOT NULL,
+	"createdAt" TIMESTAMP WITH TIME ZONE NOT NULL,
+	PRIMARY KEY (id),
+	CONSTRAINT "uq_images_userId_sha256" UNIQUE ("userId", sha256)
+);
+
+CREATE INDEX idx_images_sha256 ON "visionImages" (sha256);
 
 CREATE TABLE "visionJobEvents" (
 	id BIGSERIAL NOT NULL,
@@ -253,9 +298,13 @@ CREATE INDEX idx_claim ON "visionJobs" ("runAfter", id) WHERE status = 'pending'
 
 CREATE INDEX "idx_createdAt" ON "visionJobs" ("createdAt");
 
+CREATE INDEX idx_inline_image_jobs ON "visionJobs" (id) WHERE lower(substr("imageUrl", 1, 5)) = 'data:';
+
 CREATE INDEX idx_lease ON "visionJobs" ("leaseExpiresAt") WHERE status IN ('gemini_analyzing', 'deepseek_generating');
 
 CREATE INDEX idx_status ON "visionJobs" (status);
+
+CREATE INDEX idx_stored_image_jobs ON "visionJobs" ("userId", "imageUrl") WHERE substr("imageUrl", 1, 12) = '/api/images/';
 
 CREATE INDEX "idx_userId_createdAt" ON "visionJobs" ("userId", "createdAt", id);
 
@@ -312,3 +361,24 @@ REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
 FOR EACH STATEMENT EXECUTE FUNCTION vision_jobs_updated();
 
 DROP FUNCTION IF EXISTS vision_job_event();
+
+CREATE OR REPLACE FUNCTION vision_jobs_deleted() RETURNS trigger AS $$
+BEGIN
+    PERFORM 1 FROM "visionImages" AS i
+    JOIN (SELECT DISTINCT o."userId", substr(o."imageUrl", 13) AS sha256
+          FROM old_rows AS o WHERE substr(o."imageUrl", 1, 12) = '/api/images/'
+         ) AS d ON i."userId" = d."userId" AND i.sha256 = d.sha256
+    ORDER BY i.id FOR UPDATE OF i;
+    DELETE FROM "visionImages" AS i
+    USING (SELECT DISTINCT o."userId", o."imageUrl" FROM old_rows AS o
+           WHERE substr(o."imageUrl", 1, 12) = '/api/images/') AS d
+    WHERE i."userId" = d."userId" AND i.sha256 = substr(d."imageUrl", 13)
+        AND NOT EXISTS (SELECT 1 FROM "visionJobs" AS j
+            WHERE j."userId" = d."userId" AND substr(j."imageUrl", 1, 12) = '/api/images/' AND j."imageUrl" = d."imageUrl");
+    RETURN NULL;
+END
+$$ LANGUAGE plpgsql;
+
+CREATE OR REPLACE TRIGGER trg_job_deleted AFTER DELETE ON "visionJobs"
+REFERENCING OLD TABLE AS old_rows
+FOR EACH STATEMENT EXECUTE FUNCTION vision_jobs_deleted();

@@ -24,8 +24,6 @@ The SSRF defence follows PROVIDERS.md §5.1, item by item:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 import re
 import urllib.parse
@@ -48,8 +46,10 @@ from pipeline.decoding import without_png_text
 from pipeline.errors import ImageError, RetryableError
 from pipeline.netguard import is_public_address
 from pipeline.providers.base import Image
+from storage import dataurl
 
-__all__ = ["ALLOWED_FORMATS", "MAX_REDIRECTS", "format_size", "is_public_address", "load_image"]
+__all__ = ["ALLOWED_FORMATS", "MAX_REDIRECTS", "check_image", "decode_data_url", "format_size",
+           "is_public_address", "load_image"]  # fmt: skip
 
 MAX_REDIRECTS = 3
 """How many redirects ``load_image`` follows before refusing the URL."""
@@ -109,13 +109,18 @@ async def load_image(
     """
     stripped = url.strip()
     if stripped[:5].lower() == "data:":
-        data = _decode_data_url(stripped, max_bytes)
+        data = decode_data_url(stripped, max_bytes)
     else:
         data = await _fetch(
             stripped,
             _Policy(max_bytes, allow_private, allowed_ports, min(timeout, connect_timeout)),
             deadline=timeout,
         )
+    return await check_image(data, max_pixels=max_pixels)
+
+
+async def check_image(data: bytes, *, max_pixels: int = 40_000_000) -> Image:
+    """``load_image``'s Pillow checks of bytes from elsewhere (the image store)."""
     # verify() walks the whole file (PNG chunk CRCs, for one), so keep it off the event loop.
     return await anyio.to_thread.run_sync(_sniff, data, max_pixels)
 
@@ -131,7 +136,12 @@ def format_size(num_bytes: int) -> str:
 # --- data: URLs -------------------------------------------------------------------------
 
 
-def _decode_data_url(url: str, max_bytes: int) -> bytes:
+MALFORMED_BASE64 = "The data URL's base64 data is malformed"
+
+
+def decode_data_url(url: str, max_bytes: int) -> bytes:
+    """The bytes of a ``data:image/…;base64,…`` URL of at most ``max_bytes`` (ImageError
+    otherwise): the rule createJob and the worker share."""
     header, comma, payload = url[5:].partition(",")
     if not comma:
         raise ImageError("The data URL is malformed (no ',' before the data)")
@@ -142,20 +152,16 @@ def _decode_data_url(url: str, max_bytes: int) -> bytes:
         raise ImageError(f"The data URL is not an image ({shown})")
     if "base64" not in (p.lower() for p in params):
         raise ImageError("The data URL must be base64-encoded (data:image/...;base64,...)")
-    if "%" in payload:
-        payload = urllib.parse.unquote(payload)
-    payload = "".join(payload.split())  # line breaks and spaces some encoders insert
+    payload = dataurl.clean_payload(payload)
     if not payload:
         raise ImageError("The data URL contains no image data")
     # Refuse before decoding: base64 is 4 characters per 3 bytes.
     if len(payload) // 4 * 3 > max_bytes + 3:
         raise ImageError(f"Image is larger than the {format_size(max_bytes)} limit")
-    altchars = b"-_" if ("-" in payload or "_" in payload) else None
-    payload += "=" * (-len(payload) % 4)
     try:
-        data = base64.b64decode(payload, altchars=altchars, validate=True)
-    except (binascii.Error, ValueError):
-        raise ImageError("The data URL's base64 data is malformed") from None
+        data = dataurl.decode_base64(payload)
+    except ValueError:
+        raise ImageError(MALFORMED_BASE64) from None
     if len(data) > max_bytes:
         raise ImageError(f"Image is larger than the {format_size(max_bytes)} limit")
     return data

@@ -12,6 +12,7 @@ from pipeline.providers.base import ContentProvider, VisionProvider
 from pipeline.providers.offline import OfflineContent, OfflineVision
 from pipeline.ratelimit import limit_content, limit_vision
 from pipeline.stages import Stages
+from pipeline.stored_images import StoredImageLoader
 from pipeline.worker import Worker
 from storage.store import JobStore
 
@@ -47,7 +48,9 @@ def build_providers(settings: PipelineSettings) -> tuple[VisionProvider, Content
     return vision, content
 
 
-def build_stages(settings: PipelineSettings) -> Stages:
+def build_stages(settings: PipelineSettings, store: JobStore | None = None) -> Stages:
+    """The stages with the real image loaders: URLs and data: URLs by ``load_image``, a
+    job's ``/api/images/…`` from ``store``'s image store (without a store, only the former)."""
     vision, content = build_providers(settings)
     loader = partial(
         load_image,
@@ -57,8 +60,11 @@ def build_stages(settings: PipelineSettings) -> Stages:
         max_pixels=settings.image_max_pixels,
         timeout=settings.image_fetch_timeout_seconds,
     )
-    return Stages(vision, content, loader, settings.stage_timeout_seconds)
+    stored = (
+        None if store is None else StoredImageLoader(store, max_pixels=settings.image_max_pixels)
+    )
+    return Stages(vision, content, loader, settings.stage_timeout_seconds, stored)
 
 
 def build_worker(store: JobStore, settings: PipelineSettings) -> Worker:
-    return Worker(store, build_stages(settings), settings)
+    return Worker(store, build_stages(settings, store), settings)

@@ -22,9 +22,12 @@ from pipeline.providers.base import (
     VisionProvider,
     VisionRequest,
 )
+from storage.images import is_image_path
 from storage.records import ClaimedJob, Outputs, StageUsage
 
 ImageLoader = Callable[[str], Awaitable[Image]]
+# A job's image from the image store, by the job's user id and its /api/images/… imageUrl.
+StoredImageLoader = Callable[[int, str], Awaitable[Image]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +36,15 @@ class Stages:
     content: ContentProvider
     load_image: ImageLoader
     timeout: float
+    load_stored: StoredImageLoader | None = None  # None: every imageUrl goes to load_image
 
     async def analyze(self, job: ClaimedJob) -> tuple[VisionAnalysis, StageUsage]:
         started = time.perf_counter()
         with _Deadline(self.timeout, "gemini"):
-            image = await self.load_image(job.image_url)
+            if self.load_stored is not None and is_image_path(job.image_url):
+                image = await self.load_stored(job.user_id, job.image_url)
+            else:
+                image = await self.load_image(job.image_url)
             result = await self.vision.analyze(
                 VisionRequest(
                     image=image,

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline.runner import trim_memory_periodically
 from pipeline.service import build_worker
-from rpc import oauth, security, static, subscriptions, template, vision
+from rpc import images, oauth, security, static, subscriptions, template, vision
 from rpc.auth import Authenticator, secret_warning
 from rpc.config import Settings
 from rpc.context import Services
@@ -124,6 +124,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         Route(ROUTE_PATH, trpc, methods=sorted(METHODS)),  # see ROUTE_PATH: the redirect
         Route("/healthz", health, methods=["GET"]),
         Route("/api/jobs/{job_id}/events", subscriptions.job_events, methods=["GET"]),
+        *images.routes(),
         *oauth.routes(),
     ]
     # STATIC_DIR's mount catches every path: it must stay after every other route.

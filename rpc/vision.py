@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
+from functools import partial
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pipeline.errors import ImageError
+from pipeline.stored_images import inline_image
 from rpc import quotas
+from rpc.config import Settings
 from rpc.context import Context
 from rpc.errors import TRPCError
 from rpc.router import Router
 from rpc.superjson import DATE, Encoded, RawJSON, iso, timestamp_iso
-from storage.records import JobStatusRecord, JobSummary, NewJob
+from storage.images import image_sha, is_image_path
+from storage.records import JobStatusRecord, JobSummary, NewImage, NewJob
 
 CREATED_MESSAGE = "Job created and queued for processing"
+IMAGE_NOT_FOUND = "Image not found"
 
 
 class CreateJobInput(BaseModel):
@@ -35,6 +40,10 @@ class CreateJobInput(BaseModel):
     @classmethod
     def _image_url(cls, value: str) -> str:
         value = value.strip()
+        if is_image_path(value):  # one of the caller's stored images: no URL rule applies
+            if image_sha(value) is None:
+                raise ValueError("Invalid image path: expected /api/images/<sha256, 64 hex>")
+            return value
         if value[:5].lower() == "data:":
             header, comma, _ = value.partition(",")
             if not comma or not header[5:].lower().startswith("image/"):
@@ -64,21 +73,33 @@ class HistoryInput(BaseModel):
     offset: int = Field(default=0, ge=0, le=_INT64)
 
 
-def _data_url_size(url: str) -> int:
-    """Decoded size of a data: URL's payload, without decoding it all."""
-    data = url.partition(",")[2].strip()
-    return len(data) * 3 // 4 - data[-2:].count("=")
-
-
-def _check_data_url(url: str, max_bytes: int) -> None:
-    if _data_url_size(url) > max_bytes:
-        raise TRPCError(
-            "PAYLOAD_TOO_LARGE", f"The image is larger than the {max_bytes // 1024} KiB limit"
-        )
+async def _inline_image(url: str, settings: Settings) -> NewImage:
+    """A createJob's data: URL decoded, checked from its header and hashed (in a thread: a
+    10 MiB image is milliseconds of CPU); what the worker would refuse is BAD_REQUEST with
+    the worker's message."""
     try:
-        base64.b64decode(url.partition(",")[2][:4096].strip() + "==", validate=False)
-    except (binascii.Error, ValueError):
-        raise TRPCError("BAD_REQUEST", "The data URL is not valid base64") from None
+        return await anyio.to_thread.run_sync(partial(
+            inline_image, url, max_bytes=settings.image_max_bytes,
+            max_pixels=settings.image_max_pixels,
+        ))  # fmt: skip
+    except ImageError as exc:
+        raise TRPCError("BAD_REQUEST", exc.message) from None
+
+
+async def _create(ctx: Context, job: NewJob, image: NewImage | None) -> int:
+    """The job in the store: with its inline ``image``, the caller's stored image and the job
+    referring to it, in one transaction; ``/api/images/<sha256>`` only if the caller has that
+    image; any other URL through the batched insert."""
+    store = ctx.services.store
+    if image is not None:
+        return await store.create_job_with_image(job, image)
+    sha = image_sha(job.image_url)
+    if sha is not None:
+        job_id = await store.create_job_with_stored_image(job, sha)
+        if job_id is None:  # theirs or nobody's: the same answer
+            raise TRPCError("BAD_REQUEST", IMAGE_NOT_FOUND)
+        return job_id
+    return await store.create_job(job)
 
 
 def _parsed(text: str | None) -> Any:
@@ -271,13 +292,15 @@ def register(router: Router) -> None:
     @router.procedure("visionPipeline.createJob", "mutation", input=CreateJobInput, guard="user")
     async def create_job(ctx: Context, data: CreateJobInput) -> dict[str, Any]:
         settings = ctx.services.settings
-        if data.imageUrl.startswith(("data:", "DATA:", "Data:")):
-            _check_data_url(data.imageUrl, settings.image_max_bytes)
         caller = await ctx.caller()
         assert caller is not None
+        image = None
+        if data.imageUrl[:5].lower() == "data:":  # checked before the quotas, as the input
+            image = await _inline_image(data.imageUrl, settings)
         # 429/503 when over a quota; one user's creations are admitted one at a time.
         async with quotas.admit(settings, ctx.services.store, caller.user_id):
-            job_id = await ctx.services.store.create_job(
+            job_id = await _create(
+                ctx,
                 NewJob(
                     user_id=caller.user_id,
                     image_url=data.imageUrl,
@@ -287,7 +310,8 @@ def register(router: Router) -> None:
                     creativity_level=data.creativityLevel,
                     additional_instructions=data.additionalInstructions,
                     max_retries=settings.max_retries,
-                )
+                ),
+                image,
             )
         return {"jobId": job_id, "status": "pending", "message": CREATED_MESSAGE}
 

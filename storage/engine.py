@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from storage.driver import Driver
+from storage.images import convert_inline_images
 from storage.schema import push
 from storage.store import JobStore
 from storage.urls import DatabaseUrl, parse_database_url
@@ -20,8 +21,16 @@ async def open_driver(url: DatabaseUrl, *, pool_size: int = 10) -> Driver:
 
 
 async def open_store(database_url: str, *, create: bool = True, pool_size: int = 10) -> JobStore:
-    """Connect (creating or updating the tables first when ``create``) and return the store."""
+    """Connect (creating or updating the tables first when ``create``, then converting the
+    data: URLs older versions stored) and return the store."""
     url = parse_database_url(database_url)
     if create:
         await push(url)
-    return JobStore(await open_driver(url, pool_size=pool_size))
+    store = JobStore(await open_driver(url, pool_size=pool_size))
+    if create:  # rows of older versions: their whole data: URLs into the image store
+        try:
+            await convert_inline_images(store)
+        except BaseException:
+            await store.driver.close()
+            raise
+    return store

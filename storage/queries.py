@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from storage.tables import INLINE_IMAGE_JOB
+
 _PARAM = re.compile(r"\$(\d+)")
 
 
@@ -481,4 +483,74 @@ USER_EVENTS_AFTER = Query(
     "A user's job changes after event $2 (onMyJobs resuming).",
     """SELECT id, "jobId", "userId", status, progress, "errorMessage", "createdAt"
     FROM "visionJobEvents" WHERE "userId" = $1 AND id > $2 ORDER BY id LIMIT $3""",
+)
+
+# --- the image store (storage.images) ---------------------------------------------------------
+
+INSERT_IMAGE = Query(
+    "insert_image",
+    "Store an image for user $1 under its SHA-256 $2; a user who has it already keeps the row "
+    "they have (nothing is written).",
+    """INSERT INTO "visionImages" ("userId", sha256, "mimeType", "byteSize", width, height, data,
+        "createdAt")
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    ON CONFLICT ("userId", sha256) DO NOTHING""",
+)
+
+HOLD_IMAGE = Query(
+    "hold_image",
+    "Whether user $1 has the image $2, and on PostgreSQL a share lock on it until the "
+    "transaction ends: the job about to refer to it commits before the deletion trigger "
+    "(which locks the image FOR UPDATE first) can decide that no job uses it.",
+    postgres="""SELECT id FROM "visionImages" WHERE "userId" = $1 AND sha256 = $2 FOR SHARE""",
+    sqlite="""SELECT id FROM "visionImages" WHERE "userId" = ?1 AND sha256 = ?2""",
+)
+
+_IMAGE_INFO = '"userId", sha256, "mimeType", "byteSize", width, height'
+
+GET_IMAGE = Query(
+    "get_image",
+    "User $1's image $2 with its bytes (GET /api/images/…, and the worker reading a job's).",
+    f"""SELECT {_IMAGE_INFO}, data FROM "visionImages" WHERE "userId" = $1 AND sha256 = $2""",
+)
+
+GET_IMAGE_INFO = Query(
+    "get_image_info",
+    "User $1's image $2 without its bytes (HEAD, and a GET the client has cached: 304).",
+    f"""SELECT {_IMAGE_INFO}, NULL AS data FROM "visionImages"
+    WHERE "userId" = $1 AND sha256 = $2""",
+)
+
+GET_ANY_IMAGE = Query(
+    "get_any_image",
+    "The image $1 whichever user stored it (an admin's GET), with its bytes: the same bytes "
+    "whoever's row it is.",
+    f"""SELECT {_IMAGE_INFO}, data FROM "visionImages" WHERE sha256 = $1 ORDER BY id LIMIT 1""",
+)
+
+GET_ANY_IMAGE_INFO = Query(
+    "get_any_image_info",
+    "get_any_image without the bytes.",
+    f"""SELECT {_IMAGE_INFO}, NULL AS data FROM "visionImages"
+    WHERE sha256 = $1 ORDER BY id LIMIT 1""",
+)
+
+NEXT_INLINE_IMAGE_JOB = Query(
+    "next_inline_image_job",
+    "The conversion of older rows: the next job after id $1 whose imageUrl still holds a whole "
+    "data: URL (served by the partial index idx_inline_image_jobs), locked; on PostgreSQL a job "
+    "another process is converting is skipped (SKIP LOCKED), so processes starting together "
+    "share the work.",
+    postgres=f"""SELECT id, "userId", "imageUrl" FROM "visionJobs"
+    WHERE {INLINE_IMAGE_JOB} AND id > $1 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED""",
+    sqlite=f"""SELECT id, "userId", "imageUrl" FROM "visionJobs"
+    WHERE {INLINE_IMAGE_JOB} AND id > ?1 ORDER BY id LIMIT 1""",
+)
+
+SET_INLINE_IMAGE_URL = Query(
+    "set_inline_image_url",
+    "The conversion: job $1's data: URL replaced by its stored image's path $2 (or the "
+    "invalid-image marker). Only while it still holds a data: URL, so running it twice "
+    "changes nothing; updatedAt is kept (the job itself did not change).",
+    f"""UPDATE "visionJobs" SET "imageUrl" = $2 WHERE id = $1 AND {INLINE_IMAGE_JOB}""",
 )

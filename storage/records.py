@@ -134,3 +134,38 @@ class ReapedJob:
     attempt: int
     worker_id: str | None
     final: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewImage:
+    """An image for the store (``visionImages``), checked and hashed by its sender."""
+
+    sha256: str  # hex, lowercase: the store's key with the user's id
+    mime_type: str
+    width: int | None
+    height: int | None
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredImage:
+    """An image of the store; ``data`` is None when it was read without its bytes."""
+
+    user_id: int
+    sha256: str
+    mime_type: str
+    byte_size: int
+    width: int | None
+    height: int | None
+    data: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConvertedJob:
+    """A job whose inline data: URL the conversion replaced: by its stored image's path
+    (``image_stored``, ``new_image`` when the user had no such image yet) or, when its base64
+    did not decode, by ``storage.images.INVALID_IMAGE_URL``."""
+
+    job_id: int
+    image_stored: bool
+    new_image: bool

@@ -18,6 +18,7 @@ from storage import queries as q
 from storage.changes import ChangeFeed
 from storage.coalesce import Coalescer
 from storage.driver import Driver, Row, Statement, Work, execute, fetch_all, fetch_one
+from storage.images import ImageStore
 from storage.records import (
     AttemptRecord,
     ClaimedJob,
@@ -62,7 +63,7 @@ class Refill:
     claimed: Callable[[list[ClaimedJob]], None]  # called with them once the statement returned
 
 
-class JobStore:
+class JobStore(ImageStore):
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
         self.feed = ChangeFeed(driver)

@@ -22,6 +22,12 @@ def _ts(nullable: bool = True) -> Any:
     return Field(default=None, sa_type=_TS, nullable=nullable)
 
 
+# The two kinds of imageUrl the image store cares about, as SQL conditions that the queries
+# repeat word for word (a partial index serves a query only when it names its condition).
+STORED_IMAGE_JOB = """substr("imageUrl", 1, 12) = '/api/images/'"""
+INLINE_IMAGE_JOB = """lower(substr("imageUrl", 1, 5)) = 'data:'"""
+
+
 class User(SQLModel, table=True):
     __tablename__ = "users"
 
@@ -61,6 +67,24 @@ class VisionJob(SQLModel, table=True):
             "leaseExpiresAt",
             sqlite_where=sa.text("status IN ('gemini_analyzing', 'deepseek_generating')"),
             postgresql_where=sa.text("status IN ('gemini_analyzing', 'deepseek_generating')"),
+        ),
+        # Jobs made from a stored image (storage.images): whether any job of the user still
+        # uses an image, asked by the deletion trigger. Partial: an index of every imageUrl
+        # would hold 8 KB URLs (over PostgreSQL's index row limit).
+        sa.Index(
+            "idx_stored_image_jobs",
+            "userId",
+            "imageUrl",
+            sqlite_where=sa.text(STORED_IMAGE_JOB),
+            postgresql_where=sa.text(STORED_IMAGE_JOB),
+        ),
+        # Jobs still holding a whole data: URL (older versions stored them): what the
+        # conversion at start-up looks for, an empty index once it has run.
+        sa.Index(
+            "idx_inline_image_jobs",
+            "id",
+            sqlite_where=sa.text(INLINE_IMAGE_JOB),
+            postgresql_where=sa.text(INLINE_IMAGE_JOB),
         ),
     )
 
@@ -169,7 +193,33 @@ class VisionJobEvent(SQLModel, table=True):
     createdAt: datetime = Field(sa_type=_TS, nullable=False)
 
 
-ALL_TABLES = (User, VisionJob, VisionJobOutput, VisionJobSession, VisionJobEvent)
+class VisionImage(SQLModel, table=True):
+    """An image a user sent inline (or, later, uploaded), stored once per (user, SHA-256).
+
+    Jobs refer to it as ``/api/images/<sha256>`` in their imageUrl; the deletion trigger
+    (``storage.triggers``) removes it with the last job of its user that does. Nothing is
+    shared across users: another user's identical image is that user's own row.
+    """
+
+    __tablename__ = "visionImages"
+    __table_args__ = (
+        sa.UniqueConstraint("userId", "sha256", name="uq_images_userId_sha256"),
+        sa.Index("idx_images_sha256", "sha256"),  # an admin's read, whoever stored it
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    userId: int = Field(nullable=False)
+    sha256: str = Field(sa_type=sa.String(64), nullable=False)  # hex, lowercase
+    mimeType: str = Field(sa_type=sa.String(255), nullable=False)
+    byteSize: int = Field(nullable=False)
+    # NULL when Pillow could not read them (a converted data: URL that is not an image).
+    width: int | None = Field(default=None)
+    height: int | None = Field(default=None)
+    data: bytes = Field(sa_type=sa.LargeBinary, nullable=False)  # BLOB / BYTEA
+    createdAt: datetime = Field(sa_type=_TS, nullable=False)
+
+
+ALL_TABLES = (User, VisionJob, VisionJobOutput, VisionJobSession, VisionJobEvent, VisionImage)
 
 
 def metadata() -> sa.MetaData:

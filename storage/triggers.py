@@ -1,4 +1,5 @@
-"""The triggers that write ``visionJobEvents`` and, on PostgreSQL, wake listeners.
+"""The triggers that write ``visionJobEvents`` and, on PostgreSQL, wake listeners; and the
+one that deletes a stored image with the last job that uses it.
 
 A trigger rather than an INSERT in each query: every writer of ``visionJobs`` (worker, API,
 reaper, operators, a DBA's UPDATE) records its change the same way, in the same transaction.
@@ -9,6 +10,8 @@ live-progress streams learn of a change without polling.
 
 from __future__ import annotations
 
+from storage.tables import STORED_IMAGE_JOB
+
 CHANNEL = "vision_job_events"
 
 _CHANGED = '''OLD.status IS NOT NEW.status OR OLD.progress IS NOT NEW.progress
@@ -17,6 +20,16 @@ _INSERT = """INSERT INTO "visionJobEvents" ("jobId", "userId", status, progress,
             "errorMessage", "createdAt")
         VALUES (NEW.id, NEW."userId", NEW.status, NEW.progress, NEW."errorMessage",
             NEW."updatedAt")"""
+
+# An image of the store is deleted with the last job of its user that refers to it, whoever
+# deletes the job (the API, a retention command, an operator's SQL). The condition is the
+# partial index's (storage.tables.STORED_IMAGE_JOB), so the check is an index probe.
+_STILL_USED = """SELECT 1 FROM "visionJobs" AS j
+            WHERE j."userId" = {user} AND {stored} AND j."imageUrl" = {url}"""
+_STORED = STORED_IMAGE_JOB.replace('"imageUrl"', 'j."imageUrl"')
+_STILL_USED_SQLITE = _STILL_USED.format(user='OLD."userId"', stored=_STORED, url='OLD."imageUrl"')
+_STILL_USED_PG = _STILL_USED.format(user='d."userId"', stored=_STORED, url='d."imageUrl"')
+_OLD_STORED = STORED_IMAGE_JOB.replace('"imageUrl"', 'o."imageUrl"')
 
 SQLITE = [
     f"""CREATE TRIGGER IF NOT EXISTS trg_job_created AFTER INSERT ON "visionJobs"
@@ -28,6 +41,14 @@ AFTER UPDATE OF status, progress, "errorMessage" ON "visionJobs"
 WHEN {_CHANGED}
 BEGIN
     {_INSERT};
+END""",
+    # SQLite has one writer at a time: nothing can take up the image between check and delete.
+    f"""CREATE TRIGGER IF NOT EXISTS trg_job_deleted AFTER DELETE ON "visionJobs"
+WHEN {STORED_IMAGE_JOB.replace('"imageUrl"', 'OLD."imageUrl"')}
+BEGIN
+    DELETE FROM "visionImages"
+    WHERE "userId" = OLD."userId" AND sha256 = substr(OLD."imageUrl", 13)
+        AND NOT EXISTS ({_STILL_USED_SQLITE});
 END""",
 ]
 
@@ -75,6 +96,29 @@ REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
 FOR EACH STATEMENT EXECUTE FUNCTION vision_jobs_updated()""",
     # The row-level function of earlier versions, unused once the triggers are replaced.
     "DROP FUNCTION IF EXISTS vision_job_event()",
+    # A createJob that reuses an image holds it FOR SHARE until it commits (JobStore's
+    # keep_image); this locks the images first and then, in a statement of its own (a fresh
+    # snapshot under READ COMMITTED), sees that createJob's job: an image is never deleted
+    # under a job that is being created with it. Statement-level, as the others: a retention
+    # DELETE of many jobs runs this once.
+    f"""CREATE OR REPLACE FUNCTION vision_jobs_deleted() RETURNS trigger AS $$
+BEGIN
+    PERFORM 1 FROM "visionImages" AS i
+    JOIN (SELECT DISTINCT o."userId", substr(o."imageUrl", 13) AS sha256
+          FROM old_rows AS o WHERE {_OLD_STORED}
+         ) AS d ON i."userId" = d."userId" AND i.sha256 = d.sha256
+    ORDER BY i.id FOR UPDATE OF i;
+    DELETE FROM "visionImages" AS i
+    USING (SELECT DISTINCT o."userId", o."imageUrl" FROM old_rows AS o
+           WHERE {_OLD_STORED}) AS d
+    WHERE i."userId" = d."userId" AND i.sha256 = substr(d."imageUrl", 13)
+        AND NOT EXISTS ({_STILL_USED_PG});
+    RETURN NULL;
+END
+$$ LANGUAGE plpgsql""",
+    """CREATE OR REPLACE TRIGGER trg_job_deleted AFTER DELETE ON "visionJobs"
+REFERENCING OLD TABLE AS old_rows
+FOR EACH STATEMENT EXECUTE FUNCTION vision_jobs_deleted()""",
 ]
 
 

@@ -277,7 +277,7 @@ def reset_database(url: str) -> None:
 
     anyio.run(push, parse_database_url(url))
     sql(url, 'TRUNCATE users, "visionJobs", "visionJobOutputs", "visionJobSessions", '
-        '"visionJobEvents" RESTART IDENTITY')  # fmt: skip
+        '"visionJobEvents", "visionImages" RESTART IDENTITY')  # fmt: skip
 
 
 @contextmanager

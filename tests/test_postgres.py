@@ -73,7 +73,7 @@ def test_schema_sql_and_db_push_give_the_same_postgresql_tables(pg: str) -> None
         assert _indexes(from_file) == _indexes(pg)
         triggers = sql(pg, "SELECT DISTINCT trigger_name FROM information_schema.triggers "
                        "ORDER BY trigger_name")  # fmt: skip
-        assert triggers == [("trg_job_changed",), ("trg_job_created",)]
+        assert triggers == [("trg_job_changed",), ("trg_job_created",), ("trg_job_deleted",)]
         claim_index = [d for n, d in _indexes(pg) if n == "idx_claim"]
         assert claim_index and "WHERE" in claim_index[0] and "pending" in claim_index[0]
     finally:

@@ -57,8 +57,10 @@ def test_applying_schema_sql_gives_the_tables_the_models_create(tmp_path: Path) 
     tables = _describe(from_models)["tables"]
     assert isinstance(tables, dict)
     assert set(tables) == {"users", "visionJobs", "visionJobOutputs", "visionJobSessions",
-                           "visionJobEvents"}  # fmt: skip
-    assert _describe(from_models)["triggers"] == ["trg_job_changed", "trg_job_created"]
+                           "visionJobEvents", "visionImages"}  # fmt: skip
+    assert _describe(from_models)["triggers"] == [
+        "trg_job_changed", "trg_job_created", "trg_job_deleted",
+    ]  # fmt: skip
     job_columns = {c[1] for c in tables["visionJobs"]}
     # The design document's columns, so its SQL still works, plus the queue's.
     for column in ("id", "userId", "imageUrl", "imageContext", "analysisPurpose", "outputFormat",
