@@ -15,6 +15,7 @@ from io import BytesIO
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
+from pipeline.decoding import without_png_text
 from pipeline.errors import ImageError
 from pipeline.images import (
     _SUPPORTED,
@@ -42,7 +43,9 @@ def read_header(data: bytes, max_pixels: int) -> tuple[str, int, int]:
     if not data:
         raise ImageError("The image is empty")
     try:
-        with PILImage.open(BytesIO(data), formats=list(ALLOWED_FORMATS)) as probe:
+        # Text chunks dropped first: Pillow inflates them all on open (pipeline.decoding).
+        probe_data = without_png_text(data)
+        with PILImage.open(BytesIO(probe_data), formats=list(ALLOWED_FORMATS)) as probe:
             fmt = probe.format or ""
             width, height = probe.size
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
