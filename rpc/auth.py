@@ -16,12 +16,12 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from http.cookies import SimpleCookie
 
 import jwt
 from starlette.requests import Request
 
 from rpc.config import Settings
+from rpc.cookies import read_cookie
 from storage.store import JobStore
 
 log = logging.getLogger("rpc.auth")
@@ -49,19 +49,9 @@ class _Cached:
 
 
 def session_token(request: Request) -> str | None:
-    cookie_header = request.headers.get("cookie")
-    if cookie_header:
-        token = request.cookies.get(COOKIE_NAME)
-        if token is None:  # Starlette's parser is strict; fall back to the stdlib's
-            jar: SimpleCookie = SimpleCookie()
-            try:
-                jar.load(cookie_header)
-            except Exception:
-                jar = SimpleCookie()
-            morsel = jar.get(COOKIE_NAME)
-            token = morsel.value if morsel else None
-        if token:
-            return token
+    token = read_cookie(request.scope, COOKIE_NAME)  # linear, whatever the header holds
+    if token:
+        return token
     authorization = request.headers.get("authorization", "")
     scheme, _, credentials = authorization.partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
