@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline.runner import trim_memory_periodically
 from pipeline.service import build_worker
-from rpc import images, oauth, security, static, subscriptions, template, vision
+from rpc import gate, images, oauth, security, static, subscriptions, template, vision
 from rpc.auth import Authenticator, secret_warning
 from rpc.config import Settings
 from rpc.context import Services
@@ -41,11 +41,15 @@ class App:
     """The ASGI app ``create_app`` returns: ``/api/trpc/…`` goes straight to the dispatcher, every
     other path (and the lifespan) to Starlette. The hot API path skips Starlette's router and
     middleware stack (`Dispatcher.asgi` does what they did for it); OAuth, static files, SSE and
-    /healthz keep them. Like Starlette's router, the prefix check reads ``scope["path"]``."""
+    /healthz keep them. Like Starlette's router, the prefix check reads ``scope["path"]``.
+    Before either, ``rpc.gate`` refuses an oversized Cookie header and, in local mode, a
+    Host that is not this machine."""
 
-    def __init__(self, cold: Starlette) -> None:
+    def __init__(self, cold: Starlette, settings: Settings | None = None) -> None:
         self.cold = cold
         self.hot: ASGIApp = _not_started  # the dispatcher, once the lifespan has opened the store
+        self.settings = settings
+        self.loopback_only = settings is not None and settings.local_mode  # rpc.gate
 
     @property
     def state(self) -> State:
@@ -53,7 +57,13 @@ class App:
         return self.cold.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(BASE_PATH):
+        if scope["type"] != "http":
+            await self.cold(scope, receive, send)  # the lifespan
+            return
+        refused = gate.check(scope["headers"], self.loopback_only)  # cookie cap, local Host
+        if refused is not None:
+            await gate.refusal_app(refused, self.settings)(scope, receive, send)
+        elif scope["path"].startswith(BASE_PATH):
             scope["app"] = self.cold  # as Starlette sets it: request.app.state stays reachable
             await self.hot(scope, receive, send)
         else:
@@ -91,8 +101,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         outer.hot = _hot_path(dispatcher, settings)
         if settings.local_mode:
             log.warning(
-                "LOCAL MODE: JWT_SECRET is not set, so every request acts as the local user. "
-                "Set JWT_SECRET before exposing this server."
+                "LOCAL MODE: JWT_SECRET is not set, so every request acts as the local user "
+                "and only requests to localhost are answered. Set JWT_SECRET to expose this "
+                "server."
             )
         elif weak := secret_warning(settings.jwt_secret):
             log.warning(weak)
@@ -131,5 +142,5 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     cold = Starlette(
         routes=[*routes, *static.routes(settings)], lifespan=lifespan, middleware=middleware
     )
-    outer = App(cold)
+    outer = App(cold, settings)
     return outer

@@ -23,12 +23,12 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from http.cookies import SimpleCookie
 
 import jwt
 from starlette.requests import Request
 
 from rpc.config import Settings
+from rpc.cookies import read_cookie
 from storage.store import JobStore
 
 log = logging.getLogger("rpc.auth")
@@ -78,19 +78,9 @@ class _Cached:
 
 
 def session_token(request: Request) -> str | None:
-    cookie_header = request.headers.get("cookie")
-    if cookie_header:
-        token = request.cookies.get(COOKIE_NAME)
-        if token is None:  # Starlette's parser is strict; fall back to the stdlib's
-            jar: SimpleCookie = SimpleCookie()
-            try:
-                jar.load(cookie_header)
-            except Exception:
-                jar = SimpleCookie()
-            morsel = jar.get(COOKIE_NAME)
-            token = morsel.value if morsel else None
-        if token:
-            return token
+    token = read_cookie(request.scope, COOKIE_NAME)  # linear, whatever the header holds
+    if token:
+        return token
     authorization = request.headers.get("authorization", "")
     scheme, _, credentials = authorization.partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():

@@ -17,9 +17,11 @@ MAX_BATCH_SIZE calls (400 "Batch call exceeds maximum size", tRPC's maxBatchSize
 MAX_BODY_BYTES (413, counted while the body streams); JSON text through ``rpc.limits.loads``
 (too many values 413; too deep, NaN, giant integers 400); superjson meta that is malformed,
 points at missing paths or names unknown types (400, ``rpc.superjson``); NUL characters
-anywhere in an input (400, ``rpc.limits.refuse_nul``). A fault nobody foresaw is logged and
-answered as an INTERNAL_SERVER_ERROR envelope. Header floods are uvicorn's to bound (README).
-"""
+anywhere in an input (400, ``rpc.limits.refuse_nul``); a body (any method but GET) whose
+content type is not ``application/json`` (415, before it is read: text/plain, forms and
+multipart are what a page may send cross-site without a preflight, issue 13). A fault nobody
+foresaw is logged and answered as an INTERNAL_SERVER_ERROR envelope. Header floods are
+uvicorn's to bound (README); an oversized Cookie header is ``rpc.gate``'s (431)."""
 
 from __future__ import annotations
 
@@ -61,7 +63,9 @@ ROUTE_PATH = BASE_PATH + "{path:trpc_path}"
 # 405 that Route gave, not an envelope.
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 _ALLOW = ", ".join(sorted(METHODS))
-_JSON_TYPES = ("application/json", "text/plain", "application/x-www-form-urlencoded")
+# The only body a browser cannot send cross-site without a CORS preflight: text/plain, forms
+# and multipart (or no type at all) would let any page act with a user's cookie.
+_JSON_TYPE = "application/json"
 
 
 @dataclass(slots=True)
@@ -129,18 +133,15 @@ class Dispatcher:
             if url_bytes > settings.max_url_bytes:
                 raise TRPCError("BAD_REQUEST", f"Request URL is too long ({url_bytes} bytes; "
                                 f"the limit is {settings.max_url_bytes})")  # fmt: skip
-            content_type = request.headers.get("content-type", "")
-            if method not in ("GET", "POST") and not content_type:
-                raise TRPCError("UNSUPPORTED_MEDIA_TYPE", "Missing content-type header")
-            if (
-                method == "POST"
-                and content_type
-                and not content_type.lower().startswith(_JSON_TYPES)
-            ):
-                raise TRPCError(
-                    "UNSUPPORTED_MEDIA_TYPE",
-                    f'Unsupported content-type "{content_type.split(";")[0].strip()}',
-                )
+            if method != "GET":  # JSON only: no cross-site form or no-cors fetch (§2.3)
+                content_type = request.headers.get("content-type", "")
+                if not content_type:
+                    raise TRPCError("UNSUPPORTED_MEDIA_TYPE", "Missing content-type header")
+                if not content_type.lower().startswith(_JSON_TYPE):
+                    raise TRPCError(
+                        "UNSUPPORTED_MEDIA_TYPE",
+                        f'Unsupported content-type "{content_type.split(";")[0].strip()}',
+                    )
             paths = path.split(",") if batch else [path]
             if len(paths) > settings.max_batch_size:
                 raise TRPCError("BAD_REQUEST", "Batch call exceeds maximum size")

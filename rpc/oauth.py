@@ -36,6 +36,7 @@ from starlette.routing import BaseRoute, Route
 from rpc.auth import COOKIE_NAME, ONE_YEAR_SECONDS, mint_token, open_id_problem, storable
 from rpc.config import Settings
 from rpc.context import Context, Services
+from rpc.cookies import read_cookie
 
 log = logging.getLogger("rpc.oauth")
 
@@ -223,7 +224,7 @@ async def oauth_callback(request: Request) -> Response:
     # Gen-2 CSRF guard (§1.3): the nonce in `state` must equal the cookie startLogin set.
     # Gen-1 clients set no cookie and put bare base64(redirectUri) in `state`.
     decoded = decode_state(state)
-    expected = request.cookies.get(OAUTH_STATE_COOKIE)
+    expected = read_cookie(request.scope, OAUTH_STATE_COOKIE)
     if expected is not None or decoded is None:
         nonce = decoded[1] if decoded else None
         if expected is None or not nonce or nonce != expected:

@@ -13,6 +13,9 @@ What this module promises:
   ``assets/``, Vite's output folder, or a name carrying a content hash such as
   ``logo_d1d871ea.png`` or ``index-B2xK9q1Z.js``); ``no-cache`` (revalidate every time) for
   ``index.html`` and every other file.
+- A path with a segment starting with a dot (``/.env``, ``/x/.git/config``, percent-encoded
+  or not) is a plain 404, never a file and never the fallback; only ``/.well-known/…`` is
+  served as any other path is.
 - The mount catches every path, so ``rpc.app`` adds it after all other routes.
 """
 
@@ -45,13 +48,22 @@ def is_hashed(relative_path: str) -> bool:
     return parts[0] == "assets" or bool(_HASHED.search(parts[-1]))
 
 
+def is_hidden(relative_path: str) -> bool:
+    """Whether a path names a dotfile or goes through a dot-directory (``.env``, ``.git/…``),
+    which a build may hold but must never serve; ``.well-known/`` (RFC 8615) is served."""
+    parts = relative_path.replace(os.sep, "/").split("/")
+    if parts[0] == ".well-known":
+        parts = parts[1:]
+    return relative_path != "." and any(part.startswith(".") for part in parts)
+
+
 class SinglePageApp(StaticFiles):
     """StaticFiles with the single-page fallback and the cache headers above."""
 
     async def get_response(self, path: str, scope: Scope) -> Response:
         # `path` is normalised and relative ("." for "/"; "api/x" for "/api/x").
         first = path.split(os.sep, 1)[0]
-        if first == "api" or scope["method"] not in ("GET", "HEAD"):
+        if first == "api" or scope["method"] not in ("GET", "HEAD") or is_hidden(path):
             return PlainTextResponse("Not Found", status_code=404)
         try:
             response = await super().get_response(path, scope)

@@ -58,7 +58,8 @@ def parse_event_id(value: EventId) -> int | None:
     if value is None or value == "":
         return None
     text = str(value).strip()
-    if not text.isascii() or not text.isdigit() or len(text) > 19:
+    # Ids are BIGINT: a larger one (19 digits may be) would fail in the database's hands.
+    if not text.isascii() or not text.isdigit() or len(text) > 19 or int(text) > _INT64:
         raise TRPCError("BAD_REQUEST", "lastEventId must be an event id sent by this server")
     return int(text)
 

@@ -320,6 +320,49 @@ def test_the_plain_endpoint_streams_progress_like_curl_and_resumes(
         assert curl.get(f"{server.base}/api/jobs/x/events", headers=bob).status_code == 400
 
 
+EVENT_ID_MESSAGE = "lastEventId must be an event id sent by this server"
+PAST_BIGINT = ["9223372036854775808", "9999999999999999999", "10000000000000000000"]
+
+
+def test_an_event_id_past_bigint_is_a_400_on_the_plain_endpoint(
+    server: Server, alice: httpx.Client, images: str
+) -> None:
+    job_id = create(alice, f"{images}/red.png")
+    wait_for_status(alice, job_id)  # a finished job: the resume reads the table at once
+    url = f"{server.base}/api/jobs/{job_id}/events"
+    auth = {"authorization": f"Bearer {server.token('sse-alice')}"}
+    with httpx.Client(timeout=30) as curl:
+        for big in [*PAST_BIGINT, str(10**30)]:
+            for r in (curl.get(url, headers={**auth, "last-event-id": big}),
+                      curl.get(url, headers=auth, params={"lastEventId": big})):  # fmt: skip
+                assert r.status_code == 400, (big, r.text)
+                assert r.json() == {"error": {"message": EVENT_ID_MESSAGE, "code": "BAD_REQUEST"}}
+        largest = str(2**63 - 1)  # still an id: nothing after it to send
+        assert curl.get(url, headers={**auth, "last-event-id": largest}).status_code == 204
+
+
+@pytest.mark.parametrize("path", [PROGRESS, MINE])
+@pytest.mark.parametrize("sj", [False, True], ids=["plain", "superjson"])
+def test_an_event_id_past_bigint_is_bad_request_on_the_subscriptions(
+    alice: httpx.Client, images: str, path: str, sj: bool
+) -> None:
+    job_id = create(alice, f"{images}/red.png")
+    wait_for_status(alice, job_id)
+    base = {"jobId": job_id} if path == PROGRESS else {}
+    tries: list[tuple[Any, dict[str, str]]] = []
+    for big in PAST_BIGINT:
+        tries += [({**base, "lastEventId": big}, {}), ({**base, "lastEventId": int(big)}, {}),
+                  (base or None, {"last-event-id": big})]  # fmt: skip
+    for input, headers in tries:
+        payload = None if input is None else ({"json": input} if sj else input)
+        r, events = read(alice, path, payload, headers=headers)
+        assert r.status_code == 200
+        assert [e.event for e in events] == ["connected", "serialized-error"], (input, headers)
+        shape = events[1].json()["json"] if sj and input is not None else events[1].json()
+        assert shape["data"]["code"] == "BAD_REQUEST", (input, headers, shape)
+        assert shape["message"] == EVENT_ID_MESSAGE
+
+
 # --- httpBatchStreamLink --------------------------------------------------------------------
 
 

@@ -11,12 +11,14 @@ from typing import Final
 import httpx
 import pytest
 
-from rpc.static import is_hashed
+from rpc.static import is_hashed, is_hidden
 from tests.support import Server, start_server
 
 INDEX: Final = b"<!doctype html><html><body><div id=root></div></body></html>"
 APP_JS: Final = b"console.log('app');"
 IMMUTABLE: Final = "public, max-age=31536000, immutable"
+SECRET: Final = "DATABASE_PASSWORD=hunter2"
+SECURITY_TXT: Final = b"Contact: mailto:security@example.com\n"
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +31,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     (dist / "favicon.ico").write_bytes(b"\x00\x00\x01\x00")
     (dist / "logo_d1d871ea.png").write_bytes(b"png")
     (tmp / "secret.txt").write_text("outside the build")
+    # dotfiles a build directory may hold (issue 13 item 6), and RFC 8615's well-known files
+    (dist / ".env").write_text(SECRET)
+    (dist / ".git").mkdir()
+    (dist / ".git" / "config").write_text(SECRET)
+    (dist / "assets" / ".hidden").write_text(SECRET)
+    (dist / ".well-known").mkdir()
+    (dist / ".well-known" / "security.txt").write_bytes(SECURITY_TXT)
+    (dist / ".well-known" / ".private").write_text(SECRET)
     srv = start_server(tmp / "jobs.db", tmp / "server.log", "--no-worker", STATIC_DIR=str(dist))
     try:
         yield srv
@@ -104,6 +114,35 @@ def test_nothing_outside_the_build_is_served(site: Server) -> None:
     for path in ("/../secret.txt", "/%2e%2e/secret.txt", "/assets/..%2f..%2fsecret.txt"):
         r = get(site, path)
         assert b"outside the build" not in r.content
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/.env", "/.git/config", "/.git/", "/.git", "/x/.git/config", "/assets/.hidden",
+     "/%2eenv", "/%2Egit/config", "/assets/%2ehidden", "/.nothing-here", "/x/.y/z",
+     "/.well-known/.private", "/assets/../.env"],
+)  # fmt: skip
+def test_dotfiles_are_404(site: Server, path: str) -> None:
+    for r in (get(site, path), httpx.head(site.base + path)):
+        assert r.status_code == 404, (path, r.request.method)
+        assert SECRET.encode() not in r.content and r.content != INDEX
+
+
+def test_well_known_files_are_served(site: Server) -> None:
+    r = get(site, "/.well-known/security.txt")
+    assert (r.status_code, r.content, r.headers["cache-control"]) == (200, SECURITY_TXT, "no-cache")
+    r = get(site, "/.well-known/nothing-here")  # as any other path: the single-page fallback
+    assert (r.status_code, r.content) == (200, INDEX)
+
+
+@pytest.mark.parametrize(
+    ("path", "hidden"),
+    [(".", False), ("index.html", False), ("assets/app.js", False), ("a..b", False),
+     (".env", True), ("..", True), ("../x", True), ("x/.git/config", True), (".well-known", False),
+     (".well-known/security.txt", False), (".well-known/.x", True), ("x/.well-known/y", True)],
+)  # fmt: skip
+def test_what_counts_as_hidden(path: str, hidden: bool) -> None:
+    assert is_hidden(path) is hidden
 
 
 def test_without_static_dir_unknown_paths_are_404(tmp_path: Path) -> None:
