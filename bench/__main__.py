@@ -13,6 +13,7 @@ measures idle live-progress subscribers; run it on its own.)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import tempfile
 import time
@@ -25,6 +26,7 @@ import anyio
 from bench import api, design_loop, pickup, report, throughput
 from bench.common import (
     BACKENDS,
+    ROOT,
     Section,
     create_pg,
     drop_pg,
@@ -68,35 +70,68 @@ def alternating(backends: tuple[str, ...], rounds: int) -> list[str]:
     return [b for r in range(rounds) for b in (backends if r % 2 == 0 else backends[::-1])]
 
 
+def versions(o: dict[str, Any]) -> list[tuple[str, Path]]:
+    """The checkouts measured: ours (named ""), and the ``--baseline`` revision's if given."""
+    before = o.get("before")
+    return [("", ROOT)] + ([(f"@{before[0]}", before[1])] if before else [])
+
+
+def _labelled(case: str, version: str) -> str:
+    return f"{case} {version}" if version else case
+
+
 async def sec_pickup(s: Section, tmp: Path, o: dict[str, Any], found: dict[str, float]) -> None:
+    checkouts = versions(o)
+    rounds = o["rounds"] if len(checkouts) > 1 else 1
     for backend in o["backends"]:
         for layout in ("serve", "serve + worker"):
-            r = await pickup.measure(backend, layout, tmp, o["pickup_jobs"])
-            s.row(f"{backend}, {layout}", **r)
-            found[f"pickup {backend} {layout}"] = r["p50_ms"]
-            s.target(
-                f"pickup p50 {backend} ({layout})",
-                f"{r['p50_ms']:.2f} ms",
-                "< 5 ms",
-                r["p50_ms"] < 5,
-            )
+            p50s: dict[str, list[float]] = {v: [] for v, _ in checkouts}
+            last: dict[str, dict[str, Any]] = {}
+            for r in range(rounds):
+                for version, cwd in checkouts if r % 2 == 0 else checkouts[::-1]:
+                    found_now = await pickup.measure(backend, layout, tmp, o["pickup_jobs"], cwd)
+                    p50s[version].append(found_now["p50_ms"])
+                    last[version] = found_now
+            for version, values in p50s.items():
+                s.row(
+                    _labelled(f"{backend}, {layout}", version),
+                    **{
+                        **last[version],
+                        "p50_ms": round(median(values), 2),
+                        "rounds_p50": " / ".join(f"{v:.2f}" for v in values),
+                    },
+                )
+            p50 = median(p50s[""])
+            found[f"pickup {backend} {layout}"] = p50
+            s.target(f"pickup p50 {backend} ({layout})", f"{p50:.2f} ms", "< 5 ms", p50 < 5)
+            for version, values in p50s.items():
+                if version:
+                    old = median(values)
+                    s.target(
+                        f"pickup p50 {backend} ({layout}): after / before ({version[1:]})",
+                        f"{p50 / old:.3f} ({p50:.2f} vs {old:.2f} ms)",
+                        "≤ 1.05",
+                        p50 / old <= 1.05,
+                    )
 
 
 async def sec_throughput(s: Section, tmp: Path, o: dict[str, Any], found: dict[str, float]) -> None:
     # The target is judged at the default WORKER_CONCURRENCY (16); the wider setting shows
     # how far the same worker goes when more jobs share each commit.
-    cases = [(b, c) for b in o["backends"] for c in (16, *o["tp_more"])]
-    runs: dict[tuple[str, int], list[dict[str, Any]]] = {case: [] for case in cases}
+    cases = [
+        (b, c, v, cwd) for b in o["backends"] for c in (16, *o["tp_more"]) for v, cwd in versions(o)
+    ]
+    runs: dict[tuple[str, int, str], list[dict[str, Any]]] = {c[:3]: [] for c in cases}
     for r in range(o["rounds"]):
-        for backend, concurrency in cases if r % 2 == 0 else cases[::-1]:
-            result = await throughput.instant(backend, tmp, o["jobs"], concurrency)
-            runs[(backend, concurrency)].append(result)
+        for backend, concurrency, version, cwd in cases if r % 2 == 0 else cases[::-1]:
+            result = await throughput.instant(backend, tmp, o["jobs"], concurrency, cwd)
+            runs[(backend, concurrency, version)].append(result)
     goals = {"sqlite": 2000, "postgresql": 3000}
-    for (backend, concurrency), results in runs.items():
+    for (backend, concurrency, version), results in runs.items():
         rate = median([r["jobs_per_s"] for r in results])
         last = results[-1]
         s.row(
-            f"{backend}, {o['jobs']:,} jobs, concurrency {concurrency}",
+            _labelled(f"{backend}, {o['jobs']:,} jobs, concurrency {concurrency}", version),
             jobs_per_s=rate,
             rounds=" / ".join(f"{r['jobs_per_s']:,.0f}" for r in results),
             seconds=last["seconds"],
@@ -109,6 +144,15 @@ async def sec_throughput(s: Section, tmp: Path, o: dict[str, Any], found: dict[s
             mean_claim_size=last["mean_claim_size"],
             worker=last["worker"],
         )
+        if version:
+            ours = median([r["jobs_per_s"] for r in runs[(backend, concurrency, "")]])
+            s.target(
+                f"instant throughput {backend} c{concurrency}: after / before ({version[1:]})",
+                f"{ours / rate:.3f} ({ours:,.0f} vs {rate:,.0f} jobs/s)",
+                "≥ 0.95",
+                ours / rate >= 0.95,
+            )
+            continue
         if concurrency != 16:
             found[f"throughput {backend} concurrency {concurrency}"] = rate
             continue
@@ -143,7 +187,7 @@ async def sec_api(s: Section, tmp: Path, o: dict[str, Any], found: dict[str, flo
         seconds=o["api_seconds"],
         node=not o["no_node"],
         backends=tuple(o["backends"]),
-        baseline=o["baseline"],
+        before=o.get("before"),
     )
 
 
@@ -286,8 +330,8 @@ def parse(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument(
         "--baseline",
         metavar="REV",
-        help="API section: also run the server of this git revision in the same rounds "
-        "(before/after a change on the hot path)",
+        help="pickup, throughput, api: also run this git revision's processes in the same "
+        "alternating rounds (before/after a change)",
     )
     p.add_argument("--out", type=Path, help="JSON path (default bench/results/bench-<time>.json)")
     p.add_argument(
@@ -330,7 +374,9 @@ async def main(o: dict[str, Any]) -> None:
     random.seed(7)
     args = {k: (str(v) if isinstance(v, Path) else v) for k, v in o.items()}
     out = report.json_path(o["out"])
-    with tempfile.TemporaryDirectory(prefix="vp-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="vp-bench-") as tmp, contextlib.ExitStack() as stack:
+        if o["baseline"]:  # every section runs that revision's processes beside ours
+            o["before"] = stack.enter_context(api.baseline_checkout(o["baseline"], Path(tmp)))
         for name in [n for n in SECTIONS if n in o["only"]]:
             t0 = time.monotonic()
             section = Section(name)

@@ -176,10 +176,10 @@ async def run(
     connections: int = 64,
     node: bool = True,
     backends: tuple[str, ...] = ("sqlite", "postgresql"),
-    baseline: str | None = None,
+    before: tuple[str, Path] | None = None,
 ) -> None:
-    """``baseline``: a git revision whose server also runs, in the same alternating rounds
-    (the before/after comparison of a change on the hot path)."""
+    """``before``: a git revision's (short name, checkout) whose server also runs, in the same
+    alternating rounds (the before/after comparison of a change on the hot path)."""
     if shutil.which("wrk") is None:
         section.notes.append("wrk is not installed (apt-get install wrk): section skipped")
         return
@@ -189,7 +189,6 @@ async def run(
     async with contextlib.AsyncExitStack() as stack:
         procs: list[Proc] = []
         stack.callback(lambda: [p.stop() for p in procs])
-        before = stack.enter_context(baseline_checkout(baseline, tmp)) if baseline else None
         for backend in backends:
             for size in sizes:
                 tag = f"api_{backend}_{label(size)}"

@@ -285,6 +285,7 @@ async def start_worker(
     instant: bool = False,
     vision_seconds: float = 0.0,
     content_seconds: float = 0.0,
+    cwd: Path = ROOT,
     **env: str,
 ) -> Proc:
     """A worker process: ``rpc.cli worker`` (offline providers), or ``bench.instant_worker``
@@ -301,7 +302,7 @@ async def start_worker(
         ]
     else:
         argv = [sys.executable, "-m", "rpc.cli", "worker"]
-    proc = spawn(argv, log_path, process_env(database_url, **env))
+    proc = spawn(argv, log_path, process_env(database_url, **env), cwd)
     await wait_for_log(proc, "started (concurrency")
     return proc
 

@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 
 from bench.common import (
+    ROOT,
     Db,
     api_client,
     create_job,
@@ -46,20 +47,23 @@ def summary(latencies_ms: list[float]) -> dict[str, Any]:
     }
 
 
-async def measure(backend: str, layout: str, tmp: Path, jobs: int) -> dict[str, Any]:
+async def measure(
+    backend: str, layout: str, tmp: Path, jobs: int, cwd: Path = ROOT
+) -> dict[str, Any]:
+    """``cwd``: the checkout whose processes run (a ``--baseline`` revision's, or ours)."""
     tag = f"pickup_{backend}_{'sep' if layout != 'serve' else 'in'}"
     async with database(backend, tmp, tag) as url:
         procs = []
         try:
             if layout == "serve":
-                api = await start_serve(url, tmp / f"{tag}.log", LOG_LEVEL="warning")
+                api = await start_serve(url, tmp / f"{tag}.log", cwd=cwd, LOG_LEVEL="warning")
                 procs.append(api)
             else:
                 api = await start_serve(
-                    url, tmp / f"{tag}_api.log", "--no-worker", LOG_LEVEL="warning"
+                    url, tmp / f"{tag}_api.log", "--no-worker", cwd=cwd, LOG_LEVEL="warning"
                 )
                 procs.append(api)
-                procs.append(await start_worker(url, tmp / f"{tag}_worker.log"))
+                procs.append(await start_worker(url, tmp / f"{tag}_worker.log", cwd=cwd))
             db = await Db.open(url)
             try:
                 async with api_client(api.base) as client:

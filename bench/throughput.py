@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 
 from bench.common import (
+    ROOT,
     Db,
     Proc,
     api_client,
@@ -63,14 +64,19 @@ async def _lifecycle(
     content: float = 0.0,
     batch: int = 50,
     sample_running: bool = False,
+    cwd: Path = ROOT,
 ) -> dict[str, Any]:
-    """Create ``jobs`` through the API while one worker runs them; figures from the rows."""
+    """Create ``jobs`` through the API while one worker runs them; figures from the rows.
+    ``cwd``: the checkout whose processes run (a ``--baseline`` revision's, or ours)."""
     tag = f"tp_{backend}_{concurrency}_{int(vision * 10)}"
     async with database(backend, tmp, tag) as url:
-        api = await start_serve(url, tmp / f"{tag}_api.log", "--no-worker", LOG_LEVEL="warning")
+        api = await start_serve(
+            url, tmp / f"{tag}_api.log", "--no-worker", cwd=cwd, LOG_LEVEL="warning"
+        )
         worker = await start_worker(
             url,
             tmp / f"{tag}_worker.log",
+            cwd=cwd,
             instant=True,
             vision_seconds=vision,
             content_seconds=content,
@@ -129,8 +135,10 @@ async def _lifecycle(
     }
 
 
-async def instant(backend: str, tmp: Path, jobs: int, concurrency: int = 16) -> dict[str, Any]:
-    return await _lifecycle(backend, tmp, jobs, concurrency=concurrency)
+async def instant(
+    backend: str, tmp: Path, jobs: int, concurrency: int = 16, cwd: Path = ROOT
+) -> dict[str, Any]:
+    return await _lifecycle(backend, tmp, jobs, concurrency=concurrency, cwd=cwd)
 
 
 async def realistic(
