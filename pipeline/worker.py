@@ -26,9 +26,11 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from pipeline.config import PipelineSettings
 from pipeline.cost import stage_cost
 from pipeline.errors import StageError
+from pipeline.policy import CANCELLED, SHUT_DOWN, lease_expired, verdict
 from pipeline.retry import retry_delay
 from pipeline.stages import Stages, outputs_of, parse_stored_analysis, pieces_json
 from storage.driver import DatabaseUnavailable
+from storage.jobstate import Outcome, Stage
 from storage.records import AttemptRecord, ClaimedJob, StageUsage
 from storage.store import JobStore, Refill
 
@@ -216,8 +218,8 @@ class Worker:
             running.scope.cancel()
         with anyio.CancelScope(shield=True):
             for running in leftover:
-                stage = "gemini" if running.job.gemin_output is None else "deepseek"
-                await self._end(running.job, AttemptRecord("released", stage, "worker shut down"))
+                stage = _first_stage(running.job)
+                await self._end(running.job, AttemptRecord(Outcome.RELEASED, stage, SHUT_DOWN))
         jobs.cancel_scope.cancel()
 
     async def _heartbeat_loop(self) -> None:
@@ -239,7 +241,7 @@ class Worker:
                         # stop working on it; every write we would make is fenced anyway.
                         running.scope.cancel()
                         log.warning("job %d: lease lost, abandoning the attempt", key[0])
-                reaped = await self.store.reap_expired()
+                reaped = await self.store.reap_expired(lease_expired)
                 for job in reaped:
                     outcome = "failed for good" if job.final else "back in the queue"
                     log.warning("job %d: lease of %s expired; %s", job.id, job.worker_id, outcome)
@@ -265,7 +267,7 @@ class Worker:
     async def _process(self, job: ClaimedJob) -> None:
         vision = StageUsage()
         content_usage = StageUsage()
-        stage = "gemini" if job.gemin_output is None else "deepseek"
+        stage = _first_stage(job)
         try:
             if job.gemin_output is None:
                 analysis, vision = await self.stages.analyze(job)
@@ -277,16 +279,16 @@ class Worker:
                     return  # the lease is gone: someone else runs this job now
                 if cancel:
                     await self._end(job, AttemptRecord(
-                        "cancelled", stage, "Cancelled by an operator", vision,
+                        Outcome.CANCELLED, stage, CANCELLED, vision,
                         cost_usd=self._cost(vision, content_usage)))  # fmt: skip
                     return
             else:
                 analysis = parse_stored_analysis(job.gemin_output)
-            stage = "deepseek"
+            stage = Stage.CONTENT
             content, content_usage = await self.stages.write(job, analysis)
             pieces = pieces_json(content)
             cost = self._cost(vision, content_usage)
-            record = AttemptRecord("complete", stage, None, vision, content_usage, cost)
+            record = AttemptRecord(Outcome.COMPLETE, stage, None, vision, content_usage, cost)
             outputs = outputs_of(analysis, pieces)
             if await self._durably(
                 job, lambda: self.store.complete_job(job, pieces, outputs, record)
@@ -295,7 +297,7 @@ class Worker:
             else:
                 # Not completed while we hold the lease means a cancel was requested; if the
                 # lease is gone instead, this fenced write changes nothing.
-                cancelled = AttemptRecord("cancelled", stage, "Cancelled by an operator", vision,
+                cancelled = AttemptRecord(Outcome.CANCELLED, stage, CANCELLED, vision,
                                           content_usage, cost)  # fmt: skip
                 await self._end(job, cancelled)
         except StageError as exc:
@@ -307,28 +309,23 @@ class Worker:
             await self._failed(job, stage, error, vision, content_usage)
 
     async def _failed(
-        self, job: ClaimedJob, stage: str, exc: StageError, vision: StageUsage,
+        self, job: ClaimedJob, stage: Stage, exc: StageError, vision: StageUsage,
         content: StageUsage,
     ) -> None:  # fmt: skip
         failures = job.retry_count + 1
-        if exc.retryable and failures < job.max_retries:
+        decided = verdict(stage, exc.message, failures, job.max_retries, retryable=exc.retryable)
+        cost = self._cost(vision, content)
+        if decided.retry:
             delay = retry_delay(failures, self.settings.retry_delay_ms,
                                 getattr(exc, "retry_after", None))  # fmt: skip
-            message = f"{stage}: {exc.message}. Retry {failures}/{job.max_retries}"
             retry_at = datetime.now(UTC) + timedelta(seconds=delay)
-            log.info("job %d: %s (next attempt in %.2f s)", job.id, message, delay)
-            record = AttemptRecord("retry", stage, message, vision, content,
-                                   self._cost(vision, content))  # fmt: skip
+            log.info("job %d: %s (next attempt in %.2f s)", job.id, decided.message, delay)
+            record = AttemptRecord(Outcome.RETRY, stage, decided.message, vision, content, cost)
             if await self._end(job, record, retry_at=retry_at):
                 self.state.retried += 1
             return
-        if exc.retryable:
-            message = f"Failed after {failures} attempts in {stage}: {exc.message}"
-        else:
-            message = f"{stage}: {exc.message}"
-        log.info("job %d failed: %s", job.id, message)
-        record = AttemptRecord("error", stage, message, vision, content,
-                               self._cost(vision, content))  # fmt: skip
+        log.info("job %d failed: %s", job.id, decided.message)
+        record = AttemptRecord(Outcome.ERROR, stage, decided.message, vision, content, cost)
         if await self._end(job, record):
             self.state.failed += 1
 
@@ -366,6 +363,11 @@ class Worker:
                             job.id, _describe(exc), delay)  # fmt: skip
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+
+def _first_stage(job: ClaimedJob) -> Stage:
+    """The stage an attempt starts at: content when the vision output is stored already."""
+    return Stage.VISION if job.gemin_output is None else Stage.CONTENT
 
 
 def _describe(exc: BaseException) -> str:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
+from storage.jobstate import JobStatus, Outcome, Stage
 from storage.timeutil import UtcTimestamp
 
 
@@ -76,7 +77,7 @@ class ClaimedJob:
     output_format: str
     creativity_level: float
     additional_instructions: str | None
-    stage: str  # "gemini_analyzing" or "deepseek_generating" (resuming)
+    stage: JobStatus  # the running status the claim set: ANALYZING, or GENERATING (resuming)
     gemin_output: str | None
     retry_count: int
     max_retries: int
@@ -97,8 +98,8 @@ class StageUsage:
 class AttemptRecord:
     """How one attempt ended, for its ``visionJobSessions`` row."""
 
-    outcome: str  # complete | retry | error | cancelled | released | abandoned
-    stage_reached: str
+    outcome: Outcome
+    stage_reached: Stage
     error_message: str | None = None
     vision: StageUsage = StageUsage()
     content: StageUsage = StageUsage()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from storage.driver import Row
+from storage.jobstate import JobStatus
 from storage.records import ClaimedJob, UserRecord
 from storage.timeutil import as_datetime
 
@@ -40,7 +41,7 @@ def claimed_job(row: Row, worker_id: str) -> ClaimedJob:
         output_format=row["outputFormat"],
         creativity_level=float(row["creativityLevel"]),
         additional_instructions=row["additionalInstructions"],
-        stage=row["status"],
+        stage=JobStatus(row["status"]),
         gemin_output=row["geminOutput"],
         retry_count=row["retryCount"],
         max_retries=row["maxRetries"],

@@ -19,6 +19,7 @@ from storage.changes import ChangeFeed
 from storage.coalesce import Coalescer
 from storage.driver import Driver, Row, Statement, Work, execute, fetch_all, fetch_one
 from storage.images import ImageStore
+from storage.jobstate import ExpiryPolicy, Outcome, Stage, stage_of
 from storage.records import (
     AttemptRecord,
     ClaimedJob,
@@ -284,29 +285,31 @@ class JobStore(ImageStore):
     ) -> bool:
         """Fenced end of an attempt that did not complete: retry later, fail, or release.
 
-        ``attempt.outcome`` decides: "retry" (pending again at ``retry_at``, counted), "error"
-        (final, counted), "cancelled" (final, not counted), "released" (pending now, not
-        counted). Returns False when the lease was already lost (nothing written).
+        ``attempt.outcome`` decides: RETRY (pending again at ``retry_at``, counted), ERROR
+        (final, counted), CANCELLED (final, not counted), RELEASED (pending now, not counted).
+        Returns False when the lease was already lost (nothing written).
         """
 
         def work() -> Work[bool]:
             now = utcnow()
             fence = (job.id, job.attempt, job.worker_id)
-            if attempt.outcome == "retry":
+            outcome = attempt.outcome
+            if outcome == Outcome.RETRY:
                 changed = yield execute(
                     q.RETRY_JOB, *fence, retry_at or now, attempt.error_message,
-                    _stage_name(attempt.stage_reached), now, attempt.cost_usd,
+                    attempt.stage_reached, now, attempt.cost_usd,
                 )  # fmt: skip
-            elif attempt.outcome in ("error", "cancelled"):
-                stage = "cancelled" if attempt.outcome == "cancelled" else attempt.stage_reached
+            elif outcome in (Outcome.ERROR, Outcome.CANCELLED):
+                cancelled = outcome == Outcome.CANCELLED
                 changed = yield execute(
-                    q.FAIL_JOB, *fence, attempt.error_message, _stage_name(stage), now,
-                    attempt.outcome == "error", attempt.cost_usd,
+                    q.FAIL_JOB, *fence, attempt.error_message,
+                    Stage.CANCELLED if cancelled else attempt.stage_reached, now,
+                    not cancelled, attempt.cost_usd,
                 )  # fmt: skip
-            elif attempt.outcome == "released":
+            elif outcome == Outcome.RELEASED:
                 changed = yield execute(q.RELEASE_JOB, *fence, now, attempt.cost_usd)
             else:
-                raise ValueError(f"unknown outcome {attempt.outcome!r}")
+                raise ValueError(f"unknown outcome {outcome!r}")
             if not changed:
                 return False
             yield execute(
@@ -327,8 +330,11 @@ class JobStore(ImageStore):
         rows = await self._write_one(fetch_all(q.RENEW_LEASES, worker_id, utcnow() + lease, pairs))
         return [HeldLease(r["id"], r["attempt"], bool(r["cancelRequested"])) for r in rows]
 
-    async def reap_expired(self) -> list[ReapedJob]:
-        """Return jobs whose lease expired to the queue (or end them at their last retry).
+    async def reap_expired(self, policy: ExpiryPolicy) -> list[ReapedJob]:
+        """Return jobs whose lease expired to the queue, or end them, as ``policy`` decides
+        (pipeline.policy.lease_expired): decided and written in one transaction, so a late
+        write of the attempt's worker (fenced) or another reaper (PostgreSQL: SKIP LOCKED;
+        SQLite: one writer) finds the attempt already ended.
 
         The abandoned attempt counts as a failed one and gets its ``visionJobSessions`` row.
         """
@@ -338,24 +344,26 @@ class JobStore(ImageStore):
             rows = yield fetch_all(q.FIND_EXPIRED_LEASES, now)
             reaped: list[ReapedJob] = []
             for r in rows:
-                stage = _stage_name(r["status"])
-                failures = r["retryCount"] + 1
-                final = failures >= r["maxRetries"]
-                reason = "the worker stopped responding (lease expired)"
+                stage = stage_of(r["status"])
+                decided = policy(stage, r["retryCount"] + 1, r["maxRetries"])
                 fence = (r["id"], r["attempt"], r["lockedBy"])
-                if final:
-                    message = f"Failed after {failures} attempts in {stage}: {reason}"
-                    yield execute(q.FAIL_JOB, *fence, message, stage, now, True, 0.0)
+                if decided.retry:
+                    changed = yield execute(
+                        q.RETRY_JOB, *fence, now, decided.message, stage, now, 0.0
+                    )
                 else:
-                    message = f"{stage}: {reason}. Retry {failures}/{r['maxRetries']}"
-                    yield execute(q.RETRY_JOB, *fence, now, message, stage, now, 0.0)
-                record = AttemptRecord("abandoned", stage, message)
+                    changed = yield execute(
+                        q.FAIL_JOB, *fence, decided.message, stage, now, True, 0.0
+                    )
+                if not changed:  # its row is locked for this transaction: not reachable
+                    continue
+                record = AttemptRecord(Outcome.ABANDONED, stage, decided.message)
                 yield execute(
                     q.INSERT_ATTEMPT,
                     *_attempt_args(r["id"], r["attempt"], r["lockedBy"],
                                    as_datetime(r["lockedAt"]), now, record),
                 )  # fmt: skip
-                reaped.append(ReapedJob(r["id"], r["attempt"], r["lockedBy"], final))
+                reaped.append(ReapedJob(r["id"], r["attempt"], r["lockedBy"], not decided.retry))
             return reaped
 
         return await self._write(work)
@@ -384,8 +392,3 @@ class JobStore(ImageStore):
             return None if row is None else "cancel requested"
 
         return await self._write(work)
-
-
-def _stage_name(status: str) -> str:
-    """The design document's stage names (errorStage): gemini, deepseek, storage, cancelled."""
-    return {"gemini_analyzing": "gemini", "deepseek_generating": "deepseek"}.get(status, status)
