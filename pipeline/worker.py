@@ -13,7 +13,7 @@ import math
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -31,8 +31,8 @@ from pipeline.retry import retry_delay
 from pipeline.stages import Stages, outputs_of, parse_stored_analysis, pieces_json
 from storage.driver import DatabaseUnavailable
 from storage.jobstate import Outcome, Stage
-from storage.records import AttemptRecord, ClaimedJob, StageUsage
-from storage.store import JobStore, Refill
+from storage.records import AttemptRecord, ClaimedJob, Outputs, StageUsage
+from storage.store import JobStore
 
 log = logging.getLogger("pipeline.worker")
 T = TypeVar("T")
@@ -79,11 +79,10 @@ class Worker:
         self.stopped = anyio.Event()
         self._jobs: MemoryObjectSendStream[_Running] | None = None  # the slots' queue, running
         self._claiming = 0  # jobs the claim loop is asking for right now
+        self._completing = 0  # completions being written right now
+        self._refilling = 0  # jobs those completions are asking for
         store.on_job_created(self.wake)
         store.feed.on_pending(self.wake)  # a job became claimable in another process
-        store.refill_on_completion(
-            self.worker_id, Refill(self._lease, self._refill_wanted, self._start_all)
-        )
 
     # -- control -----------------------------------------------------------------------------
 
@@ -182,7 +181,7 @@ class Worker:
             with anyio.move_on_after(timeout):
                 await self._wake.wait()
 
-    def _start_all(self, claimed: list[ClaimedJob]) -> None:
+    def _start_all(self, claimed: Sequence[ClaimedJob]) -> None:
         for job in claimed:
             if self._jobs is None:  # not reachable: claims stop before the slots do
                 log.warning("job %d claimed after the worker stopped; its lease runs out", job.id)
@@ -191,12 +190,32 @@ class Worker:
             self.state.in_flight[job.id] = running
             self._jobs.send_nowait(running)
 
-    def _refill_wanted(self, completing: int) -> int:
-        """How many jobs a statement completing ``completing`` of ours should claim."""
+    def _refill_wanted(self) -> int:
+        """How many jobs a completion being written should claim (PostgreSQL claims them in
+        the completing statement): the slots that neither a running job, nor the claim loop,
+        nor another completion of the moment is filling (its own slot among them)."""
         if self._stopping or self._jobs is None:
             return 0
-        busy = len(self.state.in_flight) + self._claiming - completing
+        busy = len(self.state.in_flight) - self._completing + self._claiming + self._refilling
         return max(0, self.settings.worker_concurrency - busy)
+
+    async def _complete(
+        self, job: ClaimedJob, pieces: str, outputs: Outputs, record: AttemptRecord
+    ) -> bool:
+        """The completion, with the next jobs claimed in the same statement where the store
+        can (``JobStore.complete_and_claim``); those start as it returns."""
+        self._completing += 1
+        want = self._refill_wanted()
+        self._refilling += want
+        try:
+            done, claimed = await self.store.complete_and_claim(
+                job, pieces, outputs, record, claim=want, lease=self._lease
+            )
+        finally:
+            self._completing -= 1
+            self._refilling -= want
+        self._start_all(claimed)
+        return done
 
     async def _until_next_due(self, fallback: float) -> float:
         due = await self.store.next_run_after()
@@ -290,9 +309,7 @@ class Worker:
             cost = self._cost(vision, content_usage)
             record = AttemptRecord(Outcome.COMPLETE, stage, None, vision, content_usage, cost)
             outputs = outputs_of(analysis, pieces)
-            if await self._durably(
-                job, lambda: self.store.complete_job(job, pieces, outputs, record)
-            ):
+            if await self._durably(job, lambda: self._complete(job, pieces, outputs, record)):
                 self.state.completed += 1
             else:
                 # Not completed while we hold the lease means a cancel was requested; if the

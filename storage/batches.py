@@ -32,15 +32,21 @@ class VisionOutput:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """The end of a successful attempt: content, outputs row, attempt row."""
+    """The end of a successful attempt: content, outputs row, attempt row; and how many jobs
+    to claim for its worker with it (PostgreSQL's ``complete_and_claim``), leased how long."""
 
     job: ClaimedJob
     content_json: str
     outputs: Outputs
     attempt: AttemptRecord
+    claim: int = 0
+    lease: timedelta = timedelta(0)
 
 
 StageWrite = VisionOutput | Completion
+# A stage write's result: for a vision output, None when the lease is lost, else whether a
+# cancel was asked; for a completion, whether it completed; with the jobs claimed with it.
+StageOutcome = tuple[bool | None, tuple[ClaimedJob, ...]]
 
 
 def _rows(rows: list[dict[str, Any]]) -> str:
@@ -105,6 +111,20 @@ def complete_and_claim(
     return fetch_all(
         q.COMPLETE_AND_CLAIM, now, _completion_rows(items), worker_id, now + lease, limit
     )
+
+
+def share_claims(
+    items: list[Completion], done: set[tuple[int, int]], claimed: list[ClaimedJob]
+) -> list[StageOutcome]:
+    """Per completion, in order: whether it completed, and its share of the jobs claimed with
+    the batch (as many as it asked for, while they last, oldest first)."""
+    results: list[StageOutcome] = []
+    start = 0
+    for item in items:
+        share = tuple(claimed[start : start + item.claim]) if item.claim > 0 else ()
+        start += len(share)
+        results.append(((item.job.id, item.job.attempt) in done, share))
+    return results
 
 
 def stage_writes(items: list[StageWrite]) -> Work[list[bool | None]]:

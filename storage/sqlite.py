@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from storage.driver import DatabaseUnavailable, Statement, Work, single
-from storage.wake import Announcer
+from storage.wake import Announcer, SqliteListener
 
 T = TypeVar("T")
 log = logging.getLogger("storage.sqlite")
@@ -127,8 +127,9 @@ class SqliteDriver:
         self._thread = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
         self.announcer = Announcer(path)  # tells other processes' feeds that we committed
         self._thread.start()
-        self.commits = 0  # observable by benchmarks: how many commits served how many writes
-        self.transactions = 0
+
+    def listener(self) -> SqliteListener:
+        return SqliteListener(self.path, self.announcer)
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -209,9 +210,7 @@ class SqliteDriver:
             for job in batch:
                 _settle(job, None, DatabaseUnavailable(f"SQLite commit failed: {exc}"))
             return
-        self.commits += 1
         self.announcer.announce()
-        self.transactions += len(batch)
         for job, result, error in outcomes:
             _settle(job, result, error)
 

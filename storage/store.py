@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
@@ -29,10 +28,10 @@ from storage.records import (
     NewJob,
     Outputs,
     ReapedJob,
-    UserRecord,
 )
-from storage.rows import claimed_job, timestamp, user_of
+from storage.rows import claimed_job, timestamp
 from storage.timeutil import as_datetime, as_timestamp, stored_timestamp, utcnow
+from storage.users import UserStore
 
 T = TypeVar("T")
 
@@ -53,29 +52,21 @@ def _attempt_args(
     )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class Refill:
-    """How a worker takes its next jobs in the statement that completes its jobs (PostgreSQL):
-    the slots a batch of completions frees are refilled without a claim round trip, and the
-    new jobs start together, in step, as the batch returns."""
-
-    lease: timedelta
-    wanted: Callable[[int], int]  # n of its jobs are completing: how many jobs to claim now
-    claimed: Callable[[list[ClaimedJob]], None]  # called with them once the statement returned
-
-
-class JobStore(ImageStore):
+class JobStore(UserStore, ImageStore):
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
         self.feed = ChangeFeed(driver)
         # Called after a job-creating transaction commits: the worker in this process wakes.
         self._on_created: list[Callable[[], None]] = []
-        self._refills: dict[str, Refill] = {}
         # Writes of the same moment share a transaction (see storage.coalesce).
         self._creates: Coalescer[NewJob, int] = Coalescer(self._create_batch)
-        self._stage_writes: Coalescer[batches.StageWrite, bool | None] = Coalescer(
+        self._stage_writes: Coalescer[batches.StageWrite, batches.StageOutcome] = Coalescer(
             self._stage_batch
         )
+        # PostgreSQL writes a batch of completions with their outputs and attempt rows in one
+        # statement (data-modifying CTEs), which can also claim the next jobs; SQLite has no
+        # such CTEs and runs insert_outputs and insert_attempts after complete_jobs.
+        self._completes_in_one_statement = driver.dialect == "postgresql"
 
     @property
     def dialect(self) -> str:
@@ -99,60 +90,6 @@ class JobStore(ImageStore):
         result = await self.driver.write(statement)
         self.feed.poke()
         return result
-
-    # -- users -------------------------------------------------------------------------------
-
-    async def user_seen(
-        self, open_id: str, name: str | None, role: str = "user"
-    ) -> tuple[int, str]:
-        """Create the user on first sight, else refresh lastSignedIn. Returns (id, role)."""
-
-        def work() -> Work[tuple[int, str]]:
-            row = yield fetch_one(q.UPSERT_USER_SEEN, open_id, name, role, utcnow())
-            return int(row["id"]), str(row["role"])
-
-        return await self._write(work)
-
-    async def touch_user(
-        self, open_id: str, name: str | None, role: str | None = None
-    ) -> tuple[int, str] | None:
-        """Refresh lastSignedIn (name, and role when given) of a known user: (id, role), or
-        None when the openId has no row yet."""
-
-        def work() -> Work[tuple[int, str] | None]:
-            row = yield fetch_one(q.TOUCH_USER, open_id, name, role, utcnow())
-            return None if row is None else (int(row["id"]), str(row["role"]))
-
-        return await self.driver.run(work)
-
-    async def upsert_user_login(
-        self, open_id: str, name: str | None, email: str | None, login_method: str | None,
-        role: str | None = None,
-    ) -> tuple[int, str]:  # fmt: skip
-        """The template's login upsert (TEMPLATE_FLOWS §1.7). Returns (id, role)."""
-
-        def work() -> Work[tuple[int, str]]:
-            row = yield fetch_one(
-                q.UPSERT_USER_LOGIN, open_id, name, email, login_method, role, utcnow()
-            )
-            return int(row["id"]), str(row["role"])
-
-        return await self.driver.run(work)
-
-    async def get_user(self, user_id: int) -> UserRecord | None:
-        row = await self.driver.read(fetch_one(q.GET_USER, user_id))
-        return None if row is None else user_of(row)
-
-    async def user_role(self, user_id: int) -> str | None:
-        row = await self.driver.read(fetch_one(q.GET_USER_ROLE, user_id))
-        return None if row is None else str(row["role"])
-
-    async def set_user_role(self, open_id: str, role: str) -> int:
-        def work() -> Work[int]:
-            row = yield fetch_one(q.SET_USER_ROLE, open_id, role, utcnow())
-            return int(row["id"])
-
-        return await self._write(work)
 
     # -- jobs: API side ----------------------------------------------------------------------
 
@@ -235,50 +172,66 @@ class JobStore(ImageStore):
 
     async def store_vision_output(self, job: ClaimedJob, output_json: str) -> bool | None:
         """Fenced stage boundary. None: the lease is lost; else whether a cancel was asked."""
-        return await self._stage_writes.submit(batches.VisionOutput(job, output_json))
+        held, _ = await self._stage_writes.submit(batches.VisionOutput(job, output_json))
+        return held
 
     async def complete_job(
         self, job: ClaimedJob, content_json: str, outputs: Outputs, attempt: AttemptRecord
     ) -> bool:
         """Fenced completion with its outputs row and attempt row, all in one transaction
         (shared with the other stage writes of the same moment)."""
-        done = await self._stage_writes.submit(
+        done, _ = await self._stage_writes.submit(
             batches.Completion(job, content_json, outputs, attempt)
         )
         return done is True
 
-    async def _stage_batch(self, items: list[batches.StageWrite]) -> list[bool | None]:
+    async def complete_and_claim(
+        self, job: ClaimedJob, content_json: str, outputs: Outputs, attempt: AttemptRecord,
+        *, claim: int, lease: timedelta,
+    ) -> tuple[bool, tuple[ClaimedJob, ...]]:  # fmt: skip
+        """``complete_job``, and up to ``claim`` waiting jobs claimed for the job's worker
+        (leased for ``lease``) with it: on PostgreSQL the statement that writes the
+        completions of that moment claims them too, so the slots completions free are refilled
+        without a claim round trip of their own. Returns (completed, the jobs claimed); on
+        SQLite nothing is claimed here (the worker's claim loop does it)."""
+        done, claimed = await self._stage_writes.submit(
+            batches.Completion(job, content_json, outputs, attempt, claim, lease)
+        )
+        return done is True, claimed
+
+    async def _stage_batch(self, items: list[batches.StageWrite]) -> list[batches.StageOutcome]:
         if all(isinstance(i, batches.VisionOutput) for i in items):
             visions = cast(list[batches.VisionOutput], items)
             rows = await self._write_one(batches.store_vision_outputs(visions))
-            return list(batches.cancel_asked(visions, rows))
-        if self.dialect == "postgresql" and all(isinstance(i, batches.Completion) for i in items):
-            # One statement writes the jobs, outputs and attempts (data-modifying CTEs).
-            completions = cast(list[batches.Completion], items)
-            rows = await self._complete_on_postgres(completions)
-            done = {(r["id"], r["attempt"]) for r in rows if r["id"] is not None}
-            return [(i.job.id, i.job.attempt) in done for i in completions]
-        return await self._write(lambda: batches.stage_writes(items))
+            return [(held, ()) for held in batches.cancel_asked(visions, rows)]
+        if self._completes_in_one_statement and all(
+            isinstance(i, batches.Completion) for i in items
+        ):
+            return await self._complete_in_one_statement(cast(list[batches.Completion], items))
+        results = await self._write(lambda: batches.stage_writes(items))
+        return [(result, ()) for result in results]
 
-    def refill_on_completion(self, worker_id: str, refill: Refill) -> None:
-        """Let the statement completing ``worker_id``'s jobs also claim its next ones."""
-        self._refills[worker_id] = refill
-
-    async def _complete_on_postgres(self, completions: list[batches.Completion]) -> list[Row]:
-        workers = {i.job.worker_id for i in completions}
-        refill = self._refills.get(workers.pop()) if len(workers) == 1 else None
-        wanted = refill.wanted(len(completions)) if refill is not None else 0
-        if refill is None or wanted <= 0:
-            rows: list[Row] = await self._write_one(batches.complete_jobs(completions))
-            return rows
+    async def _complete_in_one_statement(
+        self, completions: list[batches.Completion]
+    ) -> list[batches.StageOutcome]:
+        """PostgreSQL: the completions in one statement, which also claims the jobs they ask
+        for when they are all one worker's (a claim has one worker and one lease)."""
         worker_id = completions[0].job.worker_id
-        rows = await self._write_one(
-            batches.complete_and_claim(completions, worker_id, refill.lease, wanted)
-        )
-        claimed = [claimed_job(json.loads(r["claimed"]), worker_id) for r in rows if r["claimed"]]
-        claimed.sort(key=lambda job: job.id)
-        refill.claimed(claimed)
-        return rows
+        one_worker = all(i.job.worker_id == worker_id for i in completions)
+        wanted = sum(i.claim for i in completions) if one_worker else 0
+        claimed: list[ClaimedJob] = []
+        if wanted <= 0:
+            rows: list[Row] = await self._write_one(batches.complete_jobs(completions))
+        else:
+            lease = next(i.lease for i in completions if i.claim > 0)
+            rows = await self._write_one(
+                batches.complete_and_claim(completions, worker_id, lease, wanted)
+            )
+            claimed = [claimed_job(json.loads(r["claimed"]), worker_id)
+                       for r in rows if r["claimed"]]  # fmt: skip
+            claimed.sort(key=lambda job: job.id)
+        done = {(r["id"], r["attempt"]) for r in rows if r["id"] is not None}
+        return batches.share_claims(completions, done, claimed)
 
     async def end_attempt(
         self, job: ClaimedJob, attempt: AttemptRecord, *, retry_at: datetime | None = None
