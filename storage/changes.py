@@ -28,9 +28,9 @@ from enum import StrEnum
 import anyio
 from anyio.abc import TaskStatus
 
-from storage import queries as q
 from storage.driver import Driver, Row, fetch_all, fetch_one
 from storage.jobstate import JobStatus
+from storage.queries import QUERIES
 from storage.timeutil import as_datetime
 
 log = logging.getLogger("storage.changes")
@@ -58,13 +58,12 @@ def event_of(row: Row) -> JobEvent:
 
 
 class EventsOf(StrEnum):
-    """Whose events ``ChangeFeed.read_after`` reads: one job's, or one user's jobs'."""
+    """Whose events ``ChangeFeed.read_after`` reads: one job's, or one user's jobs' (the
+    values name the statements)."""
 
-    JOB = "job"
-    USER = "user"
+    JOB = "job_events_after"
+    USER = "user_events_after"
 
-
-_READS = {EventsOf.JOB: q.JOB_EVENTS_AFTER, EventsOf.USER: q.USER_EVENTS_AFTER}
 
 Subscriber = Callable[[list[JobEvent]], None]
 
@@ -104,7 +103,7 @@ class ChangeFeed:
     async def read_after(self, of: EventsOf, key: int, after: int, limit: int) -> list[JobEvent]:
         """The events of job (or user) ``key`` after event ``after``, oldest first, at most
         ``limit``: what a resuming or lagging subscriber reads from the table."""
-        rows = await self.driver.read(fetch_all(_READS[of], key, after, limit))
+        rows = await self.driver.read(fetch_all(QUERIES[of], key, after, limit))
         return [event_of(r) for r in rows]
 
     async def run(
@@ -114,7 +113,7 @@ class ChangeFeed:
         no events when the listener tells of claimable jobs itself (PostgreSQL's NOTIFY
         payload), which is all a worker needs; otherwise the events are how it knows."""
         self.reads_events = events or not self.listener.tells_pending
-        row = await self.driver.read(fetch_one(q.LAST_EVENT_ID))
+        row = await self.driver.read(fetch_one(QUERIES["last_event_id"]))
         self.last_id = int(row["last"])
         self.running = True
         try:
@@ -147,11 +146,11 @@ class ChangeFeed:
 
     async def _dispatch_new(self) -> None:
         if self.listener.counter_first:
-            row = await self.driver.read(fetch_one(q.LAST_EVENT_ID))
+            row = await self.driver.read(fetch_one(QUERIES["last_event_id"]))
             if int(row["last"]) <= self.last_id:
                 return
         while True:
-            rows = await self.driver.read(fetch_all(q.EVENTS_AFTER, self.last_id, BATCH))
+            rows = await self.driver.read(fetch_all(QUERIES["events_after"], self.last_id, BATCH))
             events = self._in_order([event_of(r) for r in rows])
             if not events:
                 return

@@ -1,7 +1,7 @@
 """The PostgreSQL driver: an asyncpg pool; each transaction body runs on one pooled connection.
 
-Claims use ``FOR UPDATE SKIP LOCKED`` (in ``storage.queries``), so many workers on many hosts
-claim side by side without waiting on each other.
+Claims use ``FOR UPDATE SKIP LOCKED`` (``storage/sql/postgres.sql``), so many workers on many
+hosts claim side by side without waiting on each other.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ _UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError
 
 async def _perform(conn: Any, stmt: Statement) -> Any:
     sql = stmt.query.postgres
-    if sql.startswith("--"):  # a statement SQLite needs and PostgreSQL did in another one
-        return [] if stmt.mode == "all" else (None if stmt.mode == "one" else 0)
+    if sql is None:
+        raise LookupError(f"statement {stmt.query.name} has no PostgreSQL text")
     if stmt.mode == "all":
         return await conn.fetch(sql, *stmt.args)
     if stmt.mode == "one":

@@ -68,8 +68,8 @@ def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
 
 def _perform(conn: sqlite3.Connection, stmt: Statement) -> Any:
     sql = stmt.query.sqlite
-    if not sql.strip() or sql.lstrip().startswith("--"):
-        return [] if stmt.mode == "all" else (None if stmt.mode == "one" else 0)
+    if sql is None:
+        raise LookupError(f"statement {stmt.query.name} has no SQLite text")
     cur = conn.execute(sql, _adapt(stmt.args))
     if stmt.mode == "all":
         return cur.fetchall()

@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from storage import batches
-from storage import queries as q
 from storage.changes import ChangeFeed
 from storage.coalesce import Coalescer
 from storage.driver import Driver, Row, Statement, Work, execute, fetch_all, fetch_one
 from storage.images import ImageStore
 from storage.jobstate import ExpiryPolicy, Outcome, Stage, stage_of
+from storage.queries import QUERIES
 from storage.records import (
     AttemptRecord,
     ClaimedJob,
@@ -103,7 +103,7 @@ class JobStore(UserStore, ImageStore):
         return batches.job_ids(jobs, await self._write_one(batches.insert_jobs(jobs)))
 
     async def get_job_status(self, job_id: int) -> JobStatusRecord | None:
-        row = await self.driver.read(fetch_one(q.GET_JOB_STATUS, job_id))
+        row = await self.driver.read(fetch_one(QUERIES["get_job_status"], job_id))
         if row is None:
             return None
         return JobStatusRecord(
@@ -122,7 +122,7 @@ class JobStore(UserStore, ImageStore):
         )
 
     async def list_user_jobs(self, user_id: int, limit: int, offset: int) -> list[JobSummary]:
-        rows = await self.driver.read(fetch_all(q.LIST_USER_JOBS, user_id, limit, offset))
+        rows = await self.driver.read(fetch_all(QUERIES["list_user_jobs"], user_id, limit, offset))
         # Positional (JobSummary's field order): keywords double a NamedTuple's build cost.
         # The times stay text (timeutil.UtcTimestamp): the page only passes them on.
         return [
@@ -139,7 +139,7 @@ class JobStore(UserStore, ImageStore):
         ]
 
     async def count_by_status(self) -> dict[str, int]:
-        rows = await self.driver.read(fetch_all(q.COUNT_BY_STATUS))
+        rows = await self.driver.read(fetch_all(QUERIES["count_by_status"]))
         return {str(r["status"]): int(r["n"]) for r in rows}
 
     async def user_quota_counts(
@@ -148,26 +148,28 @@ class JobStore(UserStore, ImageStore):
         """(jobs the user created since ``since``, the oldest one's createdAt, the user's
         unfinished jobs); each count stops at its cap (0: not counted)."""
         row = await self.driver.read(
-            fetch_one(q.USER_QUOTA_COUNTS, user_id, since, recent_cap, waiting_cap)
+            fetch_one(QUERIES["user_quota_counts"], user_id, since, recent_cap, waiting_cap)
         )
         return int(row["recent"]), as_datetime(row["oldest"]), int(row["waiting"])
 
     async def count_waiting_jobs(self, cap: int) -> int:
         """Jobs waiting to be claimed, counted up to ``cap``."""
-        row = await self.driver.read(fetch_one(q.COUNT_WAITING_JOBS, cap))
+        row = await self.driver.read(fetch_one(QUERIES["count_waiting_jobs"], cap))
         return int(row["n"])
 
     # -- jobs: worker side -------------------------------------------------------------------
 
     async def claim_jobs(self, worker_id: str, limit: int, lease: timedelta) -> list[ClaimedJob]:
         now = utcnow()
-        rows = await self._write_one(fetch_all(q.CLAIM_JOBS, worker_id, now, now + lease, limit))
+        rows = await self._write_one(
+            fetch_all(QUERIES["claim_jobs"], worker_id, now, now + lease, limit)
+        )
         claimed = [claimed_job(r, worker_id) for r in rows]
         claimed.sort(key=lambda job: job.id)
         return claimed
 
     async def next_run_after(self) -> datetime | None:
-        row = await self.driver.read(fetch_one(q.NEXT_RUN_AFTER))
+        row = await self.driver.read(fetch_one(QUERIES["next_run_after"]))
         return None if row is None else as_datetime(row["next"])
 
     async def store_vision_output(self, job: ClaimedJob, output_json: str) -> bool | None:
@@ -208,7 +210,8 @@ class JobStore(UserStore, ImageStore):
             isinstance(i, batches.Completion) for i in items
         ):
             return await self._complete_in_one_statement(cast(list[batches.Completion], items))
-        results = await self._write(lambda: batches.stage_writes(items))
+        apart = not self._completes_in_one_statement
+        results = await self._write(lambda: batches.stage_writes(items, rows_apart=apart))
         return [(result, ()) for result in results]
 
     async def _complete_in_one_statement(
@@ -249,24 +252,24 @@ class JobStore(UserStore, ImageStore):
             outcome = attempt.outcome
             if outcome == Outcome.RETRY:
                 changed = yield execute(
-                    q.RETRY_JOB, *fence, retry_at or now, attempt.error_message,
+                    QUERIES["retry_job"], *fence, retry_at or now, attempt.error_message,
                     attempt.stage_reached, now, attempt.cost_usd,
                 )  # fmt: skip
             elif outcome in (Outcome.ERROR, Outcome.CANCELLED):
                 cancelled = outcome == Outcome.CANCELLED
                 changed = yield execute(
-                    q.FAIL_JOB, *fence, attempt.error_message,
+                    QUERIES["fail_job"], *fence, attempt.error_message,
                     Stage.CANCELLED if cancelled else attempt.stage_reached, now,
                     not cancelled, attempt.cost_usd,
                 )  # fmt: skip
             elif outcome == Outcome.RELEASED:
-                changed = yield execute(q.RELEASE_JOB, *fence, now, attempt.cost_usd)
+                changed = yield execute(QUERIES["release_job"], *fence, now, attempt.cost_usd)
             else:
                 raise ValueError(f"unknown outcome {outcome!r}")
             if not changed:
                 return False
             yield execute(
-                q.INSERT_ATTEMPT,
+                QUERIES["insert_attempt"],
                 *_attempt_args(job.id, job.attempt, job.worker_id, job.locked_at, now, attempt),
             )
             return True
@@ -280,7 +283,9 @@ class JobStore(UserStore, ImageStore):
         if not attempts:
             return []
         pairs = json.dumps(attempts)
-        rows = await self._write_one(fetch_all(q.RENEW_LEASES, worker_id, utcnow() + lease, pairs))
+        rows = await self._write_one(
+            fetch_all(QUERIES["renew_leases"], worker_id, utcnow() + lease, pairs)
+        )
         return [HeldLease(r["id"], r["attempt"], bool(r["cancelRequested"])) for r in rows]
 
     async def reap_expired(self, policy: ExpiryPolicy) -> list[ReapedJob]:
@@ -294,7 +299,7 @@ class JobStore(UserStore, ImageStore):
 
         def work() -> Work[list[ReapedJob]]:
             now = utcnow()
-            rows = yield fetch_all(q.FIND_EXPIRED_LEASES, now)
+            rows = yield fetch_all(QUERIES["find_expired_leases"], now)
             reaped: list[ReapedJob] = []
             for r in rows:
                 stage = stage_of(r["status"])
@@ -302,17 +307,17 @@ class JobStore(UserStore, ImageStore):
                 fence = (r["id"], r["attempt"], r["lockedBy"])
                 if decided.retry:
                     changed = yield execute(
-                        q.RETRY_JOB, *fence, now, decided.message, stage, now, 0.0
+                        QUERIES["retry_job"], *fence, now, decided.message, stage, now, 0.0
                     )
                 else:
                     changed = yield execute(
-                        q.FAIL_JOB, *fence, decided.message, stage, now, True, 0.0
+                        QUERIES["fail_job"], *fence, decided.message, stage, now, True, 0.0
                     )
                 if not changed:  # its row is locked for this transaction: not reachable
                     continue
                 record = AttemptRecord(Outcome.ABANDONED, stage, decided.message)
                 yield execute(
-                    q.INSERT_ATTEMPT,
+                    QUERIES["insert_attempt"],
                     *_attempt_args(r["id"], r["attempt"], r["lockedBy"],
                                    as_datetime(r["lockedAt"]), now, record),
                 )  # fmt: skip
@@ -325,7 +330,7 @@ class JobStore(UserStore, ImageStore):
 
     async def retry_failed_job(self, job_id: int) -> bool:
         def work() -> Work[bool]:
-            row = yield fetch_one(q.RETRY_FAILED_JOB, job_id, utcnow())
+            row = yield fetch_one(QUERIES["retry_failed_job"], job_id, utcnow())
             return row is not None
 
         done = await self._write(work)
@@ -338,10 +343,10 @@ class JobStore(UserStore, ImageStore):
 
         def work() -> Work[str | None]:
             now = utcnow()
-            row = yield fetch_one(q.CANCEL_PENDING_JOB, job_id, now)
+            row = yield fetch_one(QUERIES["cancel_pending_job"], job_id, now)
             if row is not None:
                 return "cancelled"
-            row = yield fetch_one(q.REQUEST_CANCEL, job_id, now)
+            row = yield fetch_one(QUERIES["request_cancel"], job_id, now)
             return None if row is None else "cancel requested"
 
         return await self._write(work)

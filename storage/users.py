@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from storage import queries as q
 from storage.driver import Driver, Work, fetch_one
+from storage.queries import QUERIES
 from storage.records import UserRecord
 from storage.rows import user_of
 from storage.timeutil import utcnow
@@ -27,7 +27,7 @@ class UserStore:
         """Create the user on first sight, else refresh lastSignedIn. Returns (id, role)."""
 
         def work() -> Work[tuple[int, str]]:
-            row = yield fetch_one(q.UPSERT_USER_SEEN, open_id, name, role, utcnow())
+            row = yield fetch_one(QUERIES["upsert_user_seen"], open_id, name, role, utcnow())
             return int(row["id"]), str(row["role"])
 
         return await self._write(work)
@@ -39,7 +39,7 @@ class UserStore:
         None when the openId has no row yet."""
 
         def work() -> Work[tuple[int, str] | None]:
-            row = yield fetch_one(q.TOUCH_USER, open_id, name, role, utcnow())
+            row = yield fetch_one(QUERIES["touch_user"], open_id, name, role, utcnow())
             return None if row is None else (int(row["id"]), str(row["role"]))
 
         return await self.driver.run(work)
@@ -52,23 +52,23 @@ class UserStore:
 
         def work() -> Work[tuple[int, str]]:
             row = yield fetch_one(
-                q.UPSERT_USER_LOGIN, open_id, name, email, login_method, role, utcnow()
+                QUERIES["upsert_user_login"], open_id, name, email, login_method, role, utcnow()
             )
             return int(row["id"]), str(row["role"])
 
         return await self.driver.run(work)
 
     async def get_user(self, user_id: int) -> UserRecord | None:
-        row = await self.driver.read(fetch_one(q.GET_USER, user_id))
+        row = await self.driver.read(fetch_one(QUERIES["get_user"], user_id))
         return None if row is None else user_of(row)
 
     async def user_role(self, user_id: int) -> str | None:
-        row = await self.driver.read(fetch_one(q.GET_USER_ROLE, user_id))
+        row = await self.driver.read(fetch_one(QUERIES["get_user_role"], user_id))
         return None if row is None else str(row["role"])
 
     async def set_user_role(self, open_id: str, role: str) -> int:
         def work() -> Work[int]:
-            row = yield fetch_one(q.SET_USER_ROLE, open_id, role, utcnow())
+            row = yield fetch_one(QUERIES["set_user_role"], open_id, role, utcnow())
             return int(row["id"])
 
         return await self._write(work)
