@@ -1,4 +1,9 @@
-"""Typed rows the store hands to the layers above (they never see driver rows)."""
+"""Typed rows the store hands to the layers above (they never see driver rows).
+
+Fields are the columns of ``storage.tables`` in snake_case (``userId`` is ``user_id``), in the
+order the statement that reads them returns them; tests/test_records.py checks both against
+the tables and the statements.
+"""
 
 from __future__ import annotations
 
@@ -13,14 +18,14 @@ from storage.timeutil import UtcTimestamp
 @dataclass(frozen=True, slots=True)
 class UserRecord:
     id: int
-    openId: str
+    open_id: str
     name: str | None
     email: str | None
-    loginMethod: str | None
+    login_method: str | None
     role: str
-    createdAt: datetime
-    updatedAt: datetime
-    lastSignedIn: datetime
+    created_at: datetime
+    updated_at: datetime
+    last_signed_in: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,14 +20,14 @@ def timestamp(value: object) -> datetime:
 def user_of(row: Row) -> UserRecord:
     return UserRecord(
         id=row["id"],
-        openId=row["openId"],
+        open_id=row["openId"],
         name=row["name"],
         email=row["email"],
-        loginMethod=row["loginMethod"],
+        login_method=row["loginMethod"],
         role=row["role"],
-        createdAt=timestamp(row["createdAt"]),
-        updatedAt=timestamp(row["updatedAt"]),
-        lastSignedIn=timestamp(row["lastSignedIn"]),
+        created_at=timestamp(row["createdAt"]),
+        updated_at=timestamp(row["updatedAt"]),
+        last_signed_in=timestamp(row["lastSignedIn"]),
     )
 
 
