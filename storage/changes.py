@@ -78,7 +78,6 @@ class ChangeFeed:
         self._pending: list[Callable[[], None]] = []
         self.reads_events = True  # False: a worker-only process, told only of claimable jobs
         self._poke = anyio.Event()
-        self.running = False
         self._gap_since: float | None = None  # when the open gap after last_id was first seen
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
@@ -115,17 +114,13 @@ class ChangeFeed:
         self.reads_events = events or not self.listener.tells_pending
         row = await self.driver.read(fetch_one(QUERIES["last_event_id"]))
         self.last_id = int(row["last"])
-        self.running = True
-        try:
-            async with anyio.create_task_group() as tg:
-                await tg.start(self.listener.listen, self._heard, self._pending_seen)
-                task_status.started()
-                if self.reads_events:
-                    await self._loop()
-                else:
-                    await anyio.sleep_forever()
-        finally:
-            self.running = False
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.listener.listen, self._heard, self._pending_seen)
+            task_status.started()
+            if self.reads_events:
+                await self._loop()
+            else:
+                await anyio.sleep_forever()
 
     def _heard(self) -> None:
         if self.reads_events:

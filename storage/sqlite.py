@@ -236,5 +236,6 @@ class SqliteDriver:
         await asyncio.to_thread(self._thread.join)
         self._writer.close()
         self._reader.close()
+        self.announcer.close()
         if self._fallback is not None:
             self._fallback.close()

@@ -219,8 +219,5 @@ class VisionImage(SQLModel, table=True):
     createdAt: datetime = Field(sa_type=_TS, nullable=False)
 
 
-ALL_TABLES = (User, VisionJob, VisionJobOutput, VisionJobSession, VisionJobEvent, VisionImage)
-
-
 def metadata() -> sa.MetaData:
     return SQLModel.metadata
