@@ -13,7 +13,7 @@ import anyio
 import asyncpg
 import pytest
 
-from storage import tables
+from storage import tables, triggers
 from storage.jobstate import PROGRESS, JobStatus, Stage
 from storage.queries import QUERIES, parse
 from storage.schema import push
@@ -74,6 +74,20 @@ def test_every_status_stage_and_progress_in_the_statements_is_the_job_states() -
                 assert PROGRESS[JobStatus.GENERATING] == int(resumed_progress), where
             words = set(re.findall(r"'([a-z_]+)'", sql))
             assert words <= statuses | {str(s) for s in Stage} | OTHER_WORDS, where
+
+
+def test_the_ddl_names_only_job_statuses_too() -> None:
+    statuses = {str(s) for s in JobStatus}
+    conditions = [
+        str(index.dialect_options[dialect]["where"])
+        for table in tables.metadata().sorted_tables
+        for index in table.indexes
+        for dialect in ("sqlite", "postgresql")
+        if index.dialect_options[dialect]["where"] is not None
+    ]
+    for text in [*conditions, *triggers.SQLITE, *triggers.POSTGRES]:
+        words = set(re.findall(r"'([a-z_]+)'", text)) - {triggers.CHANNEL}
+        assert words <= statuses, text
 
 
 def test_statements_on_partial_indexes_name_their_condition_word_for_word() -> None:
