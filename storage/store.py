@@ -1,8 +1,10 @@
 """JobStore: the only class that talks to the database (procrastinate's JobManager idea).
 
 Each method is one intent (``claim_jobs``, ``complete_job`` …): the named statements of
-``storage.queries`` it runs, written once as a transaction body for every driver, plus the
-mapping of rows to ``storage.records``.
+``storage/sql/`` it runs (``storage.queries.QUERIES``), written once as a transaction body for
+every driver, plus the mapping of rows to ``storage.records``. Where the dialects differ in
+which statements an intent takes (a completion), the store decides; the workers ask the store
+for work (``claim_jobs``, ``complete_and_claim``) and storage never calls back into them.
 """
 
 from __future__ import annotations
