@@ -208,9 +208,13 @@ class Worker:
         want = self._refill_wanted()
         self._refilling += want
         try:
-            done, claimed = await self.store.complete_and_claim(
-                job, pieces, outputs, record, claim=want, lease=self._lease
-            )
+            # Jobs claimed with it are ours once the statement ran: wait for them even if this
+            # attempt is cancelled meanwhile (lease lost, shutdown), or they would sit out
+            # their lease unrun and come back counted as failed.
+            with anyio.CancelScope(shield=want > 0):
+                done, claimed = await self.store.complete_and_claim(
+                    job, pieces, outputs, record, claim=want, lease=self._lease
+                )
         finally:
             self._completing -= 1
             self._refilling -= want
