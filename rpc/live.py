@@ -32,8 +32,7 @@ from contextlib import contextmanager
 
 import anyio
 
-from storage.changes import ChangeFeed, JobEvent
-from storage.queries import Query
+from storage.changes import ChangeFeed, EventsOf, JobEvent
 from storage.records import JobStatusRecord
 from storage.store import JobStore
 
@@ -153,11 +152,11 @@ class Hub:
             listener.push(event)
 
     async def events(
-        self, listener: Listener, query: Query, key: int, after: int, *, replay: bool = False
+        self, listener: Listener, query: EventsOf, key: int, after: int, *, replay: bool = False
     ) -> AsyncIterator[list[JobEvent]]:
         """Batches of the listener's events with ids above ``after``, in order, each once.
 
-        ``query``/``key`` (``JOB_EVENTS_AFTER``/job id or ``USER_EVENTS_AFTER``/user id) read
+        ``query``/``key`` (``EventsOf.JOB``/job id or ``EventsOf.USER``/user id) read
         the table: first when ``replay`` (a client resuming), then after any overflow; page by
         page, so catching up holds at most a page in memory. Ends only by ``Closed`` or
         cancellation."""
@@ -212,7 +211,7 @@ class Hub:
                     listener.close()
 
 
-async def read_all_after(feed: ChangeFeed, query: Query, key: int, after: int) -> list[JobEvent]:
+async def read_all_after(feed: ChangeFeed, query: EventsOf, key: int, after: int) -> list[JobEvent]:
     """Every event of ``key`` after ``after`` from the table, oldest first (paged)."""
     found: list[JobEvent] = []
     while True:

@@ -32,8 +32,7 @@ from rpc.errors import UNAUTHED_ERR_MSG, TRPCError
 from rpc.live import FINAL, Hub, hub_for, read_all_after
 from rpc.router import Router
 from rpc.vision import owned_job, status_payload
-from storage.changes import JobEvent
-from storage.queries import JOB_EVENTS_AFTER, USER_EVENTS_AFTER
+from storage.changes import EventsOf, JobEvent
 from storage.records import JobStatusRecord
 
 _INT64 = 2**63 - 1
@@ -89,7 +88,7 @@ async def job_progress(hub: Hub, job_id: int, user_id: int, after: int | None
         yield sse.READY
         job = owned_job(await hub.store.get_job_status(job_id), user_id)
         if after is None:
-            history = await read_all_after(hub.feed, JOB_EVENTS_AFTER, job_id, 0)
+            history = await read_all_after(hub.feed, EventsOf.JOB, job_id, 0)
             if history:
                 latest = history[-1]
                 yield await _render(hub, latest)  # the row as read after its latest event
@@ -102,7 +101,7 @@ async def job_progress(hub: Hub, job_id: int, user_id: int, after: int | None
                     return
                 after = 0
         else:
-            replay = await read_all_after(hub.feed, JOB_EVENTS_AFTER, job_id, after)
+            replay = await read_all_after(hub.feed, EventsOf.JOB, job_id, after)
             if not replay and job.status in FINAL:
                 return  # the client has seen the final state already
             for event in replay:
@@ -110,7 +109,7 @@ async def job_progress(hub: Hub, job_id: int, user_id: int, after: int | None
                 after = event.id
             if replay and replay[-1].status in FINAL:
                 return
-        async for batch in hub.events(listener, JOB_EVENTS_AFTER, job_id, after):
+        async for batch in hub.events(listener, EventsOf.JOB, job_id, after):
             for event in batch:
                 yield await _render(hub, event)
             if batch[-1].status in FINAL:
@@ -124,7 +123,7 @@ async def my_jobs(hub: Hub, user_id: int, after: int | None) -> AsyncIterator[ss
         start = hub.feed.last_id if after is None else after
         yield sse.READY
         async for batch in hub.events(
-            listener, USER_EVENTS_AFTER, user_id, start, replay=after is not None
+            listener, EventsOf.USER, user_id, start, replay=after is not None
         ):
             for event in batch:
                 yield await _render(hub, event)
@@ -185,7 +184,7 @@ async def job_events(request: Request) -> Response:
     if request.method == "HEAD":
         return Response(headers=sse.SSE_HEADERS)
     if after is not None and job.status in FINAL:
-        if not await read_all_after(hub.feed, JOB_EVENTS_AFTER, job_id, after):
+        if not await read_all_after(hub.feed, EventsOf.JOB, job_id, after):
             return Response(status_code=204)
     settings = sse.live_settings()
     body = sse.run(job_progress(hub, job_id, caller.user_id, after), sse.PlainFraming(settings),

@@ -4,7 +4,6 @@ TEMPLATE_FLOWS §3.1; ``rpc.notify`` does the sending)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -13,6 +12,7 @@ from rpc import notify
 from rpc.auth import COOKIE_NAME
 from rpc.context import Context
 from rpc.router import Router
+from storage.records import UserRecord
 
 
 class HealthInput(BaseModel):
@@ -32,7 +32,7 @@ def register(router: Router) -> None:
         if caller is None:
             return None
         user = await ctx.services.store.get_user(caller.user_id)
-        return None if user is None else asdict(user)
+        return None if user is None else _user_json(user)
 
     @router.procedure("auth.logout", "mutation")
     async def logout(ctx: Context, _: None) -> dict[str, bool]:
@@ -51,3 +51,12 @@ def register(router: Router) -> None:
     async def notify_owner(ctx: Context, payload: NotifyOwnerInput) -> dict[str, bool]:
         sent = await notify.notify_owner(ctx.services.settings, payload.title, payload.content)
         return {"success": sent}
+
+
+def _user_json(user: UserRecord) -> dict[str, Any]:
+    """auth.me's user: the users row under its column names."""
+    return {
+        "id": user.id, "openId": user.open_id, "name": user.name, "email": user.email,
+        "loginMethod": user.login_method, "role": user.role, "createdAt": user.created_at,
+        "updatedAt": user.updated_at, "lastSignedIn": user.last_signed_in,
+    }  # fmt: skip

@@ -206,9 +206,9 @@ async def test_a_cached_token_whose_user_row_is_gone_creates_it_again(
 
 def _delete_users() -> Any:
     from storage.driver import execute
-    from storage.queries import Query
+    from tests.support import adhoc
 
-    yield execute(Query("test_delete_users", "a test removes every user", "DELETE FROM users"))
+    yield execute(adhoc("DELETE FROM users", "test_delete_users"))
 
 
 @pytest.mark.anyio

@@ -250,8 +250,7 @@ async def test_a_subscriber_that_falls_behind_catches_up_from_the_table() -> Non
     from datetime import UTC, datetime
 
     from rpc.live import Hub
-    from storage.changes import JobEvent
-    from storage.queries import JOB_EVENTS_AFTER
+    from storage.changes import EventsOf, JobEvent
 
     class Feed:  # the ChangeFeed's surface the hub uses; the "table" is a list
         def __init__(self) -> None:
@@ -281,7 +280,7 @@ async def test_a_subscriber_that_falls_behind_catches_up_from_the_table() -> Non
     got: list[int] = []
     with hub.listen(job_id=1) as listener:
         Store.feed.publish(10)  # more than the buffer holds: it overflows
-        async for batch in hub.events(listener, JOB_EVENTS_AFTER, 1, 0):
+        async for batch in hub.events(listener, EventsOf.JOB, 1, 0):
             got += [e.id for e in batch]
             if len(got) == 10:
                 Store.feed.publish(2)  # live again after catching up
