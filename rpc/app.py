@@ -18,23 +18,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline.runner import trim_memory_periodically
 from pipeline.service import build_worker
-from rpc import gate, images, oauth, security, static, subscriptions, template, vision
-from rpc.auth import Authenticator, secret_warning
+from rpc import gate, security, static
+from rpc.auth import callback
+from rpc.auth.sessions import Authenticator
+from rpc.auth.tokens import secret_warning
 from rpc.config import Settings
 from rpc.context import Services
-from rpc.dispatch import BASE_PATH, METHODS, ROUTE_PATH, Dispatcher
-from rpc.router import Router
+from rpc.procedures import images, progress
+from rpc.procedures.routes import build_router
+from rpc.wire.dispatch import BASE_PATH, METHODS, ROUTE_PATH, Dispatcher
 from storage.engine import open_store
 
 log = logging.getLogger("rpc.app")
-
-
-def build_router() -> Router:
-    router = Router()
-    vision.register(router)
-    template.register(router)
-    subscriptions.register(router)
-    return router
 
 
 class App:
@@ -134,9 +129,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     routes = [
         Route(ROUTE_PATH, trpc, methods=sorted(METHODS)),  # see ROUTE_PATH: the redirect
         Route("/healthz", health, methods=["GET"]),
-        Route("/api/jobs/{job_id}/events", subscriptions.job_events, methods=["GET"]),
+        Route("/api/jobs/{job_id}/events", progress.job_events, methods=["GET"]),
         *images.routes(),
-        *oauth.routes(),
+        *callback.routes(),
     ]
     # STATIC_DIR's mount catches every path: it must stay after every other route.
     cold = Starlette(

@@ -20,9 +20,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rpc import encoding, vision
-from rpc.encoding import dumps, to_plain
-from rpc.superjson import UNDEFINED, Encoded, RawJSON, iso, serialize
+from rpc.procedures import job_payloads as vision
+from rpc.wire import encoding
+from rpc.wire.encoding import dumps, to_plain
+from rpc.wire.superjson import UNDEFINED, Encoded, RawJSON, iso, serialize
 from storage.records import JobStatusRecord, JobSummary
 from storage.timeutil import (
     UtcTimestamp,

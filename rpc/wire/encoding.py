@@ -15,8 +15,8 @@ import secrets
 from datetime import UTC, date, datetime
 from typing import Any
 
-from rpc.superjson import UNDEFINED, Encoded, RawJSON, timestamp_iso
-from rpc.superjson import iso as _iso
+from rpc.wire.superjson import UNDEFINED, Encoded, RawJSON, timestamp_iso
+from rpc.wire.superjson import iso as _iso
 from storage.timeutil import UtcTimestamp
 
 _MARK = f"\x00raw-{secrets.token_hex(12)}\x00"
