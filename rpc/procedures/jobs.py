@@ -11,6 +11,7 @@ import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipeline.errors import ImageError
+from pipeline.images import data_url_payload
 from pipeline.stored_images import inline_image
 from rpc.config import Settings
 from rpc.context import Context
@@ -44,12 +45,11 @@ class CreateJobInput(BaseModel):
             if image_sha(value) is None:
                 raise ValueError("Invalid image path: expected /api/images/<sha256, 64 hex>")
             return value
-        if value[:5].lower() == "data:":
-            header, comma, _ = value.partition(",")
-            if not comma or not header[5:].lower().startswith("image/"):
-                raise ValueError("Invalid data URL: expected data:image/<type>;base64,<data>")
-            if not header.lower().endswith(";base64"):
-                raise ValueError("Invalid data URL: the image must be base64-encoded")
+        if value[:5].lower() == "data:":  # the worker's rule (decoded in `create_job`)
+            try:
+                data_url_payload(value)
+            except ImageError as exc:
+                raise ValueError(exc.message) from None
             return value
         parts = urlsplit(value)
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
