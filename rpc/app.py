@@ -12,7 +12,7 @@ import anyio
 from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -63,6 +63,13 @@ class App:
             await self.hot(scope, receive, send)
         else:
             await self.cold(scope, receive, send)
+
+
+async def _redirect_only(request: Request) -> Response:
+    """The endpoint of the tRPC route, which `App` never lets Starlette reach (it sends every
+    ``/api/trpc/…`` request to the dispatcher first): the route is there for Starlette's
+    redirect of ``/api/trpc`` to ``/api/trpc/`` (see ``rpc.wire.dispatch.ROUTE_PATH``)."""
+    return PlainTextResponse("Not Found", status_code=404)
 
 
 async def _not_started(scope: Scope, receive: Receive, send: Send) -> None:
@@ -119,15 +126,11 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
             outer.hot = _not_started
             await store.driver.close()
 
-    async def trpc(request: Request) -> Response:
-        dispatcher: Dispatcher = request.app.state.dispatcher
-        return await dispatcher.handle(request)
-
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True})
 
     routes = [
-        Route(ROUTE_PATH, trpc, methods=sorted(METHODS)),  # see ROUTE_PATH: the redirect
+        Route(ROUTE_PATH, _redirect_only, methods=sorted(METHODS)),  # see ROUTE_PATH
         Route("/healthz", health, methods=["GET"]),
         Route("/api/jobs/{job_id}/events", progress.job_events, methods=["GET"]),
         *images.routes(),

@@ -9,8 +9,16 @@ import json
 import math
 from typing import Any
 
-from rpc.wire.superjson import DATE, Encoded, RawJSON, iso, timestamp_iso
+from rpc.wire.superjson import DATE, Encoded, RawJSON, iso
 from storage.records import JobStatusRecord, JobSummary
+from storage.timeutil import UtcTimestamp
+
+
+def timestamp_iso(ts: UtcTimestamp) -> str:
+    """A stored timestamp as JS ``toISOString()`` writes it (what `iso` gives for the same
+    instant): its ISO text cut to milliseconds (truncated, as `iso` truncates), without a
+    `datetime` in between. The wire knows no storage type: history rows are converted here."""
+    return ts.iso[:23] + "Z"
 
 
 def _parsed(text: str | None) -> Any:
@@ -148,7 +156,7 @@ def encoded_history(jobs: list[JobSummary]) -> Encoded:
                 finished = False
                 done = "null"
             else:
-                done = '"' + completed.iso[:23] + 'Z"'  # superjson.timestamp_iso, inlined
+                done = '"' + completed.iso[:23] + 'Z"'  # timestamp_iso, inlined
             # An f-string: two thirds of the cost of %-formatting the same row.
             parts.append(
                 f'{{"jobId":{job_id},"status":{_json_str(status)},"progress":{progress},'

@@ -38,10 +38,9 @@ from rpc import security
 from rpc.context import Context, Services
 from rpc.wire import jsonl, limits, sse, superjson
 from rpc.wire.encoding import dumps, to_plain
-from rpc.wire.errors import TRPCError
+from rpc.wire.errors import TRPCError, internal_error
 from rpc.wire.request import (
     Call,
-    internal_message,
     last_event_id_of,
     looks_superjson,
     query_params,
@@ -226,7 +225,7 @@ class Dispatcher:
             return exc.http_status, (None, exc)
         except Exception as exc:
             log.exception("procedure %s failed", call.path)
-            error = TRPCError("INTERNAL_SERVER_ERROR", internal_message(exc))
+            error = internal_error(exc)
             return error.http_status, (None, error)
 
     async def _subscription(self, request: Request, call: Call, lenient: bool) -> Response:
@@ -251,7 +250,7 @@ class Dispatcher:
             source = exc
         except Exception as exc:
             log.exception("subscription %s failed", call.path)
-            source = sse.internal_error(exc)
+            source = internal_error(exc)
         framing = sse.TRPCFraming(sj=self._superjson([call]), path=call.path,
                                   last_event_id=last_event_id, settings=settings)  # fmt: skip
         return sse.response(sse.run(source, framing, settings), ctx.response_headers)

@@ -123,11 +123,3 @@ def looks_superjson(request: Request) -> bool:
     """For request-level errors (input not parsed): guess from the raw input text."""
     text = request.query_params.get("input") or ""
     return '"json"' in text[:4096]
-
-
-def internal_message(exc: Exception) -> str:
-    from storage.driver import DatabaseUnavailable
-
-    if isinstance(exc, DatabaseUnavailable):
-        return "The database is unavailable; please try again"
-    return "Internal server error"

@@ -28,7 +28,7 @@ from starlette.responses import StreamingResponse
 from rpc.config import Settings
 from rpc.wire import superjson
 from rpc.wire.encoding import dumps, to_plain
-from rpc.wire.errors import TRPCError
+from rpc.wire.errors import TRPCError, internal_error
 
 log = logging.getLogger("rpc.sse")
 
@@ -231,15 +231,6 @@ async def _produce(source: AsyncIterator[Any], queue: asyncio.Queue[_Item]) -> N
         if aclose is not None:
             await aclose()
     await queue.put(item)
-
-
-def internal_error(exc: Exception) -> TRPCError:
-    """INTERNAL_SERVER_ERROR (retryable, §7.4: the client reconnects and resumes)."""
-    from storage.driver import DatabaseUnavailable
-
-    if isinstance(exc, DatabaseUnavailable):
-        return TRPCError("INTERNAL_SERVER_ERROR", "The database is unavailable; please try again")
-    return TRPCError("INTERNAL_SERVER_ERROR", "Internal server error")
 
 
 def response(

@@ -7,8 +7,8 @@ byte for byte as superjson 2.2.x would for the equivalent JS value (§5.2, §5.3
 ``meta.values`` and ignores ``referentialEqualities``.  Malformed or hostile input only
 ever raises `SuperjsonError`, whose short message can be sent back as a 400.
 
-Python mapping: None <-> null, `UNDEFINED` <-> undefined, datetime/date (and the store's
-`UtcTimestamp`) -> Date (read back as an aware UTC datetime), set/frozenset -> Set (read
+Python mapping: None <-> null, `UNDEFINED` <-> undefined, datetime/date -> Date (read back
+as an aware UTC datetime), set/frozenset -> Set (read
 back as a list), a dict with any non-str key -> Map (read back as a dict when all keys are
 str, else as [k, v] pairs), NaN/Infinity/-0.0 -> "number", Decimal -> float. Python ints are
 sent as JSON numbers and never as bigint. JS lists integer-like object keys first: dicts
@@ -34,7 +34,6 @@ from rpc.wire.values import (
     Tree,
     is_superjson,
 )
-from storage.timeutil import UtcTimestamp
 
 __all__ = [
     "DATE",
@@ -46,7 +45,6 @@ __all__ = [
     "is_superjson",
     "iso",
     "serialize",
-    "timestamp_iso",
 ]
 
 # RawJSON is a leaf here: its text holds no annotated value.
@@ -93,12 +91,6 @@ def iso(dt: datetime) -> str:
             dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second, dt.microsecond // 1000
         )  # fmt: skip
     return _iso(dt)
-
-
-def timestamp_iso(ts: UtcTimestamp) -> str:
-    """`iso` of a stored timestamp: its ISO text cut to milliseconds (truncated, as `iso`
-    truncates), without a `datetime` in between."""
-    return ts.iso[:23] + "Z"
 
 
 def _iso(dt: datetime) -> str:
@@ -161,8 +153,6 @@ def _walk(v: object, depth: int) -> tuple[object, Tree | None]:
         return v.json, v.tree  # type: ignore[attr-defined]
     if t is datetime:
         return iso(v), ["Date"]  # type: ignore[arg-type]
-    if t is UtcTimestamp:  # a Date too (the store's form of a time it only passes on)
-        return timestamp_iso(v), ["Date"]  # type: ignore[arg-type]
     if v is UNDEFINED:
         return None, ["undefined"]
     if t is set or t is frozenset:
