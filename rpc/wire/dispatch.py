@@ -125,7 +125,7 @@ class Dispatcher:
         batch = params.get("batch") == "1"
         calls: list[Call] | None = None
         try:
-            _check_request(request, settings.max_url_bytes)
+            _check_request(request, method, settings.max_url_bytes)
             paths = path.split(",") if batch else [path]
             if len(paths) > settings.max_batch_size:
                 raise TRPCError("BAD_REQUEST", "Batch call exceeds maximum size")
@@ -134,10 +134,13 @@ class Dispatcher:
             # In call order, as tRPC words it.
             kinds = list(dict.fromkeys(c.procedure.kind for c in calls if c.procedure))
             if len(kinds) > 1:
-                raise TRPCError(
-                    "BAD_REQUEST", "Cannot mix procedure types in call: " + ", ".join(kinds)
-                )
-            stream = _streamed(request, batch)
+                mixed = ", ".join(kinds)
+                raise TRPCError("BAD_REQUEST", f"Cannot mix procedure types in call: {mixed}")
+            asks = request.headers
+            stream = jsonl.wants_jsonl(asks.get("trpc-accept"), asks.get("accept"))
+            if stream and not batch:  # §6.1
+                raise TRPCError("BAD_REQUEST", "Streaming requests must be batched "
+                                "(you can do a batch of 1)")  # fmt: skip
         except TRPCError as exc:
             return self._request_error(exc, request, calls)
 
@@ -285,7 +288,7 @@ class Dispatcher:
         return response
 
 
-def _check_request(request: Request, max_url_bytes: int) -> None:
+def _check_request(request: Request, method: str, max_url_bytes: int) -> None:
     """Request-level refusals before any input is read: a URL over the limit (400), a body
     that is not JSON (415)."""
     scope = request.scope
@@ -293,7 +296,7 @@ def _check_request(request: Request, max_url_bytes: int) -> None:
     if url_bytes > max_url_bytes:
         raise TRPCError("BAD_REQUEST", f"Request URL is too long ({url_bytes} bytes; "
                         f"the limit is {max_url_bytes})")  # fmt: skip
-    if request.method != "GET":  # JSON only: no cross-site form or no-cors fetch (§2.3)
+    if method != "GET":  # JSON only: no cross-site form or no-cors fetch (§2.3)
         content_type = request.headers.get("content-type", "")
         if not content_type:
             raise TRPCError("UNSUPPORTED_MEDIA_TYPE", "Missing content-type header")
@@ -302,13 +305,3 @@ def _check_request(request: Request, max_url_bytes: int) -> None:
                 "UNSUPPORTED_MEDIA_TYPE",
                 f'Unsupported content-type "{content_type.split(";")[0].strip()}',
             )
-
-
-def _streamed(request: Request, batch: bool) -> bool:
-    """Whether the client asks for JSON Lines (§6.1); only a batch may."""
-    stream = jsonl.wants_jsonl(request.headers.get("trpc-accept"), request.headers.get("accept"))
-    if stream and not batch:
-        raise TRPCError(
-            "BAD_REQUEST", "Streaming requests must be batched (you can do a batch of 1)"
-        )
-    return stream
