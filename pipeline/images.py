@@ -112,9 +112,9 @@ async def check_image(data: bytes, *, max_pixels: int = 40_000_000) -> Image:
 MALFORMED_BASE64 = "The data URL's base64 data is malformed"
 
 
-def decode_data_url(url: str, max_bytes: int) -> bytes:
-    """The bytes of a ``data:image/…;base64,…`` URL of at most ``max_bytes`` (ImageError
-    otherwise): the rule createJob and the worker share."""
+def data_url_payload(url: str) -> str:
+    """The payload of a ``data:image/…;base64,…`` URL, its header checked (ImageError
+    otherwise): what createJob's input validation and `decode_data_url` both apply."""
     header, comma, payload = url[5:].partition(",")
     if not comma:
         raise ImageError("The data URL is malformed (no ',' before the data)")
@@ -125,7 +125,13 @@ def decode_data_url(url: str, max_bytes: int) -> bytes:
         raise ImageError(f"The data URL is not an image ({shown})")
     if "base64" not in (p.lower() for p in params):
         raise ImageError("The data URL must be base64-encoded (data:image/...;base64,...)")
-    payload = dataurl.clean_payload(payload)
+    return payload
+
+
+def decode_data_url(url: str, max_bytes: int) -> bytes:
+    """The bytes of a ``data:image/…;base64,…`` URL of at most ``max_bytes`` (ImageError
+    otherwise): the rule createJob and the worker share."""
+    payload = dataurl.clean_payload(data_url_payload(url))
     if not payload:
         raise ImageError("The data URL contains no image data")
     # Refuse before decoding: base64 is 4 characters per 3 bytes.

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import httpx
 from PIL import Image
 
-from rpc.auth import mint_token
+from rpc.auth.tokens import mint_token
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-for-vision-pipeline-0123456789"

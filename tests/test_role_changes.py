@@ -22,7 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from rpc.auth import ROLE_SECONDS, Authenticator, Caller, mint_token
+from rpc.auth.sessions import ROLE_SECONDS, Authenticator, Caller
+from rpc.auth.tokens import mint_token
 from rpc.config import Settings
 from storage.store import JobStore
 from tests.support import ROOT, SECRET, Server, backend_server, start_server

@@ -21,7 +21,7 @@ import anyio
 import httpx
 import pytest
 
-from rpc import superjson
+from rpc.wire import superjson
 from tests.support import (
     CLIENT_DIR,
     Server,
@@ -249,7 +249,7 @@ def test_an_unknown_path_is_a_json_404_and_a_batched_subscription_a_400(
 async def test_a_subscriber_that_falls_behind_catches_up_from_the_table() -> None:
     from datetime import UTC, datetime
 
-    from rpc.live import Hub
+    from rpc.procedures.live import Hub
     from storage.changes import EventsOf, JobEvent
 
     class Feed:  # the ChangeFeed's surface the hub uses; the "table" is a list
@@ -428,8 +428,8 @@ async def test_streamed_results_come_in_completion_order() -> None:
 
     from rpc.config import Settings
     from rpc.context import Services
-    from rpc.dispatch import Dispatcher
-    from rpc.router import Router
+    from rpc.wire.dispatch import Dispatcher
+    from rpc.wire.router import Router
 
     router = Router()
 

@@ -14,7 +14,7 @@ then goes live, so a reconnecting client misses and repeats nothing.
 - ``onMyJobs {lastEventId?}``: every change of any of the caller's jobs, from now on (or after
   ``lastEventId``); it never ends by itself. Its ids are the global change counter, so on
   PostgreSQL, where two jobs' events may commit out of id order, it can skip a change that
-  commits after a later one of another job was sent (``rpc.live``); onJobProgress cannot.
+  commits after a later one of another job was sent (``rpc.procedures.live``); onJobProgress cannot.
 """
 
 from __future__ import annotations
@@ -26,13 +26,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from rpc import sse
 from rpc.context import Context, Services
-from rpc.errors import UNAUTHED_ERR_MSG, TRPCError
-from rpc.live import FINAL, Hub, hub_for, read_all_after
-from rpc.router import Router
-from rpc.vision import owned_job, status_payload
+from rpc.procedures.job_payloads import status_payload
+from rpc.procedures.jobs import owned_job
+from rpc.procedures.live import Hub, read_all_after
+from rpc.wire import sse
+from rpc.wire.errors import UNAUTHED_ERR_MSG, TRPCError
 from storage.changes import EventsOf, JobEvent
+from storage.jobstate import FINAL, JobStatus
 from storage.records import JobStatusRecord
 
 _INT64 = 2**63 - 1
@@ -67,7 +68,7 @@ def event_payload(job: JobStatusRecord, event: JobEvent) -> dict[str, Any]:
     """getJobStatus's shape for one event: the event's status, progress and message."""
     payload = status_payload(job)
     payload.update(status=event.status, progress=event.progress, errorMessage=event.error_message)
-    if event.status != "complete":
+    if event.status != JobStatus.COMPLETE:
         payload["deepseekOutput"] = None
     if event.status not in FINAL:
         payload["completedAt"] = None
@@ -129,28 +130,20 @@ async def my_jobs(hub: Hub, user_id: int, after: int | None) -> AsyncIterator[ss
                 yield await _render(hub, event)
 
 
-def _hub(services: Services) -> Hub:
-    return hub_for(services.store, queue_limit=sse.live_settings().sse_queue_limit)
+async def on_job_progress(ctx: Context, data: JobProgressInput) -> AsyncIterator[sse.Emitted]:
+    """``visionPipeline.onJobProgress`` (see the module's docstring)."""
+    caller = await ctx.caller()
+    assert caller is not None
+    after = parse_event_id(data.lastEventId)
+    return job_progress(ctx.services.live.hub(), data.jobId, caller.user_id, after)
 
 
-def register(router: Router) -> None:
-    @router.procedure(
-        "visionPipeline.onJobProgress", "subscription", input=JobProgressInput, guard="user"
-    )
-    async def on_job_progress(ctx: Context, data: JobProgressInput) -> AsyncIterator[sse.Emitted]:
-        caller = await ctx.caller()
-        assert caller is not None
-        after = parse_event_id(data.lastEventId)
-        return job_progress(_hub(ctx.services), data.jobId, caller.user_id, after)
-
-    @router.procedure(
-        "visionPipeline.onMyJobs", "subscription", input=MyJobsInput, input_optional=True,
-        guard="user",
-    )  # fmt: skip
-    async def on_my_jobs(ctx: Context, data: MyJobsInput) -> AsyncIterator[sse.Emitted]:
-        caller = await ctx.caller()
-        assert caller is not None
-        return my_jobs(_hub(ctx.services), caller.user_id, parse_event_id(data.lastEventId))
+async def on_my_jobs(ctx: Context, data: MyJobsInput) -> AsyncIterator[sse.Emitted]:
+    """``visionPipeline.onMyJobs`` (see the module's docstring)."""
+    caller = await ctx.caller()
+    assert caller is not None
+    hub = ctx.services.live.hub()
+    return my_jobs(hub, caller.user_id, parse_event_id(data.lastEventId))
 
 
 def _error(exc: TRPCError) -> JSONResponse:
@@ -175,7 +168,7 @@ async def job_events(request: Request) -> Response:
         caller = await Context(services, request).caller()
         if caller is None:
             raise TRPCError("UNAUTHORIZED", UNAUTHED_ERR_MSG)
-        hub = _hub(services)
+        hub = services.live.hub()
         job = owned_job(await services.store.get_job_status(job_id), caller.user_id)
     except ValueError:
         return _error(TRPCError("BAD_REQUEST", "The job id must be an integer"))
@@ -186,7 +179,7 @@ async def job_events(request: Request) -> Response:
     if after is not None and job.status in FINAL:
         if not await read_all_after(hub.feed, EventsOf.JOB, job_id, after):
             return Response(status_code=204)
-    settings = sse.live_settings()
+    settings = services.settings
     body = sse.run(job_progress(hub, job_id, caller.user_id, after), sse.PlainFraming(settings),
                    settings)  # fmt: skip
     return sse.response(body)
