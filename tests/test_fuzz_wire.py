@@ -182,8 +182,10 @@ superjson_payloads = st.fixed_dictionaries(
 )  # fmt: skip
 procedure_names = st.one_of(
     st.sampled_from(GUARDED),
+    # "." and ".." are dot segments: the client resolves "/api/trpc/." to "/api/trpc", which
+    # the server answers with its redirect to "/api/trpc/" (test_wire pins that), not a call.
     st.text(st.characters(blacklist_categories=("Cs",)), max_size=40).filter(
-        lambda p: p not in REAL
+        lambda p: p not in REAL and p not in (".", "..")
     ),
 )
 content_types = st.one_of(
