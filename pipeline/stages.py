@@ -113,7 +113,7 @@ def parse_stored_analysis(text: str) -> VisionAnalysis:
 
 
 def pieces_json(content: GeneratedContent) -> str:
-    # Compact: the API splices this text into its answers verbatim (rpc.vision).
+    # Compact: the API splices this text into its answers verbatim (rpc.procedures.job_payloads).
     return json.dumps(
         [p.model_dump(exclude_none=True) for p in content.content_pieces],
         ensure_ascii=False,

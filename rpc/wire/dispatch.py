@@ -14,10 +14,10 @@ Two streamed answers (recipe §10 step 7): a subscription (never batched) is an 
 Hostile input (issue 8): every request gets a tRPC envelope, a 4xx for anything the client
 got wrong, never a 500 and never a hang. The limits: MAX_URL_BYTES (path + query, 400),
 MAX_BATCH_SIZE calls (400 "Batch call exceeds maximum size", tRPC's maxBatchSize wording),
-MAX_BODY_BYTES (413, counted while the body streams); JSON text through ``rpc.limits.loads``
+MAX_BODY_BYTES (413, counted while the body streams); JSON text through ``rpc.wire.limits.loads``
 (too many values 413; too deep, NaN, giant integers 400); superjson meta that is malformed,
 points at missing paths or names unknown types (400, ``rpc.wire.superjson``); NUL characters
-anywhere in an input (400, ``rpc.limits.refuse_nul``); a body (any method but GET) whose
+anywhere in an input (400, ``rpc.wire.limits.refuse_nul``); a body (any method but GET) whose
 content type is not ``application/json`` (415, before it is read: text/plain, forms and
 multipart are what a page may send cross-site without a preflight, issue 13). A fault nobody
 foresaw is logged and answered as an INTERNAL_SERVER_ERROR envelope. Header floods are
