@@ -306,7 +306,7 @@ WHERE id = $1 AND status IN ('gemini_analyzing', 'deepseek_generating') RETURNIN
 SELECT status, COUNT(*) AS n FROM "visionJobs" GROUP BY status;
 
 
--- === quotas (rpc.quotas) =====================================================================
+-- === quotas (rpc.procedures.quotas) =====================================================================
 
 -- name: user_quota_counts --
 -- createJob's quota check in one round trip: recent jobs, the oldest of them, unfinished jobs.
