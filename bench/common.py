@@ -22,7 +22,7 @@ import anyio
 import asyncpg
 import httpx
 
-from rpc.auth import mint_token
+from rpc.auth.tokens import mint_token
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret-for-vision-pipeline-0123456789"

@@ -23,6 +23,7 @@ from pipeline.providers.base import (
     VisionRequest,
 )
 from storage.images import is_image_path
+from storage.jobstate import Stage
 from storage.records import ClaimedJob, Outputs, StageUsage
 
 ImageLoader = Callable[[str], Awaitable[Image]]
@@ -40,7 +41,7 @@ class Stages:
 
     async def analyze(self, job: ClaimedJob) -> tuple[VisionAnalysis, StageUsage]:
         started = time.perf_counter()
-        with _Deadline(self.timeout, "gemini"):
+        with _Deadline(self.timeout, Stage.VISION):
             if self.load_stored is not None and is_image_path(job.image_url):
                 image = await self.load_stored(job.user_id, job.image_url)
             else:
@@ -59,7 +60,7 @@ class Stages:
         self, job: ClaimedJob, analysis: VisionAnalysis
     ) -> tuple[GeneratedContent, StageUsage]:
         started = time.perf_counter()
-        with _Deadline(self.timeout, "deepseek"):
+        with _Deadline(self.timeout, Stage.CONTENT):
             result = await self.content.generate(
                 ContentRequest(
                     analysis=analysis,
@@ -81,7 +82,7 @@ class _Deadline:
 
     __slots__ = ("scope", "seconds", "stage")
 
-    def __init__(self, seconds: float, stage: str) -> None:
+    def __init__(self, seconds: float, stage: Stage) -> None:
         self.seconds = seconds
         self.stage = stage
         self.scope = anyio.CancelScope(deadline=anyio.current_time() + seconds)
@@ -112,7 +113,7 @@ def parse_stored_analysis(text: str) -> VisionAnalysis:
 
 
 def pieces_json(content: GeneratedContent) -> str:
-    # Compact: the API splices this text into its answers verbatim (rpc.vision).
+    # Compact: the API splices this text into its answers verbatim (rpc.procedures.job_payloads).
     return json.dumps(
         [p.model_dump(exclude_none=True) for p in content.content_pieces],
         ensure_ascii=False,

@@ -13,7 +13,7 @@ import math
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -26,11 +26,13 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from pipeline.config import PipelineSettings
 from pipeline.cost import stage_cost
 from pipeline.errors import StageError
+from pipeline.policy import CANCELLED, SHUT_DOWN, lease_expired, verdict
 from pipeline.retry import retry_delay
 from pipeline.stages import Stages, outputs_of, parse_stored_analysis, pieces_json
 from storage.driver import DatabaseUnavailable
-from storage.records import AttemptRecord, ClaimedJob, StageUsage
-from storage.store import JobStore, Refill
+from storage.jobstate import Outcome, Stage
+from storage.records import AttemptRecord, ClaimedJob, Outputs, StageUsage
+from storage.store import JobStore
 
 log = logging.getLogger("pipeline.worker")
 T = TypeVar("T")
@@ -77,11 +79,10 @@ class Worker:
         self.stopped = anyio.Event()
         self._jobs: MemoryObjectSendStream[_Running] | None = None  # the slots' queue, running
         self._claiming = 0  # jobs the claim loop is asking for right now
+        self._completing = 0  # completions being written right now
+        self._refilling = 0  # jobs those completions are asking for
         store.on_job_created(self.wake)
         store.feed.on_pending(self.wake)  # a job became claimable in another process
-        store.refill_on_completion(
-            self.worker_id, Refill(self._lease, self._refill_wanted, self._start_all)
-        )
 
     # -- control -----------------------------------------------------------------------------
 
@@ -180,7 +181,7 @@ class Worker:
             with anyio.move_on_after(timeout):
                 await self._wake.wait()
 
-    def _start_all(self, claimed: list[ClaimedJob]) -> None:
+    def _start_all(self, claimed: Sequence[ClaimedJob]) -> None:
         for job in claimed:
             if self._jobs is None:  # not reachable: claims stop before the slots do
                 log.warning("job %d claimed after the worker stopped; its lease runs out", job.id)
@@ -189,12 +190,36 @@ class Worker:
             self.state.in_flight[job.id] = running
             self._jobs.send_nowait(running)
 
-    def _refill_wanted(self, completing: int) -> int:
-        """How many jobs a statement completing ``completing`` of ours should claim."""
+    def _refill_wanted(self) -> int:
+        """How many jobs a completion being written should claim (PostgreSQL claims them in
+        the completing statement): the slots that neither a running job, nor the claim loop,
+        nor another completion of the moment is filling (its own slot among them)."""
         if self._stopping or self._jobs is None:
             return 0
-        busy = len(self.state.in_flight) + self._claiming - completing
+        busy = len(self.state.in_flight) - self._completing + self._claiming + self._refilling
         return max(0, self.settings.worker_concurrency - busy)
+
+    async def _complete(
+        self, job: ClaimedJob, pieces: str, outputs: Outputs, record: AttemptRecord
+    ) -> bool:
+        """The completion, with the next jobs claimed in the same statement where the store
+        can (``JobStore.complete_and_claim``); those start as it returns."""
+        self._completing += 1
+        want = self._refill_wanted()
+        self._refilling += want
+        try:
+            # Jobs claimed with it are ours once the statement ran: wait for them even if this
+            # attempt is cancelled meanwhile (lease lost, shutdown), or they would sit out
+            # their lease unrun and come back counted as failed.
+            with anyio.CancelScope(shield=want > 0):
+                done, claimed = await self.store.complete_and_claim(
+                    job, pieces, outputs, record, claim=want, lease=self._lease
+                )
+        finally:
+            self._completing -= 1
+            self._refilling -= want
+        self._start_all(claimed)
+        return done
 
     async def _until_next_due(self, fallback: float) -> float:
         due = await self.store.next_run_after()
@@ -216,8 +241,8 @@ class Worker:
             running.scope.cancel()
         with anyio.CancelScope(shield=True):
             for running in leftover:
-                stage = "gemini" if running.job.gemin_output is None else "deepseek"
-                await self._end(running.job, AttemptRecord("released", stage, "worker shut down"))
+                stage = _first_stage(running.job)
+                await self._end(running.job, AttemptRecord(Outcome.RELEASED, stage, SHUT_DOWN))
         jobs.cancel_scope.cancel()
 
     async def _heartbeat_loop(self) -> None:
@@ -239,7 +264,7 @@ class Worker:
                         # stop working on it; every write we would make is fenced anyway.
                         running.scope.cancel()
                         log.warning("job %d: lease lost, abandoning the attempt", key[0])
-                reaped = await self.store.reap_expired()
+                reaped = await self.store.reap_expired(lease_expired)
                 for job in reaped:
                     outcome = "failed for good" if job.final else "back in the queue"
                     log.warning("job %d: lease of %s expired; %s", job.id, job.worker_id, outcome)
@@ -265,7 +290,7 @@ class Worker:
     async def _process(self, job: ClaimedJob) -> None:
         vision = StageUsage()
         content_usage = StageUsage()
-        stage = "gemini" if job.gemin_output is None else "deepseek"
+        stage = _first_stage(job)
         try:
             if job.gemin_output is None:
                 analysis, vision = await self.stages.analyze(job)
@@ -277,25 +302,23 @@ class Worker:
                     return  # the lease is gone: someone else runs this job now
                 if cancel:
                     await self._end(job, AttemptRecord(
-                        "cancelled", stage, "Cancelled by an operator", vision,
+                        Outcome.CANCELLED, stage, CANCELLED, vision,
                         cost_usd=self._cost(vision, content_usage)))  # fmt: skip
                     return
             else:
                 analysis = parse_stored_analysis(job.gemin_output)
-            stage = "deepseek"
+            stage = Stage.CONTENT
             content, content_usage = await self.stages.write(job, analysis)
             pieces = pieces_json(content)
             cost = self._cost(vision, content_usage)
-            record = AttemptRecord("complete", stage, None, vision, content_usage, cost)
+            record = AttemptRecord(Outcome.COMPLETE, stage, None, vision, content_usage, cost)
             outputs = outputs_of(analysis, pieces)
-            if await self._durably(
-                job, lambda: self.store.complete_job(job, pieces, outputs, record)
-            ):
+            if await self._durably(job, lambda: self._complete(job, pieces, outputs, record)):
                 self.state.completed += 1
             else:
                 # Not completed while we hold the lease means a cancel was requested; if the
                 # lease is gone instead, this fenced write changes nothing.
-                cancelled = AttemptRecord("cancelled", stage, "Cancelled by an operator", vision,
+                cancelled = AttemptRecord(Outcome.CANCELLED, stage, CANCELLED, vision,
                                           content_usage, cost)  # fmt: skip
                 await self._end(job, cancelled)
         except StageError as exc:
@@ -307,28 +330,23 @@ class Worker:
             await self._failed(job, stage, error, vision, content_usage)
 
     async def _failed(
-        self, job: ClaimedJob, stage: str, exc: StageError, vision: StageUsage,
+        self, job: ClaimedJob, stage: Stage, exc: StageError, vision: StageUsage,
         content: StageUsage,
     ) -> None:  # fmt: skip
         failures = job.retry_count + 1
-        if exc.retryable and failures < job.max_retries:
+        decided = verdict(stage, exc.message, failures, job.max_retries, retryable=exc.retryable)
+        cost = self._cost(vision, content)
+        if decided.retry:
             delay = retry_delay(failures, self.settings.retry_delay_ms,
                                 getattr(exc, "retry_after", None))  # fmt: skip
-            message = f"{stage}: {exc.message}. Retry {failures}/{job.max_retries}"
             retry_at = datetime.now(UTC) + timedelta(seconds=delay)
-            log.info("job %d: %s (next attempt in %.2f s)", job.id, message, delay)
-            record = AttemptRecord("retry", stage, message, vision, content,
-                                   self._cost(vision, content))  # fmt: skip
+            log.info("job %d: %s (next attempt in %.2f s)", job.id, decided.message, delay)
+            record = AttemptRecord(Outcome.RETRY, stage, decided.message, vision, content, cost)
             if await self._end(job, record, retry_at=retry_at):
                 self.state.retried += 1
             return
-        if exc.retryable:
-            message = f"Failed after {failures} attempts in {stage}: {exc.message}"
-        else:
-            message = f"{stage}: {exc.message}"
-        log.info("job %d failed: %s", job.id, message)
-        record = AttemptRecord("error", stage, message, vision, content,
-                               self._cost(vision, content))  # fmt: skip
+        log.info("job %d failed: %s", job.id, decided.message)
+        record = AttemptRecord(Outcome.ERROR, stage, decided.message, vision, content, cost)
         if await self._end(job, record):
             self.state.failed += 1
 
@@ -366,6 +384,11 @@ class Worker:
                             job.id, _describe(exc), delay)  # fmt: skip
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+
+def _first_stage(job: ClaimedJob) -> Stage:
+    """The stage an attempt starts at: content when the vision output is stored already."""
+    return Stage.VISION if job.gemin_output is None else Stage.CONTENT
 
 
 def _describe(exc: BaseException) -> str:

@@ -12,29 +12,24 @@ import anyio
 from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline.runner import trim_memory_periodically
 from pipeline.service import build_worker
-from rpc import gate, images, oauth, security, static, subscriptions, template, vision
-from rpc.auth import Authenticator, secret_warning
+from rpc import gate, security, static
+from rpc.auth import callback
+from rpc.auth.sessions import Authenticator
+from rpc.auth.tokens import secret_warning
 from rpc.config import Settings
 from rpc.context import Services
-from rpc.dispatch import BASE_PATH, METHODS, ROUTE_PATH, Dispatcher
-from rpc.router import Router
+from rpc.procedures import images, progress
+from rpc.procedures.routes import build_router
+from rpc.wire.dispatch import BASE_PATH, METHODS, ROUTE_PATH, Dispatcher
 from storage.engine import open_store
 
 log = logging.getLogger("rpc.app")
-
-
-def build_router() -> Router:
-    router = Router()
-    vision.register(router)
-    template.register(router)
-    subscriptions.register(router)
-    return router
 
 
 class App:
@@ -68,6 +63,13 @@ class App:
             await self.hot(scope, receive, send)
         else:
             await self.cold(scope, receive, send)
+
+
+async def _redirect_only(request: Request) -> Response:
+    """The endpoint of the tRPC route, which `App` never lets Starlette reach (it sends every
+    ``/api/trpc/…`` request to the dispatcher first): the route is there for Starlette's
+    redirect of ``/api/trpc`` to ``/api/trpc/`` (see ``rpc.wire.dispatch.ROUTE_PATH``)."""
+    return PlainTextResponse("Not Found", status_code=404)
 
 
 async def _not_started(scope: Scope, receive: Receive, send: Send) -> None:
@@ -124,19 +126,15 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
             outer.hot = _not_started
             await store.driver.close()
 
-    async def trpc(request: Request) -> Response:
-        dispatcher: Dispatcher = request.app.state.dispatcher
-        return await dispatcher.handle(request)
-
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True})
 
     routes = [
-        Route(ROUTE_PATH, trpc, methods=sorted(METHODS)),  # see ROUTE_PATH: the redirect
+        Route(ROUTE_PATH, _redirect_only, methods=sorted(METHODS)),  # see ROUTE_PATH
         Route("/healthz", health, methods=["GET"]),
-        Route("/api/jobs/{job_id}/events", subscriptions.job_events, methods=["GET"]),
+        Route("/api/jobs/{job_id}/events", progress.job_events, methods=["GET"]),
         *images.routes(),
-        *oauth.routes(),
+        *callback.routes(),
     ]
     # STATIC_DIR's mount catches every path: it must stay after every other route.
     cold = Starlette(

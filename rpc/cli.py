@@ -33,7 +33,6 @@ def _is_loopback(host: str) -> bool:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from rpc import live
     from rpc.app import create_app
 
     if settings.local_mode and not _is_loopback(args.host):
@@ -49,7 +48,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             super().handle_exit(sig, frame)
             # Open live-progress streams would hold the graceful shutdown for its whole
             # timeout: end them now (without `return`, so their clients resume elsewhere).
-            live.close_all()
+            services = getattr(app.state, "services", None)
+            if services is not None:
+                services.live.close_threadsafe()
             # uvicorn re-raises a captured SIGTERM after shutting down, so the process would
             # die "by signal"; a drained, signalled stop is a clean one: exit 0.
             self._captured_signals.clear()
@@ -115,7 +116,7 @@ def cmd_db_convert_images(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
-    from rpc.auth import mint_token, open_id_problem, secret_warning, storable
+    from rpc.auth.tokens import mint_token, open_id_problem, secret_warning, storable
 
     if not settings.jwt_secret:
         print("JWT_SECRET is not set: tokens are only needed when it is.", file=sys.stderr)

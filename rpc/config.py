@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 
 from pipeline.config import PipelineSettings
 
@@ -30,11 +30,11 @@ class Settings(PipelineSettings):
     platform_timeout_seconds: float = Field(default=30.0, gt=0)
     log_level: str = "info"
 
-    # Hostile input (rpc.dispatch): a batch of more calls is refused, as is a longer URL
+    # Hostile input (rpc.wire.dispatch): a batch of more calls is refused, as is a longer URL
     # (path + query; Node's own header limit is 16 KiB, so nothing the template accepts is).
     max_batch_size: int = Field(default=50, ge=1)
     max_url_bytes: int = Field(default=16 * 1024, ge=1024)
-    # Quotas on createJob (rpc.quotas); 0 turns a limit off.
+    # Quotas on createJob (rpc.procedures.quotas); 0 turns a limit off.
     jobs_per_minute_per_user: int = Field(default=60, ge=0)
     max_waiting_jobs_per_user: int = Field(default=100, ge=0)
     max_waiting_jobs: int = Field(default=100_000, ge=0)
@@ -42,6 +42,30 @@ class Settings(PipelineSettings):
     # off (same-origin frontend). A Content-Security-Policy for STATIC_DIR's files (none if "").
     cors_allow_origins: str = ""
     static_content_security_policy: str = ""
+
+    # Live progress (rpc.wire.sse, rpc.procedures.progress). Keep-alive `ping` after this long
+    # without an event; 0: never (tRPC's sse.ping).
+    sse_ping_ms: int = Field(default=10_000, ge=0)
+    # Sent in `connected` (tRPC's sse.client.reconnectAfterInactivityMs): the client re-opens
+    # a stream silent for this long (§7.4). 0: not sent. Must exceed the ping interval.
+    sse_reconnect_after_inactivity_ms: int = Field(default=30_000, ge=0)
+    # End each stream after this long without `return` (tRPC's sse.maxDurationMs); the client
+    # reconnects and resumes. 0: no limit.
+    sse_max_duration_ms: int = Field(default=0, ge=0)
+    # A `retry:` field with `connected` (the EventSource's reconnect delay). 0: not sent.
+    sse_retry_ms: int = Field(default=0, ge=0)
+    # Events buffered per subscriber before it falls back to re-reading the table.
+    sse_queue_limit: int = Field(default=256, ge=1)
+
+    @model_validator(mode="after")
+    def _ping_before_inactivity(self) -> Settings:
+        inactivity, ping = self.sse_reconnect_after_inactivity_ms, self.sse_ping_ms
+        if inactivity and ping and ping >= inactivity:
+            raise ValueError(
+                f"SSE_PING_MS ({ping}) must be less than SSE_RECONNECT_AFTER_INACTIVITY_MS "
+                f"({inactivity}), or clients reconnect while idle"
+            )
+        return self
 
     @property
     def local_mode(self) -> bool:

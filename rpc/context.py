@@ -1,17 +1,26 @@
 """What a procedure sees: the services of the app and the request's caller (resolved once per
-HTTP request, however many calls a batch holds, as tRPC's createContext is)."""
+HTTP request, however many calls a batch holds, as tRPC's createContext is).
+
+At the top of ``rpc`` because every room meets here: the app builds `Services` in its lifespan,
+the wire hands a `Context` to each call, the procedures read the store, the quotas and the live
+progress from it, and auth resolves its caller. Everything the server keeps in memory between
+requests hangs off `Services` (one per app): no module of ``rpc`` holds mutable state."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
+from rpc import security
+from rpc.procedures.live import LiveProgress
+from rpc.procedures.quotas import Quotas
+
 if TYPE_CHECKING:
     from pipeline.worker import Worker
-    from rpc.auth import Authenticator, Caller
+    from rpc.auth.sessions import Authenticator, Caller
     from rpc.config import Settings
     from storage.store import JobStore
 
@@ -22,6 +31,15 @@ class Services:
     store: JobStore
     auth: Authenticator
     worker: Worker | None = None
+    # createJob's quota state (the cached global count, the per-user admission locks).
+    quotas: Quotas = field(default_factory=Quotas)
+    # The calls of streamed (JSON Lines) batches, kept until they finish: a call keeps
+    # running when its client leaves mid-stream (rpc.wire.jsonl).
+    running: set[asyncio.Future[Any]] = field(default_factory=set)
+    live: LiveProgress = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.live = LiveProgress(self.store, queue_limit=self.settings.sse_queue_limit)
 
 
 @dataclass
@@ -55,7 +73,4 @@ class Context:
     @property
     def secure(self) -> bool:
         """Whether the client reached us over https (directly or through a TLS proxy)."""
-        if self.request.url.scheme == "https":
-            return True
-        forwarded = self.request.headers.get("x-forwarded-proto", "")
-        return any(p.strip().lower() == "https" for p in forwarded.split(","))
+        return security.is_https(self.request.scope)

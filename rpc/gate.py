@@ -25,12 +25,14 @@ from collections.abc import Iterable
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from rpc import security, superjson
+from rpc import security
+from rpc.auth.cookies import MAX_COOKIE_BYTES
 from rpc.config import Settings
-from rpc.cookies import MAX_COOKIE_BYTES
-from rpc.dispatch import BASE_PATH, query_params
-from rpc.encoding import dumps
-from rpc.errors import TRPCError
+from rpc.wire import superjson
+from rpc.wire.dispatch import BASE_PATH
+from rpc.wire.encoding import dumps
+from rpc.wire.errors import TRPCError
+from rpc.wire.request import query_params
 
 COOKIE_TOO_LARGE = "cookie"
 FOREIGN_HOST = "host"
@@ -98,7 +100,7 @@ def _response(reason: str, scope: Scope, settings: Settings | None) -> Response:
         return PlainTextResponse(LOCAL_MODE_MESSAGE, status_code=403)
     shape = TRPCError("FORBIDDEN", LOCAL_MODE_MESSAGE).shape(None)
     transformer = settings.trpc_transformer if settings is not None else "auto"
-    text = query_params(scope).get("input") or ""  # as rpc.dispatch guesses for its own errors
+    text = query_params(scope).get("input") or ""  # as rpc.wire.dispatch guesses for its own errors
     sj = transformer == "superjson" or (transformer == "auto" and '"json"' in text[:4096])
     body = {"error": superjson.serialize(shape) if sj else shape}
     return Response(dumps(body), status_code=403, media_type="application/json")

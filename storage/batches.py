@@ -3,9 +3,10 @@
 The worker's stage boundaries and completions, and the API's ``createJob`` calls, arrive
 many at a time under load (``storage.coalesce`` gathers those of one moment). Each body here
 turns such a batch into a fixed number of statements whatever its size, with the rows passed
-as one JSON parameter (``storage.queries._json_rows``): a batch of 40 completions is one
-UPDATE and two INSERTs, not 120 statements. Every row keeps its own fence (id, attempt,
-worker), so a batch changes exactly what the same writes made one by one would change.
+as one JSON parameter (``json_to_recordset`` / ``json_each`` in ``storage/sql/``): a batch of
+40 completions is one UPDATE and two INSERTs, not 120 statements. Every row keeps its own
+fence (id, attempt, worker), so a batch changes exactly what the same writes made one by one
+would change.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from storage import queries as q
 from storage.driver import Row, Statement, Work, execute, fetch_all
+from storage.queries import QUERIES
 from storage.records import AttemptRecord, ClaimedJob, NewJob, Outputs
 from storage.timeutil import utcnow
 
@@ -32,15 +33,21 @@ class VisionOutput:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """The end of a successful attempt: content, outputs row, attempt row."""
+    """The end of a successful attempt: content, outputs row, attempt row; and how many jobs
+    to claim for its worker with it (PostgreSQL's ``complete_and_claim``), leased how long."""
 
     job: ClaimedJob
     content_json: str
     outputs: Outputs
     attempt: AttemptRecord
+    claim: int = 0
+    lease: timedelta = timedelta(0)
 
 
 StageWrite = VisionOutput | Completion
+# A stage write's result: for a vision output, None when the lease is lost, else whether a
+# cancel was asked; for a completion, whether it completed; with the jobs claimed with it.
+StageOutcome = tuple[bool | None, tuple[ClaimedJob, ...]]
 
 
 def _rows(rows: list[dict[str, Any]]) -> str:
@@ -70,7 +77,7 @@ def _output_fields(o: Outputs) -> dict[str, Any]:
 
 def store_vision_outputs(items: list[VisionOutput]) -> Statement:
     """The stage boundaries of a batch as one statement (see ``cancel_asked``)."""
-    return fetch_all(q.STORE_VISION_OUTPUTS, utcnow(), _rows([
+    return fetch_all(QUERIES["store_vision_outputs"], utcnow(), _rows([
         {"id": i.job.id, "attempt": i.job.attempt, "worker": i.job.worker_id,
          "output": i.output_json}
         for i in items
@@ -94,7 +101,7 @@ def _completion_rows(items: list[Completion]) -> str:
 def complete_jobs(items: list[Completion]) -> Statement:
     """The completions of a batch as one statement (on PostgreSQL with their outputs and
     attempt rows; on SQLite those follow in ``stage_writes``)."""
-    return fetch_all(q.COMPLETE_JOBS, utcnow(), _completion_rows(items))
+    return fetch_all(QUERIES["complete_jobs"], utcnow(), _completion_rows(items))
 
 
 def complete_and_claim(
@@ -103,16 +110,32 @@ def complete_and_claim(
     """PostgreSQL: ``complete_jobs`` that also claims up to ``limit`` jobs for ``worker_id``."""
     now = utcnow()
     return fetch_all(
-        q.COMPLETE_AND_CLAIM, now, _completion_rows(items), worker_id, now + lease, limit
+        QUERIES["complete_and_claim"], now, _completion_rows(items), worker_id, now + lease, limit
     )
 
 
-def stage_writes(items: list[StageWrite]) -> Work[list[bool | None]]:
+def share_claims(
+    items: list[Completion], done: set[tuple[int, int]], claimed: list[ClaimedJob]
+) -> list[StageOutcome]:
+    """Per completion, in order: whether it completed, and its share of the jobs claimed with
+    the batch (as many as it asked for, while they last, oldest first)."""
+    results: list[StageOutcome] = []
+    start = 0
+    for item in items:
+        share = tuple(claimed[start : start + item.claim]) if item.claim > 0 else ()
+        start += len(share)
+        results.append(((item.job.id, item.job.attempt) in done, share))
+    return results
+
+
+def stage_writes(items: list[StageWrite], *, rows_apart: bool) -> Work[list[bool | None]]:
     """Write a batch of stage boundaries and completions in one transaction.
 
     Per item, in order: for a ``VisionOutput``, None when the lease is lost, else whether a
     cancel was requested; for a ``Completion``, whether the job completed (False: the lease
-    is lost, or a cancel was requested and the caller records it).
+    is lost, or a cancel was requested and the caller records it). ``rows_apart``: the
+    completed jobs' outputs and attempt rows take statements of their own (SQLite; on
+    PostgreSQL ``complete_jobs`` writes them).
     """
     now = utcnow()
     visions = [i for i in items if isinstance(i, VisionOutput)]
@@ -126,15 +149,15 @@ def stage_writes(items: list[StageWrite]) -> Work[list[bool | None]]:
         rows = yield complete_jobs(completions)
         completed = {(r["id"], r["attempt"]): r["userId"] for r in rows}
         done = [i for i in completions if (i.job.id, i.job.attempt) in completed]
-        if done:  # on PostgreSQL the completion statement wrote these rows already: no-ops
+        if done and rows_apart:
             outputs = [
                 {"job": i.job.id, "owner": completed[(i.job.id, i.job.attempt)],
                  **_output_fields(i.outputs)}
                 for i in done
             ]  # fmt: skip
-            yield execute(q.INSERT_OUTPUTS, now, _rows(outputs))
+            yield execute(QUERIES["insert_outputs"], now, _rows(outputs))
             attempts = [attempt_row(i.job, i.attempt) for i in done]
-            yield execute(q.INSERT_ATTEMPTS, now, _rows(attempts))
+            yield execute(QUERIES["insert_attempts"], now, _rows(attempts))
     results: list[bool | None] = []
     for item in items:
         key = (item.job.id, item.job.attempt)
@@ -154,7 +177,7 @@ def insert_jobs(jobs: list[NewJob]) -> Statement:
          "retries": j.max_retries}
         for j in jobs
     ]  # fmt: skip
-    return fetch_all(q.INSERT_JOBS, utcnow(), _rows(rows))
+    return fetch_all(QUERIES["insert_jobs"], utcnow(), _rows(rows))
 
 
 def job_ids(jobs: list[NewJob], returned: list[Row]) -> list[int]:

@@ -1,12 +1,11 @@
 """The change feed: one listener per process learns of every job change and fans it out.
 
 Every change of a job lands in ``visionJobEvents`` (written by triggers, in the writer's
-transaction). This process learns of new events three ways:
+transaction). This process learns of new events two ways:
 - its own writes ``poke`` the feed right after they commit (no delay at all);
-- on PostgreSQL a dedicated connection LISTENs on the triggers' NOTIFY (re-established when
-  lost, with a catch-up read, so nothing is missed while it was away);
-- on SQLite another process's writer sends a datagram after each commit (storage.wake), and a
-  poll of the change counter (``MAX(id)``, a ~20 µs read) catches whatever that missed.
+- other processes' commits reach it through the driver's ``Listener`` (storage.driver): on
+  PostgreSQL a connection LISTENing on the triggers' NOTIFY (storage.postgres), on SQLite a
+  datagram after each commit plus a poll of the change counter (storage.wake).
 Then it reads the new events once and hands them to every subscriber in memory, so thousands
 of live-progress streams cost one query per change, not one each.
 
@@ -20,21 +19,19 @@ SQLite one writer commits at a time, in id order.)
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
 
 import anyio
 from anyio.abc import TaskStatus
 
-from storage import queries as q
 from storage.driver import Driver, Row, fetch_all, fetch_one
+from storage.jobstate import JobStatus
+from storage.queries import QUERIES
 from storage.timeutil import as_datetime
-from storage.triggers import CHANNEL
-from storage.wake import Watcher
 
 log = logging.getLogger("storage.changes")
 BATCH = 1000
@@ -60,19 +57,27 @@ def event_of(row: Row) -> JobEvent:
                     row["errorMessage"], at)  # fmt: skip
 
 
+class EventsOf(StrEnum):
+    """Whose events ``ChangeFeed.read_after`` reads: one job's, or one user's jobs' (the
+    values name the statements)."""
+
+    JOB = "job_events_after"
+    USER = "user_events_after"
+
+
 Subscriber = Callable[[list[JobEvent]], None]
 
 
 class ChangeFeed:
-    def __init__(self, driver: Driver, *, poll_seconds: float = 0.1) -> None:
+    def __init__(self, driver: Driver, *, poll_seconds: float | None = None) -> None:
         self.driver = driver
-        self.poll_seconds = poll_seconds
+        self.listener = driver.listener()
+        self.poll_seconds = self.listener.poll_seconds if poll_seconds is None else poll_seconds
         self.last_id = 0
         self._subscribers: list[Subscriber] = []
         self._pending: list[Callable[[], None]] = []
         self.reads_events = True  # False: a worker-only process, told only of claimable jobs
         self._poke = anyio.Event()
-        self.running = False
         self._gap_since: float | None = None  # when the open gap after last_id was first seen
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
@@ -94,51 +99,36 @@ class ChangeFeed:
         """Something was committed here: look now rather than at the next poll."""
         self._poke.set()
 
-    async def read_after(self, query: q.Query, key: int, after: int, limit: int) -> list[JobEvent]:
-        rows = await self.driver.read(fetch_all(query, key, after, limit))
+    async def read_after(self, of: EventsOf, key: int, after: int, limit: int) -> list[JobEvent]:
+        """The events of job (or user) ``key`` after event ``after``, oldest first, at most
+        ``limit``: what a resuming or lagging subscriber reads from the table."""
+        rows = await self.driver.read(fetch_all(QUERIES[of], key, after, limit))
         return [event_of(r) for r in rows]
 
     async def run(
         self, *, events: bool = True, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Follow the changes until cancelled. ``events=False`` (a worker-only process on
-        PostgreSQL) reads no events at all: the NOTIFY payload alone says when a job became
-        claimable, which is all a worker needs. (SQLite reads are local and cheap: kept.)"""
-        self.reads_events = events or self.driver.dialect == "sqlite"
-        row = await self.driver.read(fetch_one(q.LAST_EVENT_ID))
+        """Follow the changes until cancelled. ``events=False`` (a worker-only process) reads
+        no events when the listener tells of claimable jobs itself (PostgreSQL's NOTIFY
+        payload), which is all a worker needs; otherwise the events are how it knows."""
+        self.reads_events = events or not self.listener.tells_pending
+        row = await self.driver.read(fetch_one(QUERIES["last_event_id"]))
         self.last_id = int(row["last"])
-        self.running = True
-        watcher = self._watch()
-        try:
-            async with anyio.create_task_group() as tg:
-                if self.driver.dialect == "postgresql":
-                    tg.start_soon(self._listen)
-                task_status.started()
-                if self.reads_events:
-                    await self._loop()
-                else:
-                    await anyio.sleep_forever()
-        finally:
-            self.running = False
-            if watcher is not None:
-                watcher.close(asyncio.get_running_loop())
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.listener.listen, self._heard, self._pending_seen)
+            task_status.started()
+            if self.reads_events:
+                await self._loop()
+            else:
+                await anyio.sleep_forever()
 
-    def _watch(self) -> Watcher | None:
-        """SQLite: wake on other processes' commits (storage.wake) rather than the next poll."""
-        path = getattr(self.driver, "path", None)
-        if self.driver.dialect != "sqlite" or not isinstance(path, str):
-            return None
-        watcher = Watcher(path)
-        watcher.attach(asyncio.get_running_loop(), self.poke)
-        announcer = getattr(self.driver, "announcer", None)
-        if announcer is not None:
-            announcer.own = watcher.path  # our own commits poke us directly
-        return watcher
+    def _heard(self) -> None:
+        if self.reads_events:
+            self.poke()
 
     async def _loop(self) -> None:
-        # On PostgreSQL NOTIFY does the waking; the slow poll only covers a lost listener.
         while True:
-            interval = self.poll_seconds if self.driver.dialect == "sqlite" else 1.0
+            interval = self.poll_seconds
             wait = GAP_RECHECK if self._gap_since is not None else interval
             with anyio.move_on_after(wait):
                 await self._poke.wait()
@@ -150,18 +140,20 @@ class ChangeFeed:
                 await anyio.sleep(min(interval * 10, 1.0))
 
     async def _dispatch_new(self) -> None:
-        if self.driver.dialect == "sqlite":
-            row = await self.driver.read(fetch_one(q.LAST_EVENT_ID))
+        if self.listener.counter_first:
+            row = await self.driver.read(fetch_one(QUERIES["last_event_id"]))
             if int(row["last"]) <= self.last_id:
                 return
         while True:
-            rows = await self.driver.read(fetch_all(q.EVENTS_AFTER, self.last_id, BATCH))
+            rows = await self.driver.read(fetch_all(QUERIES["events_after"], self.last_id, BATCH))
             events = self._in_order([event_of(r) for r in rows])
             if not events:
                 return
             self.last_id = events[-1].id
-            if self.driver.dialect == "sqlite" and any(e.status == "pending" for e in events):
-                self._pending_seen()  # PostgreSQL's NOTIFY payload said so already
+            if not self.listener.tells_pending and any(
+                e.status == JobStatus.PENDING for e in events
+            ):
+                self._pending_seen()
             for subscriber in list(self._subscribers):
                 try:
                     subscriber(events)
@@ -173,7 +165,7 @@ class ChangeFeed:
     def _in_order(self, events: list[JobEvent]) -> list[JobEvent]:
         """The events that can go out now: up to the first gap in the ids, unless that gap has
         been open for ``GAP_WAIT`` (its transaction rolled back; its ids never come)."""
-        if self.driver.dialect == "sqlite":
+        if self.listener.ids_in_order:
             return events
         expected = self.last_id + 1
         for index, event in enumerate(events):
@@ -186,36 +178,3 @@ class ChangeFeed:
             self._gap_since = None
             expected = event.id + 1
         return events
-
-    def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        if payload == "pending":
-            self._pending_seen()
-        if self.reads_events:
-            self.poke()
-
-    async def _listen(self) -> None:
-        """LISTEN on a connection of its own; re-established when lost (PostgreSQL only)."""
-        import asyncpg
-
-        dsn: str = getattr(self.driver, "dsn", "")
-        delay = 0.1
-        while True:
-            lost = anyio.Event()
-            conn: Any = None
-            try:
-                conn = await asyncpg.connect(dsn)
-                conn.add_termination_listener(lambda _c, ev=lost: ev.set())
-                await conn.add_listener(CHANNEL, self._notified)
-                delay = 0.1
-                self.poke()  # catch up on whatever happened while we were not listening
-                self._pending_seen()
-                await lost.wait()
-                log.warning("the LISTEN connection was lost; reconnecting")
-            except Exception as exc:
-                log.warning("cannot LISTEN (%s); retrying in %.1f s", exc, delay)
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-            finally:
-                if conn is not None and not conn.is_closed():
-                    with anyio.CancelScope(shield=True):
-                        await conn.close()

@@ -37,8 +37,7 @@ class Coalescer(Generic[ItemT, ResultT]):
         self._run_batch = run_batch
         self._max_batch = max_batch
         self._open: _Batch[ItemT, ResultT] | None = None
-        self.batches = 0  # observable by tests and benchmarks: calls of run_batch
-        self.items = 0
+        self.batches = 0  # observable by tests: calls of run_batch
 
     async def submit(self, item: ItemT) -> ResultT:
         batch = self._open
@@ -95,7 +94,6 @@ class Coalescer(Generic[ItemT, ResultT]):
 
     async def _call(self, items: list[ItemT]) -> Sequence[ResultT]:
         self.batches += 1
-        self.items += len(items)
         results = await self._run_batch(items)
         if len(results) != len(items):
             raise RuntimeError(f"a batch of {len(items)} gave {len(results)} results")

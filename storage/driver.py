@@ -14,6 +14,9 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
+import anyio
+from anyio.abc import TaskStatus
+
 from storage.queries import Query
 
 T = TypeVar("T")
@@ -54,8 +57,34 @@ class DatabaseUnavailable(Exception):
     """The database could not be reached or stayed locked past the deadline; nothing changed."""
 
 
+class Listener(Protocol):
+    """How a change feed hears of commits made by other processes. Each driver brings its own
+    (River's idea): SQLite a wake datagram plus a fast poll of the change counter, PostgreSQL
+    LISTEN/NOTIFY plus a slow poll in case the listening connection was away."""
+
+    poll_seconds: float  # how often the feed looks anyway, in case a wake-up was lost
+    tells_pending: bool  # its wake-ups say when a job became claimable (NOTIFY's payload)
+    ids_in_order: bool  # event ids become visible in id order (one writer): no gap to wait out
+    counter_first: bool  # poll the change counter (a primary-key max) before the events
+
+    async def listen(
+        self,
+        wake: Callable[[], None],
+        pending: Callable[[], None],
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Until cancelled: call ``wake`` when another process committed, and ``pending`` when
+        (``tells_pending``) a job became claimable; started once it can hear them."""
+        ...
+
+
 class Driver(Protocol):
     dialect: str
+
+    def listener(self) -> Listener:
+        """This database's way of hearing other processes' commits (``Listener``)."""
+        ...
 
     async def run(self, work: Callable[[], Work[T]]) -> T:
         """Run ``work()`` in one write transaction; all of it commits or none of it does."""

@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from storage import batches
-from storage import queries as q
 from storage.dataurl import inline_image
 from storage.driver import Driver, Row, Work, execute, fetch_one
+from storage.queries import QUERIES
 from storage.records import ConvertedJob, NewImage, NewJob, StoredImage
 from storage.timeutil import utcnow
 
@@ -60,16 +60,16 @@ def keep_image(user_id: int, image: NewImage) -> Work[bool]:
     FOR SHARE) until the transaction ends. True when the row is new. The bytes are sent only
     when the user does not have the image yet. Should a deletion take the image between the
     insert and the hold (its trigger locked it first), it is stored again."""
-    held = yield fetch_one(q.HOLD_IMAGE, user_id, image.sha256)
+    held = yield fetch_one(QUERIES["hold_image"], user_id, image.sha256)
     inserted = False
     for _ in range(5):
         if held is not None:
             return inserted
         inserted = bool((yield execute(
-            q.INSERT_IMAGE, user_id, image.sha256, image.mime_type, len(image.data),
+            QUERIES["insert_image"], user_id, image.sha256, image.mime_type, len(image.data),
             image.width, image.height, image.data, utcnow(),
         )))  # fmt: skip
-        held = yield fetch_one(q.HOLD_IMAGE, user_id, image.sha256)
+        held = yield fetch_one(QUERIES["hold_image"], user_id, image.sha256)
     raise RuntimeError(f"image {image.sha256} of user {user_id} kept vanishing while stored")
 
 
@@ -102,7 +102,7 @@ class ImageStore:
         image (whoever else may have it)."""
 
         def work() -> Work[int | None]:
-            if (yield fetch_one(q.HOLD_IMAGE, job.user_id, sha256)) is None:
+            if (yield fetch_one(QUERIES["hold_image"], job.user_id, sha256)) is None:
                 return None
             new = replace(job, image_url=image_path(sha256))
             return batches.job_ids([new], (yield batches.insert_jobs([new])))[0]
@@ -117,10 +117,10 @@ class ImageStore:
     ) -> StoredImage | None:
         """User ``user_id``'s image ``sha256`` (None: whichever user's, for an admin)."""
         if user_id is None:
-            query = q.GET_ANY_IMAGE if with_data else q.GET_ANY_IMAGE_INFO
+            query = QUERIES["get_any_image"] if with_data else QUERIES["get_any_image_info"]
             row = await self.driver.read(fetch_one(query, sha256))
         else:
-            query = q.GET_IMAGE if with_data else q.GET_IMAGE_INFO
+            query = QUERIES["get_image"] if with_data else QUERIES["get_image_info"]
             row = await self.driver.read(fetch_one(query, user_id, sha256))
         return None if row is None else _stored(row)
 
@@ -129,16 +129,16 @@ class ImageStore:
         ``convert_inline_images``), in a transaction of its own; None when none is left."""
 
         def work() -> Work[ConvertedJob | None]:
-            row = yield fetch_one(q.NEXT_INLINE_IMAGE_JOB, after)
+            row = yield fetch_one(QUERIES["next_inline_image_job"], after)
             if row is None:
                 return None
             job_id, user_id = int(row["id"]), int(row["userId"])
             image = inline_image(row["imageUrl"])
             if image is None:
-                yield execute(q.SET_INLINE_IMAGE_URL, job_id, INVALID_IMAGE_URL)
+                yield execute(QUERIES["set_inline_image_url"], job_id, INVALID_IMAGE_URL)
                 return ConvertedJob(job_id, image_stored=False, new_image=False)
             new = yield from keep_image(user_id, image)
-            yield execute(q.SET_INLINE_IMAGE_URL, job_id, image_path(image.sha256))
+            yield execute(QUERIES["set_inline_image_url"], job_id, image_path(image.sha256))
             return ConvertedJob(job_id, image_stored=True, new_image=new)
 
         return await self._write(work)

@@ -16,6 +16,8 @@ and ``complete`` are final (an operator's retry makes an ``error`` job ``pending
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -53,10 +55,31 @@ STAGE_OF: dict[JobStatus, Stage] = {
 }
 
 
-def stage_of(status: str) -> str:
-    """The ``errorStage`` name of a status a job failed in (other values pass through)."""
-    stage = STAGE_OF.get(JobStatus(status)) if status in _RUNNING_VALUES else None
-    return str(stage) if stage is not None else status
+def stage_of(status: str) -> Stage:
+    """The stage a running status (as stored) belongs to."""
+    return STAGE_OF[JobStatus(status)]
 
 
-_RUNNING_VALUES = frozenset(str(s) for s in RUNNING)
+class Outcome(StrEnum):
+    """How an attempt ended (``visionJobSessions.outcome``)."""
+
+    COMPLETE = "complete"
+    RETRY = "retry"  # failed, may succeed later: pending again at its retry time (counted)
+    ERROR = "error"  # failed for good (counted)
+    CANCELLED = "cancelled"  # an operator's cancel (final, not counted)
+    RELEASED = "released"  # a graceful shutdown handed it back (pending now, not counted)
+    ABANDONED = "abandoned"  # its lease expired: the reaper ended it (counted)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What becomes of a job after a failed attempt, and the errorMessage it then shows."""
+
+    retry: bool  # True: pending again; False: error, for good
+    message: str
+
+
+# The retry policy as the reaper applies it to an attempt whose lease expired: (the stage it
+# was in, the job's failed attempts with this one, its maxRetries) -> the verdict. The store
+# takes it as an argument (pipeline.policy provides it): storage decides nothing itself.
+ExpiryPolicy = Callable[[Stage, int, int], Verdict]

@@ -1,7 +1,7 @@
 """The PostgreSQL driver: an asyncpg pool; each transaction body runs on one pooled connection.
 
-Claims use ``FOR UPDATE SKIP LOCKED`` (in ``storage.queries``), so many workers on many hosts
-claim side by side without waiting on each other.
+Claims use ``FOR UPDATE SKIP LOCKED`` (``storage/sql/postgres.sql``), so many workers on many
+hosts claim side by side without waiting on each other.
 """
 
 from __future__ import annotations
@@ -10,9 +10,13 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import anyio
 import asyncpg
+from anyio.abc import TaskStatus
 
 from storage.driver import DatabaseUnavailable, Statement, Work
+from storage.jobstate import JobStatus
+from storage.triggers import CHANNEL
 
 T = TypeVar("T")
 log = logging.getLogger("storage.postgres")
@@ -23,8 +27,8 @@ _UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError
 
 async def _perform(conn: Any, stmt: Statement) -> Any:
     sql = stmt.query.postgres
-    if sql.startswith("--"):  # a statement SQLite needs and PostgreSQL did in another one
-        return [] if stmt.mode == "all" else (None if stmt.mode == "one" else 0)
+    if sql is None:
+        raise LookupError(f"statement {stmt.query.name} has no PostgreSQL text")
     if stmt.mode == "all":
         return await conn.fetch(sql, *stmt.args)
     if stmt.mode == "one":
@@ -50,12 +54,15 @@ class PostgresDriver:
 
     def __init__(self, pool: Any, dsn: str = "") -> None:
         self.pool = pool
-        self.dsn = dsn  # the change feed opens its own LISTEN connection with it
+        self.dsn = dsn  # the listener opens its own LISTEN connection with it
 
     @classmethod
     async def connect(cls, dsn: str, *, pool_size: int = 10) -> PostgresDriver:
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size, reset=_keep)
         return cls(pool, dsn)
+
+    def listener(self) -> PostgresListener:
+        return PostgresListener(self.dsn)
 
     async def run(self, work: Callable[[], Work[T]]) -> T:
         try:
@@ -82,3 +89,53 @@ class PostgresDriver:
 
     async def close(self) -> None:
         await self.pool.close()
+
+
+class PostgresListener:
+    """The PostgreSQL driver's listener (``storage.driver.Listener``): LISTEN on a connection
+    of its own for the triggers' NOTIFY, whose payload says when a job became claimable
+    (``storage.triggers``); re-established when lost, with a catch-up wake. Event ids are
+    taken before their transactions commit, so they can become visible out of order."""
+
+    poll_seconds = 1.0  # NOTIFY does the waking; the poll only covers a lost connection
+    tells_pending = True
+    ids_in_order = False
+    counter_first = False
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+
+    async def listen(
+        self,
+        wake: Callable[[], None],
+        pending: Callable[[], None],
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        def notified(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+            if payload == JobStatus.PENDING:
+                pending()
+            wake()
+
+        task_status.started()
+        delay = 0.1
+        while True:
+            lost = anyio.Event()
+            conn: Any = None
+            try:
+                conn = await asyncpg.connect(self.dsn)
+                conn.add_termination_listener(lambda _c, ev=lost: ev.set())
+                await conn.add_listener(CHANNEL, notified)
+                delay = 0.1
+                wake()  # catch up on whatever happened while we were not listening
+                pending()
+                await lost.wait()
+                log.warning("the LISTEN connection was lost; reconnecting")
+            except Exception as exc:
+                log.warning("cannot LISTEN (%s); retrying in %.1f s", exc, delay)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                if conn is not None and not conn.is_closed():
+                    with anyio.CancelScope(shield=True):
+                        await conn.close()

@@ -1,4 +1,9 @@
-"""Typed rows the store hands to the layers above (they never see driver rows)."""
+"""Typed rows the store hands to the layers above (they never see driver rows).
+
+Fields are the columns of ``storage.tables`` in snake_case (``userId`` is ``user_id``), in the
+order the statement that reads them returns them; tests/test_records.py checks both against
+the tables and the statements.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
+from storage.jobstate import JobStatus, Outcome, Stage
 from storage.timeutil import UtcTimestamp
 
 
 @dataclass(frozen=True, slots=True)
 class UserRecord:
     id: int
-    openId: str
+    open_id: str
     name: str | None
     email: str | None
-    loginMethod: str | None
+    login_method: str | None
     role: str
-    createdAt: datetime
-    updatedAt: datetime
-    lastSignedIn: datetime
+    created_at: datetime
+    updated_at: datetime
+    last_signed_in: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +82,7 @@ class ClaimedJob:
     output_format: str
     creativity_level: float
     additional_instructions: str | None
-    stage: str  # "gemini_analyzing" or "deepseek_generating" (resuming)
+    stage: JobStatus  # the running status the claim set: ANALYZING, or GENERATING (resuming)
     gemin_output: str | None
     retry_count: int
     max_retries: int
@@ -97,8 +103,8 @@ class StageUsage:
 class AttemptRecord:
     """How one attempt ended, for its ``visionJobSessions`` row."""
 
-    outcome: str  # complete | retry | error | cancelled | released | abandoned
-    stage_reached: str
+    outcome: Outcome
+    stage_reached: Stage
     error_message: str | None = None
     vision: StageUsage = StageUsage()
     content: StageUsage = StageUsage()

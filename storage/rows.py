@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from storage.driver import Row
+from storage.jobstate import JobStatus
 from storage.records import ClaimedJob, UserRecord
 from storage.timeutil import as_datetime
 
@@ -19,14 +20,14 @@ def timestamp(value: object) -> datetime:
 def user_of(row: Row) -> UserRecord:
     return UserRecord(
         id=row["id"],
-        openId=row["openId"],
+        open_id=row["openId"],
         name=row["name"],
         email=row["email"],
-        loginMethod=row["loginMethod"],
+        login_method=row["loginMethod"],
         role=row["role"],
-        createdAt=timestamp(row["createdAt"]),
-        updatedAt=timestamp(row["updatedAt"]),
-        lastSignedIn=timestamp(row["lastSignedIn"]),
+        created_at=timestamp(row["createdAt"]),
+        updated_at=timestamp(row["updatedAt"]),
+        last_signed_in=timestamp(row["lastSignedIn"]),
     )
 
 
@@ -40,7 +41,7 @@ def claimed_job(row: Row, worker_id: str) -> ClaimedJob:
         output_format=row["outputFormat"],
         creativity_level=float(row["creativityLevel"]),
         additional_instructions=row["additionalInstructions"],
-        stage=row["status"],
+        stage=JobStatus(row["status"]),
         gemin_output=row["geminOutput"],
         retry_count=row["retryCount"],
         max_retries=row["maxRetries"],

@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from storage.driver import DatabaseUnavailable, Statement, Work, single
-from storage.wake import Announcer
+from storage.wake import Announcer, SqliteListener
 
 T = TypeVar("T")
 log = logging.getLogger("storage.sqlite")
@@ -68,8 +68,8 @@ def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
 
 def _perform(conn: sqlite3.Connection, stmt: Statement) -> Any:
     sql = stmt.query.sqlite
-    if not sql.strip() or sql.lstrip().startswith("--"):
-        return [] if stmt.mode == "all" else (None if stmt.mode == "one" else 0)
+    if sql is None:
+        raise LookupError(f"statement {stmt.query.name} has no SQLite text")
     cur = conn.execute(sql, _adapt(stmt.args))
     if stmt.mode == "all":
         return cur.fetchall()
@@ -127,8 +127,9 @@ class SqliteDriver:
         self._thread = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
         self.announcer = Announcer(path)  # tells other processes' feeds that we committed
         self._thread.start()
-        self.commits = 0  # observable by benchmarks: how many commits served how many writes
-        self.transactions = 0
+
+    def listener(self) -> SqliteListener:
+        return SqliteListener(self.path, self.announcer)
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -209,9 +210,7 @@ class SqliteDriver:
             for job in batch:
                 _settle(job, None, DatabaseUnavailable(f"SQLite commit failed: {exc}"))
             return
-        self.commits += 1
         self.announcer.announce()
-        self.transactions += len(batch)
         for job, result, error in outcomes:
             _settle(job, result, error)
 
@@ -237,5 +236,6 @@ class SqliteDriver:
         await asyncio.to_thread(self._thread.join)
         self._writer.close()
         self._reader.close()
+        self.announcer.close()
         if self._fallback is not None:
             self._fallback.close()

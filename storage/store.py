@@ -1,24 +1,26 @@
 """JobStore: the only class that talks to the database (procrastinate's JobManager idea).
 
 Each method is one intent (``claim_jobs``, ``complete_job`` …): the named statements of
-``storage.queries`` it runs, written once as a transaction body for every driver, plus the
-mapping of rows to ``storage.records``.
+``storage/sql/`` it runs (``storage.queries.QUERIES``), written once as a transaction body for
+every driver, plus the mapping of rows to ``storage.records``. Where the dialects differ in
+which statements an intent takes (a completion), the store decides; the workers ask the store
+for work (``claim_jobs``, ``complete_and_claim``) and storage never calls back into them.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from storage import batches
-from storage import queries as q
 from storage.changes import ChangeFeed
 from storage.coalesce import Coalescer
 from storage.driver import Driver, Row, Statement, Work, execute, fetch_all, fetch_one
 from storage.images import ImageStore
+from storage.jobstate import ExpiryPolicy, Outcome, Stage, stage_of
+from storage.queries import QUERIES
 from storage.records import (
     AttemptRecord,
     ClaimedJob,
@@ -28,10 +30,10 @@ from storage.records import (
     NewJob,
     Outputs,
     ReapedJob,
-    UserRecord,
 )
-from storage.rows import claimed_job, timestamp, user_of
+from storage.rows import claimed_job, timestamp
 from storage.timeutil import as_datetime, as_timestamp, stored_timestamp, utcnow
+from storage.users import UserStore
 
 T = TypeVar("T")
 
@@ -52,29 +54,21 @@ def _attempt_args(
     )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class Refill:
-    """How a worker takes its next jobs in the statement that completes its jobs (PostgreSQL):
-    the slots a batch of completions frees are refilled without a claim round trip, and the
-    new jobs start together, in step, as the batch returns."""
-
-    lease: timedelta
-    wanted: Callable[[int], int]  # n of its jobs are completing: how many jobs to claim now
-    claimed: Callable[[list[ClaimedJob]], None]  # called with them once the statement returned
-
-
-class JobStore(ImageStore):
+class JobStore(UserStore, ImageStore):
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
         self.feed = ChangeFeed(driver)
         # Called after a job-creating transaction commits: the worker in this process wakes.
         self._on_created: list[Callable[[], None]] = []
-        self._refills: dict[str, Refill] = {}
         # Writes of the same moment share a transaction (see storage.coalesce).
         self._creates: Coalescer[NewJob, int] = Coalescer(self._create_batch)
-        self._stage_writes: Coalescer[batches.StageWrite, bool | None] = Coalescer(
+        self._stage_writes: Coalescer[batches.StageWrite, batches.StageOutcome] = Coalescer(
             self._stage_batch
         )
+        # PostgreSQL writes a batch of completions with their outputs and attempt rows in one
+        # statement (data-modifying CTEs), which can also claim the next jobs; SQLite has no
+        # such CTEs and runs insert_outputs and insert_attempts after complete_jobs.
+        self._completes_in_one_statement = driver.dialect == "postgresql"
 
     @property
     def dialect(self) -> str:
@@ -99,60 +93,6 @@ class JobStore(ImageStore):
         self.feed.poke()
         return result
 
-    # -- users -------------------------------------------------------------------------------
-
-    async def user_seen(
-        self, open_id: str, name: str | None, role: str = "user"
-    ) -> tuple[int, str]:
-        """Create the user on first sight, else refresh lastSignedIn. Returns (id, role)."""
-
-        def work() -> Work[tuple[int, str]]:
-            row = yield fetch_one(q.UPSERT_USER_SEEN, open_id, name, role, utcnow())
-            return int(row["id"]), str(row["role"])
-
-        return await self._write(work)
-
-    async def touch_user(
-        self, open_id: str, name: str | None, role: str | None = None
-    ) -> tuple[int, str] | None:
-        """Refresh lastSignedIn (name, and role when given) of a known user: (id, role), or
-        None when the openId has no row yet."""
-
-        def work() -> Work[tuple[int, str] | None]:
-            row = yield fetch_one(q.TOUCH_USER, open_id, name, role, utcnow())
-            return None if row is None else (int(row["id"]), str(row["role"]))
-
-        return await self.driver.run(work)
-
-    async def upsert_user_login(
-        self, open_id: str, name: str | None, email: str | None, login_method: str | None,
-        role: str | None = None,
-    ) -> tuple[int, str]:  # fmt: skip
-        """The template's login upsert (TEMPLATE_FLOWS §1.7). Returns (id, role)."""
-
-        def work() -> Work[tuple[int, str]]:
-            row = yield fetch_one(
-                q.UPSERT_USER_LOGIN, open_id, name, email, login_method, role, utcnow()
-            )
-            return int(row["id"]), str(row["role"])
-
-        return await self.driver.run(work)
-
-    async def get_user(self, user_id: int) -> UserRecord | None:
-        row = await self.driver.read(fetch_one(q.GET_USER, user_id))
-        return None if row is None else user_of(row)
-
-    async def user_role(self, user_id: int) -> str | None:
-        row = await self.driver.read(fetch_one(q.GET_USER_ROLE, user_id))
-        return None if row is None else str(row["role"])
-
-    async def set_user_role(self, open_id: str, role: str) -> int:
-        def work() -> Work[int]:
-            row = yield fetch_one(q.SET_USER_ROLE, open_id, role, utcnow())
-            return int(row["id"])
-
-        return await self._write(work)
-
     # -- jobs: API side ----------------------------------------------------------------------
 
     async def create_job(self, job: NewJob) -> int:
@@ -165,7 +105,7 @@ class JobStore(ImageStore):
         return batches.job_ids(jobs, await self._write_one(batches.insert_jobs(jobs)))
 
     async def get_job_status(self, job_id: int) -> JobStatusRecord | None:
-        row = await self.driver.read(fetch_one(q.GET_JOB_STATUS, job_id))
+        row = await self.driver.read(fetch_one(QUERIES["get_job_status"], job_id))
         if row is None:
             return None
         return JobStatusRecord(
@@ -184,7 +124,7 @@ class JobStore(ImageStore):
         )
 
     async def list_user_jobs(self, user_id: int, limit: int, offset: int) -> list[JobSummary]:
-        rows = await self.driver.read(fetch_all(q.LIST_USER_JOBS, user_id, limit, offset))
+        rows = await self.driver.read(fetch_all(QUERIES["list_user_jobs"], user_id, limit, offset))
         # Positional (JobSummary's field order): keywords double a NamedTuple's build cost.
         # The times stay text (timeutil.UtcTimestamp): the page only passes them on.
         return [
@@ -201,7 +141,7 @@ class JobStore(ImageStore):
         ]
 
     async def count_by_status(self) -> dict[str, int]:
-        rows = await self.driver.read(fetch_all(q.COUNT_BY_STATUS))
+        rows = await self.driver.read(fetch_all(QUERIES["count_by_status"]))
         return {str(r["status"]): int(r["n"]) for r in rows}
 
     async def user_quota_counts(
@@ -210,107 +150,128 @@ class JobStore(ImageStore):
         """(jobs the user created since ``since``, the oldest one's createdAt, the user's
         unfinished jobs); each count stops at its cap (0: not counted)."""
         row = await self.driver.read(
-            fetch_one(q.USER_QUOTA_COUNTS, user_id, since, recent_cap, waiting_cap)
+            fetch_one(QUERIES["user_quota_counts"], user_id, since, recent_cap, waiting_cap)
         )
         return int(row["recent"]), as_datetime(row["oldest"]), int(row["waiting"])
 
     async def count_waiting_jobs(self, cap: int) -> int:
         """Jobs waiting to be claimed, counted up to ``cap``."""
-        row = await self.driver.read(fetch_one(q.COUNT_WAITING_JOBS, cap))
+        row = await self.driver.read(fetch_one(QUERIES["count_waiting_jobs"], cap))
         return int(row["n"])
 
     # -- jobs: worker side -------------------------------------------------------------------
 
     async def claim_jobs(self, worker_id: str, limit: int, lease: timedelta) -> list[ClaimedJob]:
         now = utcnow()
-        rows = await self._write_one(fetch_all(q.CLAIM_JOBS, worker_id, now, now + lease, limit))
+        rows = await self._write_one(
+            fetch_all(QUERIES["claim_jobs"], worker_id, now, now + lease, limit)
+        )
         claimed = [claimed_job(r, worker_id) for r in rows]
         claimed.sort(key=lambda job: job.id)
         return claimed
 
     async def next_run_after(self) -> datetime | None:
-        row = await self.driver.read(fetch_one(q.NEXT_RUN_AFTER))
+        row = await self.driver.read(fetch_one(QUERIES["next_run_after"]))
         return None if row is None else as_datetime(row["next"])
 
     async def store_vision_output(self, job: ClaimedJob, output_json: str) -> bool | None:
         """Fenced stage boundary. None: the lease is lost; else whether a cancel was asked."""
-        return await self._stage_writes.submit(batches.VisionOutput(job, output_json))
+        held, _ = await self._stage_writes.submit(batches.VisionOutput(job, output_json))
+        return held
 
     async def complete_job(
         self, job: ClaimedJob, content_json: str, outputs: Outputs, attempt: AttemptRecord
     ) -> bool:
         """Fenced completion with its outputs row and attempt row, all in one transaction
         (shared with the other stage writes of the same moment)."""
-        done = await self._stage_writes.submit(
+        done, _ = await self._stage_writes.submit(
             batches.Completion(job, content_json, outputs, attempt)
         )
         return done is True
 
-    async def _stage_batch(self, items: list[batches.StageWrite]) -> list[bool | None]:
+    async def complete_and_claim(
+        self, job: ClaimedJob, content_json: str, outputs: Outputs, attempt: AttemptRecord,
+        *, claim: int, lease: timedelta,
+    ) -> tuple[bool, tuple[ClaimedJob, ...]]:  # fmt: skip
+        """``complete_job``, and up to ``claim`` waiting jobs claimed for the job's worker
+        (leased for ``lease``) with it: on PostgreSQL the statement that writes the
+        completions of that moment claims them too, so the slots completions free are refilled
+        without a claim round trip of their own. Returns (completed, the jobs claimed); on
+        SQLite nothing is claimed here (the worker's claim loop does it)."""
+        done, claimed = await self._stage_writes.submit(
+            batches.Completion(job, content_json, outputs, attempt, claim, lease)
+        )
+        return done is True, claimed
+
+    async def _stage_batch(self, items: list[batches.StageWrite]) -> list[batches.StageOutcome]:
         if all(isinstance(i, batches.VisionOutput) for i in items):
             visions = cast(list[batches.VisionOutput], items)
             rows = await self._write_one(batches.store_vision_outputs(visions))
-            return list(batches.cancel_asked(visions, rows))
-        if self.dialect == "postgresql" and all(isinstance(i, batches.Completion) for i in items):
-            # One statement writes the jobs, outputs and attempts (data-modifying CTEs).
-            completions = cast(list[batches.Completion], items)
-            rows = await self._complete_on_postgres(completions)
-            done = {(r["id"], r["attempt"]) for r in rows if r["id"] is not None}
-            return [(i.job.id, i.job.attempt) in done for i in completions]
-        return await self._write(lambda: batches.stage_writes(items))
+            return [(held, ()) for held in batches.cancel_asked(visions, rows)]
+        if self._completes_in_one_statement and all(
+            isinstance(i, batches.Completion) for i in items
+        ):
+            return await self._complete_in_one_statement(cast(list[batches.Completion], items))
+        apart = not self._completes_in_one_statement
+        results = await self._write(lambda: batches.stage_writes(items, rows_apart=apart))
+        return [(result, ()) for result in results]
 
-    def refill_on_completion(self, worker_id: str, refill: Refill) -> None:
-        """Let the statement completing ``worker_id``'s jobs also claim its next ones."""
-        self._refills[worker_id] = refill
-
-    async def _complete_on_postgres(self, completions: list[batches.Completion]) -> list[Row]:
-        workers = {i.job.worker_id for i in completions}
-        refill = self._refills.get(workers.pop()) if len(workers) == 1 else None
-        wanted = refill.wanted(len(completions)) if refill is not None else 0
-        if refill is None or wanted <= 0:
-            rows: list[Row] = await self._write_one(batches.complete_jobs(completions))
-            return rows
+    async def _complete_in_one_statement(
+        self, completions: list[batches.Completion]
+    ) -> list[batches.StageOutcome]:
+        """PostgreSQL: the completions in one statement, which also claims the jobs they ask
+        for when they are all one worker's (a claim has one worker and one lease)."""
         worker_id = completions[0].job.worker_id
-        rows = await self._write_one(
-            batches.complete_and_claim(completions, worker_id, refill.lease, wanted)
-        )
-        claimed = [claimed_job(json.loads(r["claimed"]), worker_id) for r in rows if r["claimed"]]
-        claimed.sort(key=lambda job: job.id)
-        refill.claimed(claimed)
-        return rows
+        one_worker = all(i.job.worker_id == worker_id for i in completions)
+        wanted = sum(i.claim for i in completions) if one_worker else 0
+        claimed: list[ClaimedJob] = []
+        if wanted <= 0:
+            rows: list[Row] = await self._write_one(batches.complete_jobs(completions))
+        else:
+            lease = next(i.lease for i in completions if i.claim > 0)
+            rows = await self._write_one(
+                batches.complete_and_claim(completions, worker_id, lease, wanted)
+            )
+            claimed = [claimed_job(json.loads(r["claimed"]), worker_id)
+                       for r in rows if r["claimed"]]  # fmt: skip
+            claimed.sort(key=lambda job: job.id)
+        done = {(r["id"], r["attempt"]) for r in rows if r["id"] is not None}
+        return batches.share_claims(completions, done, claimed)
 
     async def end_attempt(
         self, job: ClaimedJob, attempt: AttemptRecord, *, retry_at: datetime | None = None
     ) -> bool:
         """Fenced end of an attempt that did not complete: retry later, fail, or release.
 
-        ``attempt.outcome`` decides: "retry" (pending again at ``retry_at``, counted), "error"
-        (final, counted), "cancelled" (final, not counted), "released" (pending now, not
-        counted). Returns False when the lease was already lost (nothing written).
+        ``attempt.outcome`` decides: RETRY (pending again at ``retry_at``, counted), ERROR
+        (final, counted), CANCELLED (final, not counted), RELEASED (pending now, not counted).
+        Returns False when the lease was already lost (nothing written).
         """
 
         def work() -> Work[bool]:
             now = utcnow()
             fence = (job.id, job.attempt, job.worker_id)
-            if attempt.outcome == "retry":
+            outcome = attempt.outcome
+            if outcome == Outcome.RETRY:
                 changed = yield execute(
-                    q.RETRY_JOB, *fence, retry_at or now, attempt.error_message,
-                    _stage_name(attempt.stage_reached), now, attempt.cost_usd,
+                    QUERIES["retry_job"], *fence, retry_at or now, attempt.error_message,
+                    attempt.stage_reached, now, attempt.cost_usd,
                 )  # fmt: skip
-            elif attempt.outcome in ("error", "cancelled"):
-                stage = "cancelled" if attempt.outcome == "cancelled" else attempt.stage_reached
+            elif outcome in (Outcome.ERROR, Outcome.CANCELLED):
+                cancelled = outcome == Outcome.CANCELLED
                 changed = yield execute(
-                    q.FAIL_JOB, *fence, attempt.error_message, _stage_name(stage), now,
-                    attempt.outcome == "error", attempt.cost_usd,
+                    QUERIES["fail_job"], *fence, attempt.error_message,
+                    Stage.CANCELLED if cancelled else attempt.stage_reached, now,
+                    not cancelled, attempt.cost_usd,
                 )  # fmt: skip
-            elif attempt.outcome == "released":
-                changed = yield execute(q.RELEASE_JOB, *fence, now, attempt.cost_usd)
+            elif outcome == Outcome.RELEASED:
+                changed = yield execute(QUERIES["release_job"], *fence, now, attempt.cost_usd)
             else:
-                raise ValueError(f"unknown outcome {attempt.outcome!r}")
+                raise ValueError(f"unknown outcome {outcome!r}")
             if not changed:
                 return False
             yield execute(
-                q.INSERT_ATTEMPT,
+                QUERIES["insert_attempt"],
                 *_attempt_args(job.id, job.attempt, job.worker_id, job.locked_at, now, attempt),
             )
             return True
@@ -324,38 +285,45 @@ class JobStore(ImageStore):
         if not attempts:
             return []
         pairs = json.dumps(attempts)
-        rows = await self._write_one(fetch_all(q.RENEW_LEASES, worker_id, utcnow() + lease, pairs))
+        rows = await self._write_one(
+            fetch_all(QUERIES["renew_leases"], worker_id, utcnow() + lease, pairs)
+        )
         return [HeldLease(r["id"], r["attempt"], bool(r["cancelRequested"])) for r in rows]
 
-    async def reap_expired(self) -> list[ReapedJob]:
-        """Return jobs whose lease expired to the queue (or end them at their last retry).
+    async def reap_expired(self, policy: ExpiryPolicy) -> list[ReapedJob]:
+        """Return jobs whose lease expired to the queue, or end them, as ``policy`` decides
+        (pipeline.policy.lease_expired): decided and written in one transaction, so a late
+        write of the attempt's worker (fenced) or another reaper (PostgreSQL: SKIP LOCKED;
+        SQLite: one writer) finds the attempt already ended.
 
         The abandoned attempt counts as a failed one and gets its ``visionJobSessions`` row.
         """
 
         def work() -> Work[list[ReapedJob]]:
             now = utcnow()
-            rows = yield fetch_all(q.FIND_EXPIRED_LEASES, now)
+            rows = yield fetch_all(QUERIES["find_expired_leases"], now)
             reaped: list[ReapedJob] = []
             for r in rows:
-                stage = _stage_name(r["status"])
-                failures = r["retryCount"] + 1
-                final = failures >= r["maxRetries"]
-                reason = "the worker stopped responding (lease expired)"
+                stage = stage_of(r["status"])
+                decided = policy(stage, r["retryCount"] + 1, r["maxRetries"])
                 fence = (r["id"], r["attempt"], r["lockedBy"])
-                if final:
-                    message = f"Failed after {failures} attempts in {stage}: {reason}"
-                    yield execute(q.FAIL_JOB, *fence, message, stage, now, True, 0.0)
+                if decided.retry:
+                    changed = yield execute(
+                        QUERIES["retry_job"], *fence, now, decided.message, stage, now, 0.0
+                    )
                 else:
-                    message = f"{stage}: {reason}. Retry {failures}/{r['maxRetries']}"
-                    yield execute(q.RETRY_JOB, *fence, now, message, stage, now, 0.0)
-                record = AttemptRecord("abandoned", stage, message)
+                    changed = yield execute(
+                        QUERIES["fail_job"], *fence, decided.message, stage, now, True, 0.0
+                    )
+                if not changed:  # its row is locked for this transaction: not reachable
+                    continue
+                record = AttemptRecord(Outcome.ABANDONED, stage, decided.message)
                 yield execute(
-                    q.INSERT_ATTEMPT,
+                    QUERIES["insert_attempt"],
                     *_attempt_args(r["id"], r["attempt"], r["lockedBy"],
                                    as_datetime(r["lockedAt"]), now, record),
                 )  # fmt: skip
-                reaped.append(ReapedJob(r["id"], r["attempt"], r["lockedBy"], final))
+                reaped.append(ReapedJob(r["id"], r["attempt"], r["lockedBy"], not decided.retry))
             return reaped
 
         return await self._write(work)
@@ -364,7 +332,7 @@ class JobStore(ImageStore):
 
     async def retry_failed_job(self, job_id: int) -> bool:
         def work() -> Work[bool]:
-            row = yield fetch_one(q.RETRY_FAILED_JOB, job_id, utcnow())
+            row = yield fetch_one(QUERIES["retry_failed_job"], job_id, utcnow())
             return row is not None
 
         done = await self._write(work)
@@ -377,15 +345,10 @@ class JobStore(ImageStore):
 
         def work() -> Work[str | None]:
             now = utcnow()
-            row = yield fetch_one(q.CANCEL_PENDING_JOB, job_id, now)
+            row = yield fetch_one(QUERIES["cancel_pending_job"], job_id, now)
             if row is not None:
                 return "cancelled"
-            row = yield fetch_one(q.REQUEST_CANCEL, job_id, now)
+            row = yield fetch_one(QUERIES["request_cancel"], job_id, now)
             return None if row is None else "cancel requested"
 
         return await self._write(work)
-
-
-def _stage_name(status: str) -> str:
-    """The design document's stage names (errorStage): gemini, deepseek, storage, cancelled."""
-    return {"gemini_analyzing": "gemini", "deepseek_generating": "deepseek"}.get(status, status)

@@ -13,6 +13,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+from storage.jobstate import JobStatus
+
 # Timestamps are stored in UTC: TIMESTAMPTZ on PostgreSQL; on SQLite, ISO-8601 text that
 # sorts in time order, which is what the claim and lease comparisons rely on.
 _TS = sa.DateTime(timezone=True)
@@ -96,7 +98,7 @@ class VisionJob(SQLModel, table=True):
     outputFormat: str = Field(sa_type=sa.String(32), nullable=False)
     creativityLevel: float = Field(default=1.0, sa_type=sa.Float, nullable=False)
     additionalInstructions: str | None = Field(default=None, sa_type=sa.Text)
-    status: str = Field(default="pending", sa_type=sa.String(32), nullable=False)
+    status: str = Field(default=JobStatus.PENDING.value, sa_type=sa.String(32), nullable=False)
     progress: int = Field(default=0, nullable=False)
     geminOutput: str | None = Field(default=None, sa_type=sa.Text)
     deepseekOutput: str | None = Field(default=None, sa_type=sa.Text)
@@ -217,9 +219,6 @@ class VisionImage(SQLModel, table=True):
     height: int | None = Field(default=None)
     data: bytes = Field(sa_type=sa.LargeBinary, nullable=False)  # BLOB / BYTEA
     createdAt: datetime = Field(sa_type=_TS, nullable=False)
-
-
-ALL_TABLES = (User, VisionJob, VisionJobOutput, VisionJobSession, VisionJobEvent, VisionImage)
 
 
 def metadata() -> sa.MetaData:

@@ -6,6 +6,7 @@ import base64
 import http.server
 import io
 import os
+import re
 import shutil
 import signal
 import socket
@@ -22,7 +23,7 @@ from typing import Any, ClassVar
 import httpx
 from PIL import Image
 
-from rpc.auth import mint_token
+from rpc.auth.tokens import mint_token
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-for-vision-pipeline-0123456789"
@@ -249,22 +250,28 @@ def image_server() -> Iterator[str]:
         httpd.server_close()
 
 
+def adhoc(sql: str, name: str = "test") -> Any:
+    """A test's own statement for both drivers: write ``$1``-style parameters; SQLite runs
+    them as ``?1`` (the product's statements are written out per dialect in storage/sql/)."""
+    from storage.queries import Query
+
+    return Query(name, "a test's own statement", sql, re.sub(r"\$(\d+)", r"?\1", sql))
+
+
 async def scalar(store: Any, sql: str, *args: Any) -> Any:
     """One value read through the store's own driver (works on every backend).
 
     Write ``$1``-style parameters; SQLite runs them as ``?1``."""
     from storage.driver import fetch_one
-    from storage.queries import Query
 
-    row = await store.driver.read(fetch_one(Query("test", "a test's own read", sql), *args))
+    row = await store.driver.read(fetch_one(adhoc(sql), *args))
     return None if row is None else row[0]
 
 
 async def rows(store: Any, sql: str, *args: Any) -> list[tuple[Any, ...]]:
     from storage.driver import fetch_all
-    from storage.queries import Query
 
-    found = await store.driver.read(fetch_all(Query("test", "a test's own read", sql), *args))
+    found = await store.driver.read(fetch_all(adhoc(sql), *args))
     return [tuple(r) for r in found]
 
 

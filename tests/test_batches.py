@@ -13,7 +13,7 @@ import pytest
 from storage.coalesce import Coalescer
 from storage.driver import DatabaseUnavailable
 from storage.records import AttemptRecord, ClaimedJob, NewJob, Outputs, StageUsage
-from storage.store import JobStore, Refill
+from storage.store import JobStore
 from tests.support import rows, scalar
 
 pytestmark = pytest.mark.anyio
@@ -277,23 +277,23 @@ async def test_a_completion_refills_its_workers_slots_in_the_same_statement(
 ) -> None:
     await _waiting_jobs(store, "u3", 8)
     running = await store.claim_jobs("w1", 3, LEASE)
-    asked: list[int] = []
-    got: list[list[ClaimedJob]] = []
-
-    def wanted(completing: int) -> int:
-        asked.append(completing)
-        return completing + 1  # one slot was free already
-
-    store.refill_on_completion("w1", Refill(LEASE, wanted, got.append))
+    got: dict[int, tuple[bool, tuple[ClaimedJob, ...]]] = {}
     record = AttemptRecord("complete", "deepseek")
+
+    async def complete(job: ClaimedJob, claim: int) -> None:
+        got[job.id] = await store.complete_and_claim(
+            job, "[]", _outputs(job.id), record, claim=claim, lease=LEASE
+        )
+
     async with anyio.create_task_group() as tg:
-        for job in running:
-            tg.start_soon(store.complete_job, job, "[]", _outputs(job.id), record)
+        for index, job in enumerate(running):
+            tg.start_soon(complete, job, 2 if index == 0 else 1)  # one slot was free already
+    assert all(done for done, _ in got.values())
     statuses = await rows(store, 'SELECT id, status, "lockedBy" FROM "visionJobs" ORDER BY id')
     if store.dialect == "postgresql":
-        assert asked == [3]
-        [claimed] = got
-        assert [j.id for j in claimed] == [4, 5, 6, 7]  # the oldest waiting, in order
+        shares = [[j.id for j in got[job.id][1]] for job in running]
+        assert shares == [[4, 5], [6], [7]]  # the oldest waiting, in order, as each asked
+        claimed = [j for job in running for j in got[job.id][1]]
         assert all(j.worker_id == "w1" and j.attempt == 1 for j in claimed)
         assert statuses == [
             *[(i, "complete", None) for i in (1, 2, 3)],
@@ -301,7 +301,7 @@ async def test_a_completion_refills_its_workers_slots_in_the_same_statement(
             (8, "pending", None),
         ]
     else:  # SQLite claims in its own statement: the worker's claim loop does it
-        assert asked == [] and got == []
+        assert [claimed for _, claimed in got.values()] == [(), (), ()]
         assert [s[1] for s in statuses] == ["complete"] * 3 + ["pending"] * 5
     assert await scalar(store, 'SELECT COUNT(*) FROM "visionJobSessions"') == 3
 
@@ -311,8 +311,7 @@ async def test_a_completion_claims_nothing_when_the_worker_wants_nothing(
 ) -> None:
     await _waiting_jobs(store, "u4", 3)
     [job] = await store.claim_jobs("w1", 1, LEASE)
-    got: list[list[ClaimedJob]] = []
-    store.refill_on_completion("w1", Refill(LEASE, lambda n: 0, got.append))
-    assert await store.complete_job(job, "[]", _outputs(1), AttemptRecord("complete", "x"))
-    assert got == []
+    assert await store.complete_and_claim(
+        job, "[]", _outputs(1), AttemptRecord("complete", "x"), claim=0, lease=LEASE
+    ) == (True, ())
     assert await scalar(store, "SELECT COUNT(*) FROM \"visionJobs\" WHERE status = 'pending'") == 2

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.requests import cookie_parser
 
-from rpc.cookies import parse_cookies, read_cookie, unquote
+from rpc.auth.cookies import parse_cookies, read_cookie, unquote
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from rpc.errors import CODES
+from rpc.wire.errors import CODES
 from tests.support import Server, backend_server
 
 FUZZ = settings(

@@ -21,10 +21,9 @@ from pipeline.worker import Worker
 from storage.driver import execute
 from storage.engine import open_store
 from storage.images import INVALID_IMAGE_URL, image_path
-from storage.queries import Query
 from storage.records import NewImage, NewJob
 from storage.store import JobStore
-from tests.support import png_bytes, reset_database, rows, scalar
+from tests.support import adhoc, png_bytes, reset_database, rows, scalar
 
 pytestmark = pytest.mark.anyio
 RED = png_bytes((230, 20, 20))
@@ -42,7 +41,7 @@ def job_of(user_id: int, url: str = "data:image/png;base64,AAAA") -> NewJob:
 async def delete_jobs(store: JobStore, *job_ids: int) -> None:
     """One DELETE statement, as an operator (or a retention command) would run it."""
     marks = ", ".join(f"${i}" for i in range(1, len(job_ids) + 1))
-    delete = Query("t", "an operator's delete", f'DELETE FROM "visionJobs" WHERE id IN ({marks})')
+    delete = adhoc(f'DELETE FROM "visionJobs" WHERE id IN ({marks})')
     await store.driver.write(execute(delete, *job_ids))
 
 

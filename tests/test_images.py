@@ -22,7 +22,7 @@ import anyio
 import pytest
 from PIL import Image as PILImage
 
-from pipeline import images
+from pipeline import fetching
 from pipeline.errors import ImageError, RetryableError
 from pipeline.images import format_size, is_public_address, load_image
 from pipeline.providers.base import Image
@@ -409,8 +409,8 @@ async def test_private_and_local_targets_are_refused(url: str) -> None:
 async def test_every_redirect_hop_is_rechecked(base: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # Pretend 127.0.0.1 is public so the first hop passes; the redirect to 127.0.0.2 must
     # then be refused by the real check, before any connection to it.
-    real = images.is_public_address
-    monkeypatch.setattr(images, "is_public_address", lambda a: a == "127.0.0.1" or real(a))
+    real = fetching.is_public_address
+    monkeypatch.setattr(fetching, "is_public_address", lambda a: a == "127.0.0.1" or real(a))
     assert (await load(f"{base}/image.png", allow_private=False)).width == 64
     with pytest.raises(ImageError, match="private or local address"):
         await load(f"{base}/redirect-to-host/127.0.0.2", allow_private=False)

@@ -451,7 +451,7 @@ def test_the_login_upsert_and_touch(database_url: str) -> None:
             assert await store.touch_user("u-1", "Anna") == (uid, "user")
             user = await store.get_user(uid)
             assert user is not None
-            assert (user.name, user.email, user.loginMethod) == ("Anna", None, "email")
+            assert (user.name, user.email, user.login_method) == ("Anna", None, "email")
         finally:
             await store.driver.close()
 

@@ -16,7 +16,7 @@ from typing import Any, Final
 import httpx
 import pytest
 
-from rpc.cookies import MAX_COOKIE_BYTES
+from rpc.auth.cookies import MAX_COOKIE_BYTES
 from rpc.gate import LOCAL_MODE_MESSAGE, check, is_loopback_host
 from rpc.security import API_CSP
 from tests.support import Server, start_server

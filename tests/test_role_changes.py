@@ -22,7 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from rpc.auth import ROLE_SECONDS, Authenticator, Caller, mint_token
+from rpc.auth.sessions import ROLE_SECONDS, Authenticator, Caller
+from rpc.auth.tokens import mint_token
 from rpc.config import Settings
 from storage.store import JobStore
 from tests.support import ROOT, SECRET, Server, backend_server, start_server
@@ -206,9 +207,9 @@ async def test_a_cached_token_whose_user_row_is_gone_creates_it_again(
 
 def _delete_users() -> Any:
     from storage.driver import execute
-    from storage.queries import Query
+    from tests.support import adhoc
 
-    yield execute(Query("test_delete_users", "a test removes every user", "DELETE FROM users"))
+    yield execute(adhoc("DELETE FROM users", "test_delete_users"))
 
 
 @pytest.mark.anyio

@@ -21,7 +21,7 @@ import anyio
 import httpx
 import pytest
 
-from rpc import superjson
+from rpc.wire import superjson
 from tests.support import (
     CLIENT_DIR,
     Server,
@@ -249,9 +249,8 @@ def test_an_unknown_path_is_a_json_404_and_a_batched_subscription_a_400(
 async def test_a_subscriber_that_falls_behind_catches_up_from_the_table() -> None:
     from datetime import UTC, datetime
 
-    from rpc.live import Hub
-    from storage.changes import JobEvent
-    from storage.queries import JOB_EVENTS_AFTER
+    from rpc.procedures.live import Hub
+    from storage.changes import EventsOf, JobEvent
 
     class Feed:  # the ChangeFeed's surface the hub uses; the "table" is a list
         def __init__(self) -> None:
@@ -281,7 +280,7 @@ async def test_a_subscriber_that_falls_behind_catches_up_from_the_table() -> Non
     got: list[int] = []
     with hub.listen(job_id=1) as listener:
         Store.feed.publish(10)  # more than the buffer holds: it overflows
-        async for batch in hub.events(listener, JOB_EVENTS_AFTER, 1, 0):
+        async for batch in hub.events(listener, EventsOf.JOB, 1, 0):
             got += [e.id for e in batch]
             if len(got) == 10:
                 Store.feed.publish(2)  # live again after catching up
@@ -429,8 +428,8 @@ async def test_streamed_results_come_in_completion_order() -> None:
 
     from rpc.config import Settings
     from rpc.context import Services
-    from rpc.dispatch import Dispatcher
-    from rpc.router import Router
+    from rpc.wire.dispatch import Dispatcher
+    from rpc.wire.router import Router
 
     router = Router()
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 import anyio
 import pytest
 
+from pipeline.policy import lease_expired
 from storage.batches import insert_jobs
 from storage.driver import Work
 from storage.engine import open_store
@@ -58,7 +59,7 @@ async def test_concurrent_claimers_never_take_the_same_job(database_url: str) ->
 async def test_a_stale_worker_cannot_complete_a_job_taken_over_by_another(store: JobStore) -> None:
     [job_id] = await _jobs(store, 1)
     [stale] = await store.claim_jobs("old", 1, timedelta(seconds=-1))  # lease already expired
-    reaped = await store.reap_expired()
+    reaped = await store.reap_expired(lease_expired)
     assert [r.id for r in reaped] == [job_id]
     [fresh] = await store.claim_jobs("new", 1, LEASE)
     assert fresh.attempt == stale.attempt + 1
@@ -117,17 +118,17 @@ async def test_heartbeat_renews_only_the_workers_own_running_jobs(store: JobStor
     # A job this worker holds but no longer runs is not renewed: it expires and is reaped.
     assert await store.renew_leases("me", [(mine[0].id, mine[0].attempt)], LEASE)
     await anyio.sleep(1.1)
-    reaped = await store.reap_expired()
+    reaped = await store.reap_expired(lease_expired)
     assert [r.worker_id for r in reaped] == ["other"]
     await store.renew_leases("me", [(mine[0].id, mine[0].attempt)], timedelta(seconds=-1))
-    assert [r.id for r in await store.reap_expired()] == [mine[0].id]
+    assert [r.id for r in await store.reap_expired(lease_expired)] == [mine[0].id]
 
 
 async def test_the_last_abandoned_attempt_ends_the_job(store: JobStore) -> None:
     [job_id] = await _jobs(store, 1)
     for _ in range(3):
         await store.claim_jobs("w", 1, timedelta(seconds=-1))
-        await store.reap_expired()
+        await store.reap_expired(lease_expired)
     status = await store.get_job_status(job_id)
     assert status is not None
     assert status.status == "error" and status.retry_count == 3

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rpc.superjson import (
+from rpc.wire.superjson import (
     UNDEFINED,
     SuperjsonError,
     deserialize,

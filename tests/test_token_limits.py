@@ -17,7 +17,7 @@ import httpx
 import jwt
 import pytest
 
-from rpc.auth import LEEWAY_SECONDS, mint_token, verify_token
+from rpc.auth.tokens import LEEWAY_SECONDS, mint_token, verify_token
 from tests.fake_oauth import FakePlatform, fake_platform
 from tests.support import ROOT, SECRET, Server, backend_server, server_env, start_server
 from tests.test_oauth import CALLBACK, gen1_state, set_cookies

@@ -23,9 +23,10 @@ from rpc import security
 from rpc.app import App, _hot_path, create_app
 from rpc.config import Settings
 from rpc.context import Context, Services
-from rpc.dispatch import METHODS, ROUTE_PATH, Dispatcher, query_params
-from rpc.errors import TRPCError
-from rpc.router import Router
+from rpc.wire.dispatch import METHODS, ROUTE_PATH, Dispatcher
+from rpc.wire.errors import TRPCError
+from rpc.wire.request import query_params
+from rpc.wire.router import Router
 
 FRONTEND = "https://app.example.com"
 

@@ -18,11 +18,10 @@ from pipeline.stages import Stages
 from pipeline.worker import Worker
 from storage.driver import Work, execute
 from storage.engine import open_store
-from storage.queries import Query
 from storage.records import NewJob
 from storage.store import JobStore
 from tests.fakes import FakeContent, FakeVision, Step, fake_image
-from tests.support import rows
+from tests.support import adhoc, rows
 
 pytestmark = pytest.mark.anyio
 
@@ -211,8 +210,8 @@ async def test_a_worker_that_lost_its_lease_stops_and_writes_nothing(database_ur
 
 async def steal(store: JobStore, job_id: int) -> None:
     """What another worker does after our lease expired: take the job (a new attempt)."""
-    theft = Query("steal", "a test's takeover", 'UPDATE "visionJobs" SET "lockedBy" = \'thief\', '
-                  "attempt = attempt + 1 WHERE id = $1")  # fmt: skip
+    theft = adhoc('UPDATE "visionJobs" SET "lockedBy" = \'thief\', '
+                  "attempt = attempt + 1 WHERE id = $1", "steal")  # fmt: skip
 
     def work() -> Work[None]:
         yield execute(theft, job_id)

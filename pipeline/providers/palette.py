@@ -26,7 +26,6 @@ _HEX_RE = re.compile(r"^#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})$")
 
 WARM_NAMES = frozenset({"red", "orange", "yellow", "pink", "brown"})
 COOL_NAMES = frozenset({"green", "teal", "blue", "purple"})
-NEUTRAL_NAMES = frozenset({"black", "white", "grey"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 """Live progress's in-memory fan-out: one change-feed subscription per process, many listeners.
 
-``hub_for(store)`` gives the process's hub for a store's ``ChangeFeed``; it subscribes to the
-feed once and hands each job event to the listeners of that job and of its owner. What it
+``LiveProgress.hub()`` gives the app's hub for its store's ``ChangeFeed`` (the app's services
+hold it, ``rpc.context``); it subscribes to the feed once and hands each job event to the
+listeners of that job and of its owner. What it
 promises:
 
 - **Idle listeners cost almost nothing**: a set entry and one parked waiter each. No polling
@@ -16,8 +17,9 @@ promises:
   shared by every listener of that job (``Hub.job_status``).
 - **No event skipped on PostgreSQL**: the feed hands events out in id order with no id
   skipped that commits later (storage.changes), so the hub only routes them.
-- ``close_all()`` (the server is stopping) ends every listener with ``Closed``, so streams end
-  without tRPC's ``return`` and their clients reconnect, and resume, elsewhere.
+- ``LiveProgress.close_threadsafe()`` (the server is stopping) ends every listener with
+  ``Closed``, so streams end without tRPC's ``return`` and their clients reconnect, and
+  resume, elsewhere.
 """
 
 from __future__ import annotations
@@ -25,26 +27,21 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
 import anyio
 
-from storage.changes import ChangeFeed, JobEvent
-from storage.queries import Query
+from rpc.wire.sse import Closed
+from storage.changes import ChangeFeed, EventsOf, JobEvent
 from storage.records import JobStatusRecord
 from storage.store import JobStore
 
 log = logging.getLogger("rpc.live")
 
 PAGE = 500  # events per read when replaying or catching up
-FINAL = frozenset({"complete", "error"})
-
-
-class Closed(Exception):
-    """The hub is closing (the server stops): end the stream so the client reconnects."""
+__all__ = ["PAGE", "Closed", "Hub", "Listener", "LiveProgress", "read_all_after"]
 
 
 class Listener:
@@ -153,11 +150,11 @@ class Hub:
             listener.push(event)
 
     async def events(
-        self, listener: Listener, query: Query, key: int, after: int, *, replay: bool = False
+        self, listener: Listener, query: EventsOf, key: int, after: int, *, replay: bool = False
     ) -> AsyncIterator[list[JobEvent]]:
         """Batches of the listener's events with ids above ``after``, in order, each once.
 
-        ``query``/``key`` (``JOB_EVENTS_AFTER``/job id or ``USER_EVENTS_AFTER``/user id) read
+        ``query``/``key`` (``EventsOf.JOB``/job id or ``EventsOf.USER``/user id) read
         the table: first when ``replay`` (a client resuming), then after any overflow; page by
         page, so catching up holds at most a page in memory. Ends only by ``Closed`` or
         cancellation."""
@@ -212,7 +209,7 @@ class Hub:
                     listener.close()
 
 
-async def read_all_after(feed: ChangeFeed, query: Query, key: int, after: int) -> list[JobEvent]:
+async def read_all_after(feed: ChangeFeed, query: EventsOf, key: int, after: int) -> list[JobEvent]:
     """Every event of ``key`` after ``after`` from the table, oldest first (paged)."""
     found: list[JobEvent] = []
     while True:
@@ -223,24 +220,26 @@ async def read_all_after(feed: ChangeFeed, query: Query, key: int, after: int) -
         after = page[-1].id
 
 
-_hubs: weakref.WeakKeyDictionary[ChangeFeed, Hub] = weakref.WeakKeyDictionary()
+class LiveProgress:
+    """The app's live progress: its one hub, made (and subscribed to the feed) on first use, so
+    a server nobody watches keeps no subscriber on its feed."""
 
+    def __init__(self, store: JobStore, *, queue_limit: int = 256) -> None:
+        self.store = store
+        self.queue_limit = queue_limit
+        self._hub: Hub | None = None
 
-def hub_for(store: JobStore, *, queue_limit: int = 256) -> Hub:
-    """The process's hub for this store (made, and subscribed to its feed, on first use)."""
-    hub = _hubs.get(store.feed)
-    if hub is None:
-        hub = _hubs[store.feed] = Hub(store, queue_limit=queue_limit)
-    return hub
+    def hub(self) -> Hub:
+        if self._hub is None:
+            self._hub = Hub(self.store, queue_limit=self.queue_limit)
+        return self._hub
 
-
-def close_all() -> None:
-    """Close every hub; safe to call from a signal handler or another thread."""
-    try:
-        hubs = list(_hubs.values())
-    except RuntimeError:  # interrupted while a hub was being added: it is there now
-        hubs = list(_hubs.values())
-    for hub in hubs:
+    def close_threadsafe(self) -> None:
+        """Close the hub (every listener ends with ``Closed``); safe to call from a signal
+        handler or another thread."""
+        hub = self._hub
+        if hub is None:
+            return
         try:
             hub._loop.call_soon_threadsafe(hub.close)
         except RuntimeError:  # its loop is closed already

@@ -57,3 +57,13 @@ class TRPCError(Exception):
         if path is not None:
             data["path"] = path
         return {"message": self.message, "code": rpc_code, "data": data}
+
+
+def internal_error(exc: Exception) -> TRPCError:
+    """INTERNAL_SERVER_ERROR for a fault nobody foresaw, saying only what a client may act on
+    (retryable: a subscription's client reconnects and resumes, §7.4)."""
+    from storage.driver import DatabaseUnavailable
+
+    if isinstance(exc, DatabaseUnavailable):
+        return TRPCError("INTERNAL_SERVER_ERROR", "The database is unavailable; please try again")
+    return TRPCError("INTERNAL_SERVER_ERROR", "Internal server error")

@@ -23,15 +23,11 @@ from typing import Any
 
 from starlette.responses import StreamingResponse
 
-from rpc import superjson
-from rpc.encoding import dumps, to_plain
-from rpc.errors import TRPCError
+from rpc.wire import superjson
+from rpc.wire.encoding import dumps, to_plain
+from rpc.wire.errors import TRPCError
 
 Outcome = tuple[Any, TRPCError | None]
-
-# Calls keep running when the client leaves mid-stream (a mutation half-answered is still
-# done); their tasks are kept here until they finish.
-_running: set[asyncio.Future[Outcome]] = set()
 
 
 def wants_jsonl(trpc_accept: str | None, accept: str | None) -> bool:
@@ -72,13 +68,15 @@ async def lines(calls: Sequence[asyncio.Future[Outcome]], paths: Sequence[str],
 
 def response(
     outcomes: Sequence[Awaitable[Outcome]], paths: Sequence[str], sj: bool,
-    headers: Sequence[tuple[str, str]] = (),
+    headers: Sequence[tuple[str, str]], running: set[asyncio.Future[Any]],
 ) -> StreamingResponse:  # fmt: skip
-    """Start every call now (as tRPC does, before the head is written) and stream them."""
+    """Start every call now (as tRPC does, before the head is written) and stream them.
+    Calls keep running when the client leaves mid-stream (a mutation half-answered is still
+    done): their tasks are kept in ``running`` (the app's) until they finish."""
     calls = [asyncio.ensure_future(o) for o in outcomes]
     for call in calls:
-        _running.add(call)
-        call.add_done_callback(_running.discard)
+        running.add(call)
+        call.add_done_callback(running.discard)
     result = StreamingResponse(
         lines(calls, paths, sj), media_type=None,
         headers={"content-type": "application/json", "vary": "trpc-accept, accept"},

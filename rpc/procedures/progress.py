@@ -14,7 +14,7 @@ then goes live, so a reconnecting client misses and repeats nothing.
 - ``onMyJobs {lastEventId?}``: every change of any of the caller's jobs, from now on (or after
   ``lastEventId``); it never ends by itself. Its ids are the global change counter, so on
   PostgreSQL, where two jobs' events may commit out of id order, it can skip a change that
-  commits after a later one of another job was sent (``rpc.live``); onJobProgress cannot.
+  commits after a later one of another job was sent (``rpc.procedures.live``); onJobProgress cannot.
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from rpc import sse
 from rpc.context import Context, Services
-from rpc.errors import UNAUTHED_ERR_MSG, TRPCError
-from rpc.live import FINAL, Hub, hub_for, read_all_after
-from rpc.router import Router
-from rpc.vision import owned_job, status_payload
-from storage.changes import JobEvent
-from storage.queries import JOB_EVENTS_AFTER, USER_EVENTS_AFTER
+from rpc.procedures.job_payloads import status_payload
+from rpc.procedures.jobs import owned_job
+from rpc.procedures.live import Hub, read_all_after
+from rpc.wire import sse
+from rpc.wire.errors import UNAUTHED_ERR_MSG, TRPCError
+from storage.changes import EventsOf, JobEvent
+from storage.jobstate import FINAL, JobStatus
 from storage.records import JobStatusRecord
 
 _INT64 = 2**63 - 1
@@ -68,7 +68,7 @@ def event_payload(job: JobStatusRecord, event: JobEvent) -> dict[str, Any]:
     """getJobStatus's shape for one event: the event's status, progress and message."""
     payload = status_payload(job)
     payload.update(status=event.status, progress=event.progress, errorMessage=event.error_message)
-    if event.status != "complete":
+    if event.status != JobStatus.COMPLETE:
         payload["deepseekOutput"] = None
     if event.status not in FINAL:
         payload["completedAt"] = None
@@ -89,7 +89,7 @@ async def job_progress(hub: Hub, job_id: int, user_id: int, after: int | None
         yield sse.READY
         job = owned_job(await hub.store.get_job_status(job_id), user_id)
         if after is None:
-            history = await read_all_after(hub.feed, JOB_EVENTS_AFTER, job_id, 0)
+            history = await read_all_after(hub.feed, EventsOf.JOB, job_id, 0)
             if history:
                 latest = history[-1]
                 yield await _render(hub, latest)  # the row as read after its latest event
@@ -102,7 +102,7 @@ async def job_progress(hub: Hub, job_id: int, user_id: int, after: int | None
                     return
                 after = 0
         else:
-            replay = await read_all_after(hub.feed, JOB_EVENTS_AFTER, job_id, after)
+            replay = await read_all_after(hub.feed, EventsOf.JOB, job_id, after)
             if not replay and job.status in FINAL:
                 return  # the client has seen the final state already
             for event in replay:
@@ -110,7 +110,7 @@ async def job_progress(hub: Hub, job_id: int, user_id: int, after: int | None
                 after = event.id
             if replay and replay[-1].status in FINAL:
                 return
-        async for batch in hub.events(listener, JOB_EVENTS_AFTER, job_id, after):
+        async for batch in hub.events(listener, EventsOf.JOB, job_id, after):
             for event in batch:
                 yield await _render(hub, event)
             if batch[-1].status in FINAL:
@@ -124,34 +124,26 @@ async def my_jobs(hub: Hub, user_id: int, after: int | None) -> AsyncIterator[ss
         start = hub.feed.last_id if after is None else after
         yield sse.READY
         async for batch in hub.events(
-            listener, USER_EVENTS_AFTER, user_id, start, replay=after is not None
+            listener, EventsOf.USER, user_id, start, replay=after is not None
         ):
             for event in batch:
                 yield await _render(hub, event)
 
 
-def _hub(services: Services) -> Hub:
-    return hub_for(services.store, queue_limit=sse.live_settings().sse_queue_limit)
+async def on_job_progress(ctx: Context, data: JobProgressInput) -> AsyncIterator[sse.Emitted]:
+    """``visionPipeline.onJobProgress`` (see the module's docstring)."""
+    caller = await ctx.caller()
+    assert caller is not None
+    after = parse_event_id(data.lastEventId)
+    return job_progress(ctx.services.live.hub(), data.jobId, caller.user_id, after)
 
 
-def register(router: Router) -> None:
-    @router.procedure(
-        "visionPipeline.onJobProgress", "subscription", input=JobProgressInput, guard="user"
-    )
-    async def on_job_progress(ctx: Context, data: JobProgressInput) -> AsyncIterator[sse.Emitted]:
-        caller = await ctx.caller()
-        assert caller is not None
-        after = parse_event_id(data.lastEventId)
-        return job_progress(_hub(ctx.services), data.jobId, caller.user_id, after)
-
-    @router.procedure(
-        "visionPipeline.onMyJobs", "subscription", input=MyJobsInput, input_optional=True,
-        guard="user",
-    )  # fmt: skip
-    async def on_my_jobs(ctx: Context, data: MyJobsInput) -> AsyncIterator[sse.Emitted]:
-        caller = await ctx.caller()
-        assert caller is not None
-        return my_jobs(_hub(ctx.services), caller.user_id, parse_event_id(data.lastEventId))
+async def on_my_jobs(ctx: Context, data: MyJobsInput) -> AsyncIterator[sse.Emitted]:
+    """``visionPipeline.onMyJobs`` (see the module's docstring)."""
+    caller = await ctx.caller()
+    assert caller is not None
+    hub = ctx.services.live.hub()
+    return my_jobs(hub, caller.user_id, parse_event_id(data.lastEventId))
 
 
 def _error(exc: TRPCError) -> JSONResponse:
@@ -176,7 +168,7 @@ async def job_events(request: Request) -> Response:
         caller = await Context(services, request).caller()
         if caller is None:
             raise TRPCError("UNAUTHORIZED", UNAUTHED_ERR_MSG)
-        hub = _hub(services)
+        hub = services.live.hub()
         job = owned_job(await services.store.get_job_status(job_id), caller.user_id)
     except ValueError:
         return _error(TRPCError("BAD_REQUEST", "The job id must be an integer"))
@@ -185,9 +177,9 @@ async def job_events(request: Request) -> Response:
     if request.method == "HEAD":
         return Response(headers=sse.SSE_HEADERS)
     if after is not None and job.status in FINAL:
-        if not await read_all_after(hub.feed, JOB_EVENTS_AFTER, job_id, after):
+        if not await read_all_after(hub.feed, EventsOf.JOB, job_id, after):
             return Response(status_code=204)
-    settings = sse.live_settings()
+    settings = services.settings
     body = sse.run(job_progress(hub, job_id, caller.user_id, after), sse.PlainFraming(settings),
                    settings)  # fmt: skip
     return sse.response(body)

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from rpc.errors import NOT_ADMIN_ERR_MSG, UNAUTHED_ERR_MSG, TRPCError
-from rpc.superjson import UNDEFINED
-from rpc.validation import bad_request, missing_input
+from rpc.wire.errors import NOT_ADMIN_ERR_MSG, UNAUTHED_ERR_MSG, TRPCError
+from rpc.wire.superjson import UNDEFINED
+from rpc.wire.validation import bad_request, missing_input
 
 if TYPE_CHECKING:
     from rpc.context import Context

@@ -1,8 +1,9 @@
 """``GET /api/images/<sha256>`` (and HEAD): an image of the store (``storage.images``).
 
-The session's user (cookie or bearer, as ``rpc.auth`` resolves it; local mode: the local user)
-gets their own image, an admin anyone's; everyone else, with or without a session, gets the
-same 404 as for an image nobody has, so the answer reveals nothing about other users' images.
+The session's user (cookie or bearer, as ``rpc.auth.sessions`` resolves it; local mode: the
+local user) gets their own image, an admin anyone's; everyone else, with or without a session,
+gets the same 404 as for an image nobody has, so the answer reveals nothing about other users'
+images.
 
 An image's bytes never change under its name (the name is their SHA-256), so the answer is
 cached for a year (``private``: it is the user's, no shared cache keeps it) with the hash as

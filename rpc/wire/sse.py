@@ -7,7 +7,7 @@ The runner promises, for either framing:
   flow, so idle streams cost one timer each;
 - after the iterator finishes: tRPC's ``return`` (the client completes, §7.4);
 - an error raised by the iterator (or before it, passed in): one error event, then the end;
-- ``EndStream`` from the iterator, ``max_duration_ms`` elapsed, or the server stopping: the
+- ``Closed`` from the iterator, ``max_duration_ms`` elapsed, or the server stopping: the
   stream ends *without* ``return``, so an EventSource reconnects with ``Last-Event-ID`` and
   the subscription resumes after its last tracked id (§7.4);
 - a client that goes away cancels the iterator (its ``finally`` blocks run).
@@ -17,57 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import anyio
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.responses import StreamingResponse
 
-from rpc import superjson
-from rpc.encoding import dumps, to_plain
-from rpc.errors import TRPCError
-from rpc.live import Closed
+from rpc.config import Settings
+from rpc.wire import superjson
+from rpc.wire.encoding import dumps, to_plain
+from rpc.wire.errors import TRPCError, internal_error
 
 log = logging.getLogger("rpc.sse")
-
-
-class LiveSettings(BaseSettings):
-    """Live-progress settings, from the environment (or ``.env``), like ``rpc.config``'s."""
-
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
-
-    # Keep-alive `ping` after this long without an event; 0: never (tRPC's sse.ping).
-    sse_ping_ms: int = Field(default=10_000, ge=0)
-    # Sent in `connected` (tRPC's sse.client.reconnectAfterInactivityMs): the client re-opens
-    # a stream silent for this long (§7.4). 0: not sent. Must exceed the ping interval.
-    sse_reconnect_after_inactivity_ms: int = Field(default=30_000, ge=0)
-    # End each stream after this long without `return` (tRPC's sse.maxDurationMs); the client
-    # reconnects and resumes. 0: no limit.
-    sse_max_duration_ms: int = Field(default=0, ge=0)
-    # A `retry:` field with `connected` (the EventSource's reconnect delay). 0: not sent.
-    sse_retry_ms: int = Field(default=0, ge=0)
-    # Events buffered per subscriber before it falls back to re-reading the table.
-    sse_queue_limit: int = Field(default=256, ge=1)
-
-    @model_validator(mode="after")
-    def _ping_before_inactivity(self) -> LiveSettings:
-        inactivity, ping = self.sse_reconnect_after_inactivity_ms, self.sse_ping_ms
-        if inactivity and ping and ping >= inactivity:
-            raise ValueError(
-                f"SSE_PING_MS ({ping}) must be less than SSE_RECONNECT_AFTER_INACTIVITY_MS "
-                f"({inactivity}), or clients reconnect while idle"
-            )
-        return self
-
-
-@functools.cache
-def live_settings() -> LiveSettings:
-    return LiveSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +52,9 @@ READY: Final = _Ready()  # a subscription's first value once it listens (see ``r
 Emitted = Tracked | _Ready  # what this project's subscriptions yield
 
 
-class EndStream(Exception):
-    """Raised by a subscription's iterator: end the stream without ``return`` (§7.4)."""
+class Closed(Exception):
+    """Raised by a subscription's iterator (the server stops): end the stream without
+    ``return`` (§7.4), so the client reconnects, and resumes, elsewhere."""
 
 
 # §7.2 (S11 stream/sse.ts sseHeaders)
@@ -123,7 +87,7 @@ class TRPCFraming:
     """httpSubscriptionLink's event stream (§7.3); values in superjson when ``sj``."""
 
     def __init__(self, *, sj: bool, path: str, last_event_id: str | None,
-                 settings: LiveSettings) -> None:  # fmt: skip
+                 settings: Settings) -> None:  # fmt: skip
         self.sj = sj
         self.path = path
         self.settings = settings
@@ -168,7 +132,7 @@ class PlainFraming:
     """For curl and plain EventSource clients: ``event: progress`` with plain JSON and ``id:``;
     ``: ping`` comments; ``event: end`` after the final state; ``event: error``."""
 
-    def __init__(self, settings: LiveSettings) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
     def opening(self) -> bytes:
@@ -197,7 +161,7 @@ _Item = tuple[Literal["value", "return", "end", "error"], Any]
 
 
 async def run(source: AsyncIterator[Any] | TRPCError, framing: Framing,
-              settings: LiveSettings) -> AsyncIterator[bytes]:  # fmt: skip
+              settings: Settings) -> AsyncIterator[bytes]:  # fmt: skip
     """The response body of one subscription (see the module's docstring). ``source`` is the
     subscription's iterator, or the error that stopped it before it began (§7.3: still a 200
     stream, ``connected`` then ``serialized-error``). A source whose first value is ``READY``
@@ -255,7 +219,7 @@ async def _produce(source: AsyncIterator[Any], queue: asyncio.Queue[_Item]) -> N
         async for value in source:
             await queue.put(("value", value))
         item: _Item = ("return", None)
-    except (EndStream, Closed):
+    except Closed:
         item = ("end", None)
     except TRPCError as exc:
         item = ("error", exc)
@@ -267,15 +231,6 @@ async def _produce(source: AsyncIterator[Any], queue: asyncio.Queue[_Item]) -> N
         if aclose is not None:
             await aclose()
     await queue.put(item)
-
-
-def internal_error(exc: Exception) -> TRPCError:
-    """INTERNAL_SERVER_ERROR (retryable, §7.4: the client reconnects and resumes)."""
-    from storage.driver import DatabaseUnavailable
-
-    if isinstance(exc, DatabaseUnavailable):
-        return TRPCError("INTERNAL_SERVER_ERROR", "The database is unavailable; please try again")
-    return TRPCError("INTERNAL_SERVER_ERROR", "Internal server error")
 
 
 def response(

@@ -1,4 +1,4 @@
-"""Limits on hostile input at the wire (issue 8 item 3), used by ``rpc.dispatch``.
+"""Limits on hostile input at the wire (issue 8 item 3), used by ``rpc.wire.dispatch``.
 
 What this module promises:
 
@@ -9,7 +9,7 @@ What this module promises:
   counts are high); BAD_REQUEST (400) for invalid JSON, nesting too deep for the parser
   (its ``RecursionError``), ``NaN``/``Infinity`` literals (JSON has none; ``JSON.parse``
   refuses them too) and integers past Python's 4300-digit conversion limit.
-- ``refuse_nul(value)`` raises a BAD_REQUEST in the zod-like issue form (``rpc.validation``)
+- ``refuse_nul(value)`` raises a BAD_REQUEST in the zod-like issue form (``rpc.wire.validation``)
   naming where a NUL character sits in a decoded input, string or key. NUL is refused
   everywhere, on both backends: PostgreSQL text columns cannot store it, and one rule for
   both keeps SQLite and PostgreSQL deployments alike.
@@ -21,7 +21,7 @@ import json
 import re
 from typing import Any
 
-from rpc.errors import TRPCError
+from rpc.wire.errors import TRPCError
 
 MAX_JSON_VALUES = 20_000  # commas and colons outside strings bound the values of a text
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from rpc.errors import TRPCError
+from rpc.wire.errors import TRPCError
 
 _ZOD_CODES = {
     "missing": "invalid_type",

@@ -7,17 +7,17 @@ differ), request-level failures are a single envelope. Whether the answer is sup
 plain JSON follows the client's input (SEED_API §1), unless a setting forces one.
 
 Two streamed answers (recipe §10 step 7): a subscription (never batched) is an SSE stream
-(§7, ``rpc.sse``), with ``Last-Event-ID`` merged into its input (§7.1); a batch asking for
+(§7, ``rpc.wire.sse``), with ``Last-Event-ID`` merged into its input (§7.1); a batch asking for
 ``application/jsonl`` (httpBatchStreamLink) is JSON Lines in completion order (§6,
-``rpc.jsonl``), and such a request that is not a batch is a 400.
+``rpc.wire.jsonl``), and such a request that is not a batch is a 400.
 
 Hostile input (issue 8): every request gets a tRPC envelope, a 4xx for anything the client
 got wrong, never a 500 and never a hang. The limits: MAX_URL_BYTES (path + query, 400),
 MAX_BATCH_SIZE calls (400 "Batch call exceeds maximum size", tRPC's maxBatchSize wording),
-MAX_BODY_BYTES (413, counted while the body streams); JSON text through ``rpc.limits.loads``
+MAX_BODY_BYTES (413, counted while the body streams); JSON text through ``rpc.wire.limits.loads``
 (too many values 413; too deep, NaN, giant integers 400); superjson meta that is malformed,
-points at missing paths or names unknown types (400, ``rpc.superjson``); NUL characters
-anywhere in an input (400, ``rpc.limits.refuse_nul``); a body (any method but GET) whose
+points at missing paths or names unknown types (400, ``rpc.wire.superjson``); NUL characters
+anywhere in an input (400, ``rpc.wire.limits.refuse_nul``); a body (any method but GET) whose
 content type is not ``application/json`` (415, before it is read: text/plain, forms and
 multipart are what a page may send cross-site without a preflight, issue 13). A fault nobody
 foresaw is logged and answered as an INTERNAL_SERVER_ERROR envelope. Header floods are
@@ -27,20 +27,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, unquote
 
 from starlette.convertors import PathConvertor, register_url_convertor
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from rpc import jsonl, limits, security, sse, superjson
+from rpc import security
 from rpc.context import Context, Services
-from rpc.encoding import dumps, to_plain
-from rpc.errors import TRPCError
-from rpc.router import Procedure, Router
+from rpc.wire import jsonl, limits, sse, superjson
+from rpc.wire.encoding import dumps, to_plain
+from rpc.wire.errors import TRPCError, internal_error
+from rpc.wire.request import (
+    Call,
+    last_event_id_of,
+    looks_superjson,
+    query_params,
+    read_inputs,
+)
+from rpc.wire.router import Procedure, Router
 
 log = logging.getLogger("rpc.dispatch")
 
@@ -66,15 +72,6 @@ _ALLOW = ", ".join(sorted(METHODS))
 # The only body a browser cannot send cross-site without a CORS preflight: text/plain, forms
 # and multipart (or no type at all) would let any page act with a user's cookie.
 _JSON_TYPE = "application/json"
-
-
-@dataclass(slots=True)
-class _Call:
-    path: str
-    procedure: Procedure | None
-    raw: Any = superjson.UNDEFINED
-    error: TRPCError | None = None
-    nul: bool = False  # the input may hold a NUL character: look before running
 
 
 class Dispatcher:
@@ -126,40 +123,24 @@ class Dispatcher:
         path = full_path[len(BASE_PATH) :] if full_path.startswith(BASE_PATH) else ""
         params = query_params(request.scope)
         batch = params.get("batch") == "1"
-        calls: list[_Call] | None = None
+        calls: list[Call] | None = None
         try:
-            scope = request.scope
-            url_bytes = len(scope.get("raw_path") or b"") + len(scope["query_string"])
-            if url_bytes > settings.max_url_bytes:
-                raise TRPCError("BAD_REQUEST", f"Request URL is too long ({url_bytes} bytes; "
-                                f"the limit is {settings.max_url_bytes})")  # fmt: skip
-            if method != "GET":  # JSON only: no cross-site form or no-cors fetch (§2.3)
-                content_type = request.headers.get("content-type", "")
-                if not content_type:
-                    raise TRPCError("UNSUPPORTED_MEDIA_TYPE", "Missing content-type header")
-                if not content_type.lower().startswith(_JSON_TYPE):
-                    raise TRPCError(
-                        "UNSUPPORTED_MEDIA_TYPE",
-                        f'Unsupported content-type "{content_type.split(";")[0].strip()}',
-                    )
+            _check_request(request, method, settings.max_url_bytes)
             paths = path.split(",") if batch else [path]
             if len(paths) > settings.max_batch_size:
                 raise TRPCError("BAD_REQUEST", "Batch call exceeds maximum size")
-            calls = [_Call(p, self.router.get(p)) for p in paths]
-            lenient = await self._read_inputs(request, params, calls, batch)
+            calls = [Call(p, self.router.get(p)) for p in paths]
+            lenient = await read_inputs(request, params, calls, batch, settings.max_body_bytes)
             # In call order, as tRPC words it.
             kinds = list(dict.fromkeys(c.procedure.kind for c in calls if c.procedure))
             if len(kinds) > 1:
-                raise TRPCError(
-                    "BAD_REQUEST", "Cannot mix procedure types in call: " + ", ".join(kinds)
-                )
-            stream = jsonl.wants_jsonl(
-                request.headers.get("trpc-accept"), request.headers.get("accept")
-            )
+                mixed = ", ".join(kinds)
+                raise TRPCError("BAD_REQUEST", f"Cannot mix procedure types in call: {mixed}")
+            asks = request.headers
+            stream = jsonl.wants_jsonl(asks.get("trpc-accept"), asks.get("accept"))
             if stream and not batch:  # §6.1
-                raise TRPCError(
-                    "BAD_REQUEST", "Streaming requests must be batched (you can do a batch of 1)"
-                )
+                raise TRPCError("BAD_REQUEST", "Streaming requests must be batched "
+                                "(you can do a batch of 1)")  # fmt: skip
         except TRPCError as exc:
             return self._request_error(exc, request, calls)
 
@@ -169,7 +150,8 @@ class Dispatcher:
         ctx = Context(self.services, request)
         if stream:
             outcomes = [self._outcome(ctx, call, method, lenient) for call in calls]
-            return jsonl.response(outcomes, [c.path for c in calls], sj, ctx.response_headers)
+            return jsonl.response(outcomes, [c.path for c in calls], sj, ctx.response_headers,
+                                  self.services.running)  # fmt: skip
         if batch:
             results = await asyncio.gather(
                 *(self._run(ctx, call, method, lenient) for call in calls)
@@ -194,54 +176,7 @@ class Dispatcher:
 
     # -- input -------------------------------------------------------------------------------
 
-    async def _read_inputs(
-        self, request: Request, params: dict[str, str], calls: list[_Call], batch: bool
-    ) -> bool:
-        """Fill each call's raw input. Returns True for the lenient query-parameter form."""
-        limit = self.services.settings.max_body_bytes
-        if request.method == "GET":
-            text = params.get("input")
-            if text is None and not batch:
-                # The docs' curl form: the input's fields as plain query parameters.
-                fields = {k: v for k, v in params.items()
-                          if k not in ("batch", "connectionParams")}  # fmt: skip
-                if fields:
-                    calls[0].raw = fields
-                    calls[0].nul = True
-                    return True
-            if not text:
-                return False
-            if len(text) > limit:
-                raise TRPCError("PAYLOAD_TOO_LARGE", "Request input is too large")
-        else:
-            text = await _read_body(request, limit)
-            if not text.strip():
-                return False
-        try:
-            decoded = limits.loads(text)
-        except TRPCError as exc:
-            if exc.code == "PAYLOAD_TOO_LARGE":
-                raise  # request-level, as a body over MAX_BODY_BYTES is
-            for call in calls:
-                call.error = exc  # per call, with its path (TRPC_WIRE §2.3)
-            return False
-        for call in calls:
-            call.nul = "\\u0000" in text  # the only way a NUL gets through json.loads
-        if not batch:
-            calls[0].raw = decoded
-            return False
-        if not isinstance(decoded, dict):
-            error = TRPCError(
-                "BAD_REQUEST", '"input" needs to be an object when doing a batch call'
-            )
-            for call in calls:
-                call.error = error
-            return False
-        for index, call in enumerate(calls):
-            call.raw = decoded.get(str(index), superjson.UNDEFINED)
-        return False
-
-    def _superjson(self, calls: list[_Call]) -> bool:
+    def _superjson(self, calls: list[Call]) -> bool:
         mode = self.services.settings.trpc_transformer
         if mode != "auto":
             return mode == "superjson"
@@ -250,7 +185,7 @@ class Dispatcher:
     # -- calls -------------------------------------------------------------------------------
 
     @staticmethod
-    def _checked(call: _Call, method: str) -> tuple[Procedure, Any]:
+    def _checked(call: Call, method: str) -> tuple[Procedure, Any]:
         """The call's procedure and decoded input, or the per-call error (404, 405, 400)."""
         if call.error is not None:
             raise call.error
@@ -276,12 +211,12 @@ class Dispatcher:
         return procedure, raw
 
     async def _outcome(
-        self, ctx: Context, call: _Call, method: str, lenient: bool
+        self, ctx: Context, call: Call, method: str, lenient: bool
     ) -> tuple[Any, TRPCError | None]:
         return (await self._run(ctx, call, method, lenient))[1]
 
     async def _run(
-        self, ctx: Context, call: _Call, method: str, lenient: bool
+        self, ctx: Context, call: Call, method: str, lenient: bool
     ) -> tuple[int, tuple[Any, TRPCError | None]]:
         try:
             procedure, raw = self._checked(call, method)
@@ -293,14 +228,14 @@ class Dispatcher:
             return exc.http_status, (None, exc)
         except Exception as exc:
             log.exception("procedure %s failed", call.path)
-            error = TRPCError("INTERNAL_SERVER_ERROR", _internal_message(exc))
+            error = internal_error(exc)
             return error.http_status, (None, error)
 
-    async def _subscription(self, request: Request, call: _Call, lenient: bool) -> Response:
+    async def _subscription(self, request: Request, call: Call, lenient: bool) -> Response:
         """§7: always a 200 event stream once the path exists; errors before the iterator
         (input, auth, method, ownership) are ``connected`` then ``serialized-error``."""
-        settings = sse.live_settings()
-        last_event_id = _last_event_id(request)
+        settings = self.services.settings
+        last_event_id = last_event_id_of(request)
         ctx = Context(self.services, request)
         source: Any
         try:
@@ -318,7 +253,7 @@ class Dispatcher:
             source = exc
         except Exception as exc:
             log.exception("subscription %s failed", call.path)
-            source = sse.internal_error(exc)
+            source = internal_error(exc)
         framing = sse.TRPCFraming(sj=self._superjson([call]), path=call.path,
                                   last_event_id=last_event_id, settings=settings)  # fmt: skip
         return sse.response(sse.run(source, framing, settings), ctx.response_headers)
@@ -337,11 +272,11 @@ class Dispatcher:
         return {"result": {"data": to_plain(value)}}
 
     def _request_error(
-        self, error: TRPCError, request: Request, calls: list[_Call] | None = None
+        self, error: TRPCError, request: Request, calls: list[Call] | None = None
     ) -> Response:
         """A single, non-array error envelope. Superjson when the input we could read says so
         (a body refused unread, e.g. too large, leaves only the query string to go by)."""
-        sj = self.services.settings.trpc_transformer == "superjson" or _looks_superjson(request)
+        sj = self.services.settings.trpc_transformer == "superjson" or looks_superjson(request)
         if calls is not None and self.services.settings.trpc_transformer == "auto":
             sj = sj or self._superjson(calls)
         shape = error.shape(None)
@@ -353,63 +288,20 @@ class Dispatcher:
         return response
 
 
-def query_params(scope: Scope) -> dict[str, str]:
-    """``request.query_params`` as a dict, the same pairs (the last of a repeated name wins),
-    at a third of the cost: a request's query is usually the single ``input`` pair, unquoted
-    here as parse_qsl would unquote it, without Starlette's multi-dict around it."""
-    text: str = scope["query_string"].decode("latin-1")
-    if not text:
-        return {}
-    if "&" in text:
-        return dict(parse_qsl(text, keep_blank_values=True))
-    name, _, value = text.partition("=")
-    if "+" in text:
-        name, value = name.replace("+", " "), value.replace("+", " ")
-    return {unquote(name): unquote(value)}
-
-
-async def _read_body(request: Request, limit: int) -> str:
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            if int(declared) > limit:
-                raise TRPCError("PAYLOAD_TOO_LARGE", f"Request body is larger than {limit} bytes")
-        except ValueError:
-            raise TRPCError("BAD_REQUEST", "Invalid content-length header") from None
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise TRPCError("PAYLOAD_TOO_LARGE", f"Request body is larger than {limit} bytes")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise TRPCError("CLIENT_CLOSED_REQUEST", "The client closed the request") from None
-    try:
-        return b"".join(chunks).decode("utf-8")
-    except UnicodeDecodeError:
-        raise TRPCError("BAD_REQUEST", "Request body is not valid UTF-8") from None
-
-
-def _last_event_id(request: Request) -> str | None:
-    """§7.1 priority: the ``Last-Event-ID`` header, then ``?lastEventId=``, ``?Last-Event-Id=``."""
-    return (
-        request.headers.get("last-event-id")
-        or request.query_params.get("lastEventId")
-        or request.query_params.get("Last-Event-Id")
-    )
-
-
-def _looks_superjson(request: Request) -> bool:
-    """For request-level errors (input not parsed): guess from the raw input text."""
-    text = request.query_params.get("input") or ""
-    return '"json"' in text[:4096]
-
-
-def _internal_message(exc: Exception) -> str:
-    from storage.driver import DatabaseUnavailable
-
-    if isinstance(exc, DatabaseUnavailable):
-        return "The database is unavailable; please try again"
-    return "Internal server error"
+def _check_request(request: Request, method: str, max_url_bytes: int) -> None:
+    """Request-level refusals before any input is read: a URL over the limit (400), a body
+    that is not JSON (415)."""
+    scope = request.scope
+    url_bytes = len(scope.get("raw_path") or b"") + len(scope["query_string"])
+    if url_bytes > max_url_bytes:
+        raise TRPCError("BAD_REQUEST", f"Request URL is too long ({url_bytes} bytes; "
+                        f"the limit is {max_url_bytes})")  # fmt: skip
+    if method != "GET":  # JSON only: no cross-site form or no-cors fetch (§2.3)
+        content_type = request.headers.get("content-type", "")
+        if not content_type:
+            raise TRPCError("UNSUPPORTED_MEDIA_TYPE", "Missing content-type header")
+        if not content_type.lower().startswith(_JSON_TYPE):
+            raise TRPCError(
+                "UNSUPPORTED_MEDIA_TYPE",
+                f'Unsupported content-type "{content_type.split(";")[0].strip()}',
+            )

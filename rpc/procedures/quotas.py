@@ -39,11 +39,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
-from weakref import WeakKeyDictionary
 
 import anyio
 
-from rpc.errors import TRPCError
+from rpc.wire.errors import TRPCError
 from storage.timeutil import utcnow
 
 if TYPE_CHECKING:
@@ -61,8 +60,9 @@ class _UserLock:
 
 
 @dataclass
-class _State:
-    """One store's quota state in this process."""
+class Quotas:
+    """The app's quota state (``rpc.context.Services.quotas``): the cached global count and
+    the per-user admission locks."""
 
     waiting: int = 0  # the cached global count
     expires: float = 0.0  # time.monotonic() when it must be counted again
@@ -70,11 +70,10 @@ class _State:
     users: dict[int, _UserLock] = field(default_factory=dict)
 
 
-_states: WeakKeyDictionary[JobStore, _State] = WeakKeyDictionary()
-
-
 @asynccontextmanager
-async def admit(settings: Settings, store: JobStore, user_id: int) -> AsyncIterator[None]:
+async def admit(
+    state: Quotas, settings: Settings, store: JobStore, user_id: int
+) -> AsyncIterator[None]:
     """Check every quota for ``user_id``, then run the body (the insert) while holding the
     user's admission lock: the calls of one batch, which run concurrently, are checked one
     after another, each seeing the jobs the previous ones created. Raises the quota's
@@ -86,9 +85,6 @@ async def admit(settings: Settings, store: JobStore, user_id: int) -> AsyncItera
     ):
         yield  # every quota is off
         return
-    state = _states.get(store)
-    if state is None:
-        state = _states.setdefault(store, _State())
     entry = state.users.get(user_id)
     if entry is None:
         entry = state.users[user_id] = _UserLock()
@@ -131,7 +127,7 @@ async def _check_user(settings: Settings, store: JobStore, user_id: int) -> None
         )
 
 
-async def _check_global(settings: Settings, store: JobStore, state: _State) -> None:
+async def _check_global(settings: Settings, store: JobStore, state: Quotas) -> None:
     cap = settings.max_waiting_jobs
     if not cap:
         return

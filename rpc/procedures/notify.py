@@ -20,7 +20,7 @@ from urllib.parse import urljoin
 import httpx
 
 from rpc.config import Settings
-from rpc.errors import TRPCError
+from rpc.wire.errors import TRPCError
 
 log = logging.getLogger("rpc.notify")
 

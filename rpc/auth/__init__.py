@@ -1,0 +1,1 @@
+"""Who is calling: session tokens, the session cache and user rows, cookies, the OAuth login."""

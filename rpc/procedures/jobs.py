@@ -1,0 +1,170 @@
+"""The ``visionPipeline`` procedures (SEED_API §2): create a job, read its status, list them,
+the worker's status. Their answers' wire forms are ``rpc.procedures.job_payloads``'s."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import anyio.to_thread
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pipeline.errors import ImageError
+from pipeline.images import data_url_payload
+from pipeline.stored_images import inline_image
+from rpc.config import Settings
+from rpc.context import Context
+from rpc.procedures import quotas
+from rpc.procedures.job_payloads import encoded_history, encoded_status
+from rpc.wire.errors import TRPCError
+from rpc.wire.superjson import Encoded
+from storage.images import image_sha, is_image_path
+from storage.jobstate import JobStatus
+from storage.records import JobStatusRecord, NewImage, NewJob
+
+CREATED_MESSAGE = "Job created and queued for processing"
+IMAGE_NOT_FOUND = "Image not found"
+
+
+class CreateJobInput(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    imageUrl: str = Field(min_length=1)
+    imageContext: str | None = Field(default=None, max_length=10_000)
+    analysisPurpose: str = Field(min_length=1, max_length=10_000)
+    outputFormat: Literal["bullet_points", "detailed_analysis", "social_media_post"]
+    creativityLevel: float = Field(default=1.0, ge=0, le=2)
+    additionalInstructions: str | None = Field(default=None, max_length=10_000)
+
+    @field_validator("imageUrl")
+    @classmethod
+    def _image_url(cls, value: str) -> str:
+        value = value.strip()
+        if is_image_path(value):  # one of the caller's stored images: no URL rule applies
+            if image_sha(value) is None:
+                raise ValueError("Invalid image path: expected /api/images/<sha256, 64 hex>")
+            return value
+        if value[:5].lower() == "data:":  # the worker's rule (decoded in `create_job`)
+            try:
+                data_url_payload(value)
+            except ImageError as exc:
+                raise ValueError(exc.message) from None
+            return value
+        parts = urlsplit(value)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError("Invalid URL: expected an http(s) URL or a data:image/… URL")
+        if len(value) > 8192:
+            raise ValueError("Invalid URL: longer than 8192 characters")
+        return value
+
+
+# Ids and offsets beyond a 64-bit integer cannot exist; refusing them here keeps them from
+# reaching the driver (SQLite raises OverflowError on them).
+_INT64 = 2**63 - 1
+
+
+class JobIdInput(BaseModel):
+    jobId: int = Field(ge=-_INT64, le=_INT64)
+
+
+class HistoryInput(BaseModel):
+    limit: int = Field(default=20, ge=1, le=100)
+    offset: int = Field(default=0, ge=0, le=_INT64)
+
+
+async def _inline_image(url: str, settings: Settings) -> NewImage:
+    """A createJob's data: URL decoded, checked from its header and hashed (in a thread: a
+    10 MiB image is milliseconds of CPU); what the worker would refuse is BAD_REQUEST with
+    the worker's message."""
+    try:
+        return await anyio.to_thread.run_sync(partial(
+            inline_image, url, max_bytes=settings.image_max_bytes,
+            max_pixels=settings.image_max_pixels,
+        ))  # fmt: skip
+    except ImageError as exc:
+        raise TRPCError("BAD_REQUEST", exc.message) from None
+
+
+async def _create(ctx: Context, job: NewJob, image: NewImage | None) -> int:
+    """The job in the store: with its inline ``image``, the caller's stored image and the job
+    referring to it, in one transaction; ``/api/images/<sha256>`` only if the caller has that
+    image; any other URL through the batched insert."""
+    store = ctx.services.store
+    if image is not None:
+        return await store.create_job_with_image(job, image)
+    sha = image_sha(job.image_url)
+    if sha is not None:
+        job_id = await store.create_job_with_stored_image(job, sha)
+        if job_id is None:  # theirs or nobody's: the same answer
+            raise TRPCError("BAD_REQUEST", IMAGE_NOT_FOUND)
+        return job_id
+    return await store.create_job(job)
+
+
+def owned_job(job: JobStatusRecord | None, user_id: int) -> JobStatusRecord:
+    """getJobStatus's rules (also live progress's): NOT_FOUND, then FORBIDDEN if not theirs."""
+    if job is None:
+        raise TRPCError("NOT_FOUND", "Job not found")
+    if job.user_id != user_id:
+        raise TRPCError("FORBIDDEN", "You do not have access to this job")
+    return job
+
+
+async def create_job(ctx: Context, data: CreateJobInput) -> dict[str, Any]:
+    """``visionPipeline.createJob``: the job (and its inline image) in the store, queued."""
+    settings = ctx.services.settings
+    caller = await ctx.caller()
+    assert caller is not None
+    image = None
+    if data.imageUrl[:5].lower() == "data:":  # checked before the quotas, as the input
+        image = await _inline_image(data.imageUrl, settings)
+    # 429/503 when over a quota; one user's creations are admitted one at a time.
+    async with quotas.admit(ctx.services.quotas, settings, ctx.services.store, caller.user_id):
+        job_id = await _create(
+            ctx,
+            NewJob(
+                user_id=caller.user_id,
+                image_url=data.imageUrl,
+                image_context=data.imageContext,
+                analysis_purpose=data.analysisPurpose,
+                output_format=data.outputFormat,
+                creativity_level=data.creativityLevel,
+                additional_instructions=data.additionalInstructions,
+                max_retries=settings.max_retries,
+            ),
+            image,
+        )
+    return {"jobId": job_id, "status": JobStatus.PENDING.value, "message": CREATED_MESSAGE}
+
+
+async def get_job_status(ctx: Context, data: JobIdInput) -> Any:
+    """``visionPipeline.getJobStatus``: the caller's job (see `encoded_status`)."""
+    caller = await ctx.caller()
+    assert caller is not None
+    job = owned_job(await ctx.services.store.get_job_status(data.jobId), caller.user_id)
+    return encoded_status(job)
+
+
+async def get_worker_status(ctx: Context, _: None) -> dict[str, Any]:
+    """The design document's getWorkerStatus (admins only), plus the queue's counts."""
+    worker = ctx.services.worker
+    status: dict[str, Any] = (
+        worker.status()
+        if worker is not None
+        else {"isRunning": False, "concurrency": 0, "jobsInFlight": 0}
+    )
+    settings = ctx.services.settings
+    status.setdefault("pollIntervalMs", settings.poll_interval_ms)
+    status.setdefault("maxRetries", settings.max_retries)
+    status.setdefault("lastHeartbeat", None)
+    status["queue"] = await ctx.services.store.count_by_status()
+    return status
+
+
+async def get_job_history(ctx: Context, data: HistoryInput) -> Encoded:
+    """``visionPipeline.getJobHistory``: a page of the caller's jobs, newest first."""
+    caller = await ctx.caller()
+    assert caller is not None
+    jobs = await ctx.services.store.list_user_jobs(caller.user_id, data.limit, data.offset)
+    return encoded_history(jobs)

@@ -1,0 +1,36 @@
+"""The route table: every tRPC procedure the API serves, with its path, kind, input model and
+guard (SEED_API §2, TEMPLATE_FLOWS §3.1). The handlers are module-level functions of their
+rooms, importable and testable alone; to add a procedure, write it there and list it here."""
+
+from __future__ import annotations
+
+from rpc.procedures import jobs, progress, template
+from rpc.wire.router import Procedure, Router
+
+PROCEDURES: tuple[Procedure, ...] = (
+    # visionPipeline (rpc.procedures.jobs, rpc.procedures.progress)
+    Procedure("visionPipeline.createJob", "mutation", jobs.create_job,
+              jobs.CreateJobInput, guard="user"),
+    Procedure("visionPipeline.getJobStatus", "query", jobs.get_job_status,
+              jobs.JobIdInput, guard="user"),
+    Procedure("visionPipeline.getWorkerStatus", "query", jobs.get_worker_status, guard="admin"),
+    Procedure("visionPipeline.getJobHistory", "query", jobs.get_job_history,
+              jobs.HistoryInput, input_optional=True, guard="user"),
+    Procedure("visionPipeline.onJobProgress", "subscription", progress.on_job_progress,
+              progress.JobProgressInput, guard="user"),
+    Procedure("visionPipeline.onMyJobs", "subscription", progress.on_my_jobs,
+              progress.MyJobsInput, input_optional=True, guard="user"),
+    # The template's companions (rpc.procedures.template)
+    Procedure("auth.me", "query", template.me),
+    Procedure("auth.logout", "mutation", template.logout),
+    Procedure("system.health", "query", template.health, template.HealthInput),
+    Procedure("system.notifyOwner", "mutation", template.notify_owner,
+              template.NotifyOwnerInput, guard="admin"),
+)  # fmt: skip
+
+
+def build_router() -> Router:
+    router = Router()
+    for procedure in PROCEDURES:
+        router.add(procedure)
+    return router

@@ -1,0 +1,371 @@
+-- Every statement the queue and the API run on SQLite, loaded once by storage/queries.py.
+--
+-- Each statement follows a "-- name: NAME --" line and a one-line "-- " description; further
+-- comment lines say why. Paste any of them into sqlite3 as written (?1, ?2 … are its
+-- parameters).
+-- postgres.sql names the same statements (tests/test_sql.py lists the few only one of them has).
+--
+-- Writes a worker makes to a job it runs are fenced: they match attempt (bumped by every
+-- claim) and lockedBy, so a worker that lost its lease changes nothing. Batched writes take
+-- their rows as one JSON parameter (json_each), whatever the batch size, so each is one
+-- prepared statement. Statuses and progress values are storage/jobstate.py's.
+
+
+-- === users ===================================================================================
+
+-- name: upsert_user_seen --
+-- First sight of an openId creates its user; a later sight refreshes lastSignedIn.
+--   And name, when the session carries one. Returns the row's id and role.
+INSERT INTO users ("openId", name, role, "createdAt", "updatedAt", "lastSignedIn")
+VALUES (?1, ?2, ?3, ?4, ?4, ?4)
+ON CONFLICT ("openId") DO UPDATE SET "lastSignedIn" = excluded."lastSignedIn",
+    name = COALESCE(excluded.name, users.name)
+RETURNING id, role;
+
+-- name: get_user --
+-- The whole user row by id, for auth.me.
+SELECT id, "openId", name, email, "loginMethod", role, "createdAt", "updatedAt", "lastSignedIn"
+FROM users WHERE id = ?1;
+
+-- name: get_user_role --
+-- A cached session's role read again; no row when the user is gone.
+--   A role changed by any process reaches the session this way.
+SELECT role FROM users WHERE id = ?1;
+
+-- name: set_user_role --
+-- Make a user an admin (or back to user); creates the row when the openId is new.
+INSERT INTO users ("openId", role, "createdAt", "updatedAt", "lastSignedIn")
+VALUES (?1, ?2, ?3, ?3, ?3)
+ON CONFLICT ("openId") DO UPDATE SET role = excluded.role, "updatedAt" = excluded."updatedAt"
+RETURNING id;
+
+-- name: touch_user --
+-- A session's user seen again: refresh lastSignedIn; no row when the openId is new.
+--   Also name when the session carries one, and role when ?3 is set (the owner's re-promotion
+--   to admin).
+UPDATE users SET "lastSignedIn" = ?4, name = COALESCE(?2, name), role = COALESCE(?3, role)
+WHERE "openId" = ?1 RETURNING id, role;
+
+-- name: upsert_user_login --
+-- A login (the template's upsertUser, TEMPLATE_FLOWS §1.7); returns the row's id and role.
+--   Sets name, email, loginMethod and lastSignedIn; role ?5 when set (the owner: admin, on
+--   insert and update), else 'user' on insert and the kept role on update.
+INSERT INTO users ("openId", name, email, "loginMethod", role, "createdAt", "updatedAt",
+    "lastSignedIn")
+VALUES (?1, ?2, ?3, ?4, COALESCE(?5, 'user'), ?6, ?6, ?6)
+ON CONFLICT ("openId") DO UPDATE SET name = excluded.name, email = excluded.email,
+    "loginMethod" = excluded."loginMethod", role = COALESCE(?5, users.role),
+    "updatedAt" = excluded."updatedAt", "lastSignedIn" = excluded."lastSignedIn"
+RETURNING id, role;
+
+
+-- === jobs: the API side ======================================================================
+
+-- name: insert_jobs --
+-- createJob, the calls of one moment in one statement (?2: JSON rows): new pending jobs.
+--   Eligible at once. Ids are drawn in row order, so the returned ids, sorted, match the rows.
+INSERT INTO "visionJobs" ("userId", "imageUrl", "imageContext", "analysisPurpose",
+    "outputFormat", "creativityLevel", "additionalInstructions", status, progress,
+    "retryCount", "maxRetries", "createdAt", "updatedAt", "runAfter", attempt,
+    "cancelRequested", "costUsd")
+SELECT v.owner, v.url, v.context, v.purpose, v.format, v.creativity, v.instructions,
+    'pending', 0, 0, v.retries, ?1, ?1, ?1, 0, FALSE, 0
+FROM (SELECT json_extract(value, '$.owner') AS owner, json_extract(value, '$.url') AS url,
+        json_extract(value, '$.context') AS context, json_extract(value, '$.purpose') AS purpose,
+        json_extract(value, '$.format') AS format,
+        json_extract(value, '$.creativity') AS creativity,
+        json_extract(value, '$.instructions') AS instructions,
+        json_extract(value, '$.retries') AS retries
+    FROM json_each(?2)) AS v
+WHERE TRUE
+RETURNING id;
+
+-- name: get_job_status --
+-- getJobStatus: one job by id with its owner, so ownership is checked without a second query.
+SELECT id, "userId", status, progress, "geminOutput", "deepseekOutput", "errorMessage",
+    "errorStage", "retryCount", "createdAt", "completedAt", "costUsd"
+FROM "visionJobs" WHERE id = ?1;
+
+-- name: list_user_jobs --
+-- getJobHistory: a user's jobs, oldest first, served by the (userId, createdAt, id) index.
+SELECT id, status, progress, "imageUrl", "analysisPurpose", "createdAt", "completedAt"
+FROM "visionJobs" WHERE "userId" = ?1 ORDER BY "createdAt", id LIMIT ?2 OFFSET ?3;
+
+
+-- === jobs: the worker side ===================================================================
+
+-- name: claim_jobs --
+-- Take up to ?4 waiting jobs whose runAfter has passed, oldest first, for worker ?1.
+--   Bumps the attempt (the fencing token), sets the lease, and moves each to the stage it
+--   resumes at (a job whose vision output is stored resumes at the content stage). SQLite has
+--   one writer at a time: nothing to skip.
+UPDATE "visionJobs" SET
+    status = CASE WHEN "geminOutput" IS NULL THEN 'gemini_analyzing'
+                  ELSE 'deepseek_generating' END,
+    progress = CASE WHEN "geminOutput" IS NULL THEN 25 ELSE 60 END,
+    attempt = attempt + 1, "lockedBy" = ?1, "lockedAt" = ?2, "leaseExpiresAt" = ?3,
+    "updatedAt" = ?2
+WHERE id IN (SELECT id FROM "visionJobs"
+             WHERE status = 'pending' AND "runAfter" <= ?2
+             ORDER BY "runAfter", id LIMIT ?4)
+RETURNING id, "userId", "imageUrl", "imageContext", "analysisPurpose", "outputFormat",
+    "creativityLevel", "additionalInstructions", status, "geminOutput", "retryCount",
+    "maxRetries", attempt, "lockedAt";
+
+-- name: next_run_after --
+-- When the earliest waiting job becomes eligible, so an idle worker sleeps exactly that long.
+SELECT MIN("runAfter") AS next FROM "visionJobs" WHERE status = 'pending';
+
+-- name: store_vision_outputs --
+-- Stage boundary (fenced, a batch): keep each vision analysis, move to the content stage.
+--   A retry of the content stage then does not pay for the vision stage again. ?2: JSON rows
+--   {id, attempt, worker, output}. Returns the rows still held, with whether a cancel was
+--   requested meanwhile. (SQLite's RETURNING names the target table's columns bare.)
+UPDATE "visionJobs" AS j SET status = 'deepseek_generating', progress = 60,
+    "geminOutput" = v.output, "geminAnalyzedAt" = ?1, "updatedAt" = ?1
+FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.attempt') AS attempt,
+        json_extract(value, '$.worker') AS worker, json_extract(value, '$.output') AS output
+    FROM json_each(?2)) AS v
+WHERE j.id = v.id AND j.attempt = v.attempt AND j."lockedBy" = v.worker
+    AND j.status IN ('gemini_analyzing', 'deepseek_generating')
+RETURNING id, attempt, "cancelRequested";
+
+-- name: complete_jobs --
+-- Completion (fenced, a batch): store the content, mark complete, drop the lease.
+--   Clears the message of earlier failed attempts (they stay in visionJobSessions), adds the
+--   attempt's cost. A job whose cancel was requested does not complete: the caller then
+--   records the cancel. ?2: JSON rows {id, attempt, worker, content, cost, …}. SQLite has no
+--   data-modifying CTEs: insert_outputs and insert_attempts follow in the same transaction.
+UPDATE "visionJobs" AS j SET status = 'complete', progress = 100,
+    "deepseekOutput" = v.content, "deepseekGeneratedAt" = ?1, "completedAt" = ?1,
+    "updatedAt" = ?1, "errorMessage" = NULL, "errorStage" = NULL, "lockedBy" = NULL,
+    "leaseExpiresAt" = NULL, "costUsd" = j."costUsd" + v.cost
+FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.attempt') AS attempt,
+        json_extract(value, '$.worker') AS worker, json_extract(value, '$.content') AS content,
+        json_extract(value, '$.cost') AS cost
+    FROM json_each(?2)) AS v
+WHERE j.id = v.id AND j.attempt = v.attempt AND j."lockedBy" = v.worker
+    AND j.status IN ('gemini_analyzing', 'deepseek_generating') AND NOT j."cancelRequested"
+RETURNING id, attempt, "userId";
+
+-- name: insert_outputs --
+-- The visionJobOutputs rows of the jobs complete_jobs completed (?2: JSON rows).
+--   Unique per job, so a second insert is a no-op rather than a duplicate.
+INSERT INTO "visionJobOutputs" ("jobId", "userId", colors_primary, colors_secondary,
+    colors_description, mood, tone, composition_layout, brand_personality,
+    perceived_industry, target_audience, content_pieces, "isTrainingData", "createdAt")
+SELECT v.job, v.owner, v.colors_primary, v.colors_secondary, v.colors_description, v.mood,
+    v.tone, v.composition_layout, v.brand_personality, v.perceived_industry,
+    v.target_audience, v.content_pieces, TRUE, ?1
+FROM (SELECT json_extract(value, '$.job') AS job, json_extract(value, '$.owner') AS owner,
+        json_extract(value, '$.colors_primary') AS colors_primary,
+        json_extract(value, '$.colors_secondary') AS colors_secondary,
+        json_extract(value, '$.colors_description') AS colors_description,
+        json_extract(value, '$.mood') AS mood, json_extract(value, '$.tone') AS tone,
+        json_extract(value, '$.composition_layout') AS composition_layout,
+        json_extract(value, '$.brand_personality') AS brand_personality,
+        json_extract(value, '$.perceived_industry') AS perceived_industry,
+        json_extract(value, '$.target_audience') AS target_audience,
+        json_extract(value, '$.content_pieces') AS content_pieces
+    FROM json_each(?2)) AS v
+WHERE TRUE
+ON CONFLICT ("jobId") DO NOTHING;
+
+-- name: insert_attempts --
+-- The visionJobSessions rows of the attempts complete_jobs completed (?2: JSON rows).
+--   An attempt started when its job was claimed: the job's lockedAt, which a claim sets and
+--   nothing else changes.
+INSERT INTO "visionJobSessions" ("jobId", attempt, "workerId", "stageReached", outcome,
+    "errorMessage", "startedAt", "endedAt", "geminiModel", "geminiInputTokens",
+    "geminiOutputTokens", "geminiLatencyMs", "deepseekModel", "deepseekInputTokens",
+    "deepseekOutputTokens", "deepseekLatencyMs", "costUsd")
+SELECT v.job, v.attempt, v.worker, v.stage, v.outcome, v.error, j."lockedAt", ?1,
+    v.vision_model, v.vision_in, v.vision_out, v.vision_ms, v.content_model, v.content_in,
+    v.content_out, v.content_ms, v.cost
+FROM (SELECT json_extract(value, '$.job') AS job, json_extract(value, '$.attempt') AS attempt,
+        json_extract(value, '$.worker') AS worker, json_extract(value, '$.stage') AS stage,
+        json_extract(value, '$.outcome') AS outcome, json_extract(value, '$.error') AS error,
+        json_extract(value, '$.vision_model') AS vision_model,
+        json_extract(value, '$.vision_in') AS vision_in,
+        json_extract(value, '$.vision_out') AS vision_out,
+        json_extract(value, '$.vision_ms') AS vision_ms,
+        json_extract(value, '$.content_model') AS content_model,
+        json_extract(value, '$.content_in') AS content_in,
+        json_extract(value, '$.content_out') AS content_out,
+        json_extract(value, '$.content_ms') AS content_ms,
+        json_extract(value, '$.cost') AS cost
+    FROM json_each(?2)) AS v
+JOIN "visionJobs" AS j ON j.id = v.job;
+
+-- name: retry_job --
+-- A failed attempt that may succeed later (fenced): back to pending, not before ?4.
+--   errorMessage ?5 names the failed stage and the attempt count.
+UPDATE "visionJobs" SET status = 'pending', progress = 0, "retryCount" = "retryCount" + 1,
+    "runAfter" = ?4, "errorMessage" = ?5, "errorStage" = ?6, "updatedAt" = ?7,
+    "lockedBy" = NULL, "leaseExpiresAt" = NULL, "costUsd" = "costUsd" + ?8
+WHERE id = ?1 AND attempt = ?2 AND "lockedBy" = ?3
+    AND status IN ('gemini_analyzing', 'deepseek_generating');
+
+-- name: fail_job --
+-- A failed attempt that ends the job (fenced): error is final.
+--   retryCount counts the failed attempt only when ?7 is true (a cancel is not a failure).
+UPDATE "visionJobs" SET status = 'error', progress = 0,
+    "retryCount" = "retryCount" + CASE WHEN ?7 THEN 1 ELSE 0 END,
+    "errorMessage" = ?4, "errorStage" = ?5, "updatedAt" = ?6,
+    "lockedBy" = NULL, "leaseExpiresAt" = NULL, "costUsd" = "costUsd" + ?8
+WHERE id = ?1 AND attempt = ?2 AND "lockedBy" = ?3
+    AND status IN ('gemini_analyzing', 'deepseek_generating');
+
+-- name: release_job --
+-- Graceful shutdown (fenced): a running job back to the queue at once, not counted as failed.
+--   It resumes at the stage it reached.
+UPDATE "visionJobs" SET status = 'pending', progress = 0, "runAfter" = ?4,
+    "updatedAt" = ?4, "lockedBy" = NULL, "leaseExpiresAt" = NULL, "costUsd" = "costUsd" + ?5
+WHERE id = ?1 AND attempt = ?2 AND "lockedBy" = ?3
+    AND status IN ('gemini_analyzing', 'deepseek_generating');
+
+-- name: renew_leases --
+-- Heartbeat: extend the leases of the attempts worker ?1 runs (?3: JSON [[id, attempt], …]).
+--   Only those: a job it holds but no longer works on must expire and be reaped. The returned
+--   rows are the attempts it still owns; any other was taken from it.
+UPDATE "visionJobs" SET "leaseExpiresAt" = ?2
+WHERE "lockedBy" = ?1 AND status IN ('gemini_analyzing', 'deepseek_generating')
+    AND (id, attempt) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
+                          FROM json_each(?3))
+RETURNING id, attempt, "cancelRequested";
+
+-- name: find_expired_leases --
+-- Reaper: running jobs whose holder stopped renewing its lease (killed, frozen, cut off).
+--   The reaping transaction is the one writer meanwhile: nothing to lock.
+SELECT id, attempt, "lockedBy", "lockedAt", status, "retryCount", "maxRetries"
+FROM "visionJobs"
+WHERE status IN ('gemini_analyzing', 'deepseek_generating') AND "leaseExpiresAt" < ?1
+ORDER BY "leaseExpiresAt" LIMIT 100;
+
+-- name: insert_attempt --
+-- One row per processing attempt, written when the attempt ends: the job's audit trail.
+INSERT INTO "visionJobSessions" ("jobId", attempt, "workerId", "stageReached", outcome,
+    "errorMessage", "startedAt", "endedAt", "geminiModel", "geminiInputTokens",
+    "geminiOutputTokens", "geminiLatencyMs", "deepseekModel", "deepseekInputTokens",
+    "deepseekOutputTokens", "deepseekLatencyMs", "costUsd")
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17);
+
+
+-- === operators ===============================================================================
+
+-- name: retry_failed_job --
+-- `jobs retry ID`: an error job back to pending with its retries reset; its id if it was.
+UPDATE "visionJobs" SET status = 'pending', progress = 0, "retryCount" = 0,
+    "errorMessage" = NULL, "errorStage" = NULL, "cancelRequested" = FALSE,
+    "runAfter" = ?2, "updatedAt" = ?2
+WHERE id = ?1 AND status = 'error' RETURNING id;
+
+-- name: cancel_pending_job --
+-- `jobs cancel ID` on a waiting job: it ends at once as error/cancelled.
+UPDATE "visionJobs" SET status = 'error', progress = 0, "errorStage" = 'cancelled',
+    "errorMessage" = 'Cancelled by an operator', "cancelRequested" = TRUE, "updatedAt" = ?2
+WHERE id = ?1 AND status = 'pending' RETURNING id;
+
+-- name: request_cancel --
+-- `jobs cancel ID` on a running job: flag it; its worker stops at the next stage boundary.
+UPDATE "visionJobs" SET "cancelRequested" = TRUE, "updatedAt" = ?2
+WHERE id = ?1 AND status IN ('gemini_analyzing', 'deepseek_generating') RETURNING id;
+
+-- name: count_by_status --
+-- How many jobs are in each status (operators, tests, benchmarks).
+SELECT status, COUNT(*) AS n FROM "visionJobs" GROUP BY status;
+
+
+-- === quotas (rpc.procedures.quotas) =====================================================================
+
+-- name: user_quota_counts --
+-- createJob's quota check in one round trip: recent jobs, the oldest of them, unfinished jobs.
+--   The user's jobs created since ?2 (counted up to ?3), the oldest one's createdAt, and the
+--   user's unfinished jobs (counted up to ?4). Each count is a range of the (userId,
+--   createdAt, id) or (userId, status) index, cut at the limit.
+SELECT
+    (SELECT COUNT(*) FROM (SELECT 1 FROM "visionJobs"
+        WHERE "userId" = ?1 AND "createdAt" >= ?2 LIMIT ?3) AS r) AS recent,
+    (SELECT MIN("createdAt") FROM "visionJobs"
+        WHERE "userId" = ?1 AND "createdAt" >= ?2) AS oldest,
+    (SELECT COUNT(*) FROM (SELECT 1 FROM "visionJobs"
+        WHERE "userId" = ?1
+            AND status IN ('pending', 'gemini_analyzing', 'deepseek_generating')
+        LIMIT ?4) AS w) AS waiting;
+
+-- name: count_waiting_jobs --
+-- How many jobs wait to be claimed, counted up to ?1 (the global cap).
+--   A scan of the partial index of pending jobs that stops at the cap.
+SELECT COUNT(*) AS n FROM (SELECT 1 FROM "visionJobs" WHERE status = 'pending' LIMIT ?1) AS w;
+
+
+-- === the change feed (live progress, cross-process wake-up) ==================================
+
+-- name: last_event_id --
+-- The change counter: the newest event's id.
+SELECT COALESCE(MAX(id), 0) AS last FROM "visionJobEvents";
+
+-- name: events_after --
+-- Every job change after event ?1, oldest first, at most ?2: what a listener missed.
+SELECT id, "jobId", "userId", status, progress, "errorMessage", "createdAt"
+FROM "visionJobEvents" WHERE id > ?1 ORDER BY id LIMIT ?2;
+
+-- name: job_events_after --
+-- One job's changes after event ?2 (a reconnecting subscriber resumes from its last id).
+SELECT id, "jobId", "userId", status, progress, "errorMessage", "createdAt"
+FROM "visionJobEvents" WHERE "jobId" = ?1 AND id > ?2 ORDER BY id LIMIT ?3;
+
+-- name: user_events_after --
+-- A user's job changes after event ?2 (onMyJobs resuming).
+SELECT id, "jobId", "userId", status, progress, "errorMessage", "createdAt"
+FROM "visionJobEvents" WHERE "userId" = ?1 AND id > ?2 ORDER BY id LIMIT ?3;
+
+
+-- === the image store (storage.images) ========================================================
+
+-- name: insert_image --
+-- Store an image for user ?1 under its SHA-256 ?2; a user who has it keeps their row.
+INSERT INTO "visionImages" ("userId", sha256, "mimeType", "byteSize", width, height, data,
+    "createdAt")
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+ON CONFLICT ("userId", sha256) DO NOTHING;
+
+-- name: hold_image --
+-- Whether user ?1 has the image ?2.
+--   SQLite has one writer at a time: no deletion can come between this and the job's insert.
+SELECT id FROM "visionImages" WHERE "userId" = ?1 AND sha256 = ?2;
+
+-- name: get_image --
+-- User ?1's image ?2 with its bytes (GET /api/images/…, and the worker reading a job's).
+SELECT "userId", sha256, "mimeType", "byteSize", width, height, data
+FROM "visionImages" WHERE "userId" = ?1 AND sha256 = ?2;
+
+-- name: get_image_info --
+-- User ?1's image ?2 without its bytes (HEAD, and a GET the client has cached: 304).
+SELECT "userId", sha256, "mimeType", "byteSize", width, height, NULL AS data
+FROM "visionImages" WHERE "userId" = ?1 AND sha256 = ?2;
+
+-- name: get_any_image --
+-- The image ?1 whichever user stored it (an admin's GET), with its bytes.
+--   The same bytes whoever's row it is.
+SELECT "userId", sha256, "mimeType", "byteSize", width, height, data
+FROM "visionImages" WHERE sha256 = ?1 ORDER BY id LIMIT 1;
+
+-- name: get_any_image_info --
+-- get_any_image without the bytes.
+SELECT "userId", sha256, "mimeType", "byteSize", width, height, NULL AS data
+FROM "visionImages" WHERE sha256 = ?1 ORDER BY id LIMIT 1;
+
+-- name: next_inline_image_job --
+-- The conversion of older rows: the next job after id ?1 still holding a whole data: URL.
+--   Served by the partial index idx_inline_image_jobs (the condition is its, word for word).
+SELECT id, "userId", "imageUrl" FROM "visionJobs"
+WHERE lower(substr("imageUrl", 1, 5)) = 'data:' AND id > ?1
+ORDER BY id LIMIT 1;
+
+-- name: set_inline_image_url --
+-- The conversion: job ?1's data: URL replaced by its stored image's path ?2.
+--   Or by the invalid-image marker. Only while it still holds a data: URL, so running it twice
+--   changes nothing; updatedAt is kept (the job itself did not change).
+UPDATE "visionJobs" SET "imageUrl" = ?2
+WHERE id = ?1 AND lower(substr("imageUrl", 1, 5)) = 'data:';

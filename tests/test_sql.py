@@ -1,0 +1,139 @@
+"""The statements in storage/sql/: each one compiles as written on a fresh database of its
+dialect, both files name the same statements (but a listed few), the code asks only for
+statements that exist, and every status, stage and progress value in them is
+storage.jobstate's."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+import anyio
+import asyncpg
+import pytest
+
+from storage import tables, triggers
+from storage.jobstate import PROGRESS, JobStatus, Stage
+from storage.queries import QUERIES, parse
+from storage.schema import push
+from storage.urls import parse_database_url
+from tests.support import reset_database
+
+ROOT = Path(__file__).resolve().parent.parent
+SQL = ROOT / "storage" / "sql"
+# PostgreSQL writes a completion's outputs and attempt rows, and can claim the next jobs, in
+# the completing statement (data-modifying CTEs); SQLite writes those rows with two more.
+ONLY_POSTGRES = {"complete_and_claim"}
+ONLY_SQLITE = {"insert_outputs", "insert_attempts"}
+# Quoted words the statements may hold besides statuses and stages: a user's default role.
+OTHER_WORDS = {"user"}
+
+
+def _texts(dialect: str) -> dict[str, str]:
+    return {name: sql for name, (_, sql) in parse((SQL / f"{dialect}.sql").read_text()).items()}
+
+
+def test_both_dialects_name_the_same_statements_but_a_listed_few() -> None:
+    postgres, sqlite = set(_texts("postgres")), set(_texts("sqlite"))
+    assert postgres - sqlite == ONLY_POSTGRES
+    assert sqlite - postgres == ONLY_SQLITE
+    assert all(q.description and not q.description.startswith("-") for q in QUERIES.values())
+
+
+def test_the_code_asks_only_for_statements_that_exist() -> None:
+    used: set[str] = set()
+    for module in (ROOT / "storage").glob("*.py"):
+        used |= set(re.findall(r'QUERIES\["([a-z_]+)"\]', module.read_text()))
+    from storage.changes import EventsOf
+
+    used |= {str(of) for of in EventsOf}
+    assert used <= set(QUERIES), used - set(QUERIES)
+    assert set(QUERIES) - used == set(), "a statement nothing runs"
+
+
+def test_every_status_stage_and_progress_in_the_statements_is_the_job_states() -> None:
+    statuses = {str(s) for s in JobStatus}
+    for dialect in ("postgres", "sqlite"):
+        for name, sql in _texts(dialect).items():
+            where = f"{dialect}:{name}"
+            for listed in re.findall(r"status\s+IN\s*\(([^)]*)\)", sql):
+                assert set(re.findall(r"'(\w+)'", listed)) <= statuses, where
+            for value in re.findall(r"status\s*=\s*'(\w+)'", sql):
+                assert value in statuses, where
+            for value in re.findall(r'"errorStage"\s*=\s*\'(\w+)\'', sql):
+                assert value in {str(s) for s in Stage}, where
+            for status, progress in re.findall(r"status = '(\w+)', progress = (\d+)", sql):
+                assert PROGRESS[JobStatus(status)] == int(progress), where
+            case = re.search(r"THEN '(\w+)'\s+ELSE '(\w+)' END,\s*progress = CASE WHEN "
+                             r"\S+ IS NULL THEN (\d+) ELSE (\d+) END", sql)  # fmt: skip
+            if case:  # the claim: the stage a job resumes at, and its progress
+                first, resumed, first_progress, resumed_progress = case.groups()
+                assert (first, resumed) == (JobStatus.ANALYZING, JobStatus.GENERATING), where
+                assert PROGRESS[JobStatus.ANALYZING] == int(first_progress), where
+                assert PROGRESS[JobStatus.GENERATING] == int(resumed_progress), where
+            words = set(re.findall(r"'([a-z_]+)'", sql))
+            assert words <= statuses | {str(s) for s in Stage} | OTHER_WORDS, where
+
+
+def test_the_ddl_names_only_job_statuses_too() -> None:
+    statuses = {str(s) for s in JobStatus}
+    conditions = [
+        str(index.dialect_options[dialect]["where"])
+        for table in tables.metadata().sorted_tables
+        for index in table.indexes
+        for dialect in ("sqlite", "postgresql")
+        if index.dialect_options[dialect]["where"] is not None
+    ]
+    for text in [*conditions, *triggers.SQLITE, *triggers.POSTGRES]:
+        words = set(re.findall(r"'([a-z_]+)'", text)) - {triggers.CHANNEL}
+        assert words <= statuses, text
+
+
+def test_statements_on_partial_indexes_name_their_condition_word_for_word() -> None:
+    for dialect in ("postgres", "sqlite"):
+        for name in ("next_inline_image_job", "set_inline_image_url"):
+            assert tables.INLINE_IMAGE_JOB in _texts(dialect)[name]
+
+
+def test_a_statement_needs_its_description_and_its_semicolon() -> None:
+    with pytest.raises(ValueError, match="description"):
+        parse("-- name: bare --\nSELECT 1;\n")
+    with pytest.raises(ValueError, match="';'"):
+        parse("-- name: two --\n-- two statements\nSELECT 1; SELECT 2;\n")
+    assert parse("-- name: one --\n-- one\n--   why\nSELECT 1;\n\n-- === next ===\n") == {
+        "one": ("one", "SELECT 1")
+    }
+
+
+def test_every_sqlite_statement_compiles_on_a_fresh_database(tmp_path: Path) -> None:
+    path = tmp_path / "fresh.db"
+    anyio.run(push, parse_database_url(f"sqlite:///{path}"))
+    conn = sqlite3.connect(path)
+    try:
+        for name, sql in _texts("sqlite").items():
+            count = max((int(n) for n in re.findall(r"\?(\d+)", sql)), default=0)
+            try:
+                conn.execute("EXPLAIN " + sql, [None] * count).fetchall()
+            except sqlite3.Error as exc:
+                pytest.fail(f"{name}: {exc}")
+    finally:
+        conn.close()
+
+
+@pytest.mark.postgres
+def test_every_postgresql_statement_prepares_on_a_fresh_database(pg_url: str) -> None:
+    reset_database(pg_url)
+
+    async def prepare_all() -> None:
+        conn = await asyncpg.connect(pg_url)
+        try:
+            for name, sql in _texts("postgres").items():
+                try:
+                    await conn.prepare(sql)
+                except asyncpg.PostgresError as exc:
+                    pytest.fail(f"{name}: {exc}")
+        finally:
+            await conn.close()
+
+    anyio.run(prepare_all)
