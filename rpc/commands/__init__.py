@@ -1,0 +1,1 @@
+"""The ``vision-pipeline`` subcommands, one module per group; each has ``register(sub)``."""

@@ -1,0 +1,82 @@
+"""``serve`` (the API, with the worker unless --no-worker) and ``worker`` (the worker only)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+from types import FrameType
+from typing import Any
+
+from rpc.config import Settings
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from rpc.app import create_app
+
+    if settings.local_mode and not _is_loopback(args.host):
+        print(
+            f"refusing to listen on {args.host} in local mode (no JWT_SECRET): every request "
+            "would act as the local user. Set JWT_SECRET, or use --host 127.0.0.1.",
+            file=sys.stderr,
+        )
+        return 2
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            # Open live-progress streams would hold the graceful shutdown for its whole
+            # timeout: end them now (without `return`, so their clients resume elsewhere).
+            services = getattr(app.state, "services", None)
+            if services is not None:
+                services.live.close_threadsafe()
+            # uvicorn re-raises a captured SIGTERM after shutting down, so the process would
+            # die "by signal"; a drained, signalled stop is a clean one: exit 0.
+            self._captured_signals.clear()
+
+    app = create_app(settings, run_worker=not args.no_worker)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=max(int(settings.shutdown_grace_seconds) + 5, 5),
+    )
+    Server(config).run()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.runner import run, run_worker
+    from pipeline.service import build_worker
+    from storage.engine import open_store
+
+    async def main() -> None:
+        store = await open_store(settings.database_url, pool_size=settings.pool_size())
+        await run_worker(store, build_worker(store, settings))
+
+    run(main)
+    return 0
+
+
+def register(sub: Any) -> None:
+    serve = sub.add_parser("serve", help="the API, with the worker in the same process")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=3000, help="port to listen on")
+    serve.add_argument("--no-worker", action="store_true", help="API only")
+    serve.set_defaults(run=cmd_serve)
+
+    worker = sub.add_parser("worker", help="the worker only (run as many as you like)")
+    worker.set_defaults(run=cmd_worker)
