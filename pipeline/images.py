@@ -149,8 +149,16 @@ def decode_data_url(url: str, max_bytes: int) -> bytes:
 # --- sniffing ---------------------------------------------------------------------------
 
 
-def _sniff(data: bytes, max_pixels: int) -> Image:
-    """Check ``data`` with Pillow and describe it; the format list bounds which parsers run.
+def too_many_pixels(max_pixels: int) -> str:
+    return f"Image has too many pixels (the limit is {max_pixels:,})"
+
+
+def read_header(data: bytes, max_pixels: int, *, verify: bool = False) -> tuple[str, int, int]:
+    """(MIME type, width, height) of ``data`` as Pillow reads it, the format list bounding
+    which parsers run, or the ImageError that describes the problem. The pixel cap is applied
+    from the header, before any decoding. ``verify``: the whole file is checked too (Pillow's
+    ``verify()``, which walks every chunk: the worker's check; createJob reads the header
+    only).
 
     Pillow's ``DecompressionBombWarning`` is not turned into an error with
     ``warnings.catch_warnings``, because that mutates process-wide state from a worker
@@ -160,7 +168,7 @@ def _sniff(data: bytes, max_pixels: int) -> Image:
     if not data:
         raise ImageError("The image is empty")
     formats = list(ALLOWED_FORMATS)
-    too_many = f"Image has too many pixels (the limit is {max_pixels:,})"
+    too_many = too_many_pixels(max_pixels)
     readable = without_png_text(data)  # Pillow inflates text chunks (to 64 MB) on opening
     try:
         with PILImage.open(BytesIO(readable), formats=formats) as probe:
@@ -168,9 +176,11 @@ def _sniff(data: bytes, max_pixels: int) -> Image:
             width, height = probe.size
             if width * height > max_pixels:  # §5.1.7: a bomb is refused from its header
                 raise ImageError(too_many)
-            probe.verify()
-        with PILImage.open(BytesIO(readable), formats=formats) as reopened:
-            width, height = reopened.size
+            if verify:
+                probe.verify()
+        if verify:  # verify() leaves the image unusable: its size is read again
+            with PILImage.open(BytesIO(readable), formats=formats) as reopened:
+                width, height = reopened.size
     except ImageError:
         raise
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
@@ -187,7 +197,13 @@ def _sniff(data: bytes, max_pixels: int) -> Image:
         raise ImageError("The image has no pixels")
     if width * height > max_pixels:
         raise ImageError(too_many)
-    return Image(data=data, mime_type=ALLOWED_FORMATS[fmt], width=width, height=height)
+    return ALLOWED_FORMATS[fmt], width, height
+
+
+def _sniff(data: bytes, max_pixels: int) -> Image:
+    """Check the whole of ``data`` with Pillow and describe it."""
+    mime_type, width, height = read_header(data, max_pixels, verify=True)
+    return Image(data=data, mime_type=mime_type, width=width, height=height)
 
 
 def _not_an_image(data: bytes) -> str:

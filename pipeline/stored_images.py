@@ -10,21 +10,10 @@ image (``pipeline.images.check_image``), and never fetches ``/api/images/…`` o
 from __future__ import annotations
 
 import hashlib
-from io import BytesIO
+import threading
 
-from PIL import Image as PILImage
-from PIL import UnidentifiedImageError
-
-from pipeline.decoding import without_png_text
 from pipeline.errors import ImageError
-from pipeline.images import (
-    _SUPPORTED,
-    ALLOWED_FORMATS,
-    MALFORMED_BASE64,
-    _not_an_image,
-    check_image,
-    decode_data_url,
-)
+from pipeline.images import MALFORMED_BASE64, check_image, decode_data_url, read_header
 from pipeline.providers.base import Image
 from storage.images import INVALID_IMAGE_URL, image_sha
 from storage.records import NewImage
@@ -33,43 +22,45 @@ from storage.store import JobStore
 GONE = "The stored image no longer exists"
 
 
-def too_many_pixels(max_pixels: int) -> str:
-    return f"Image has too many pixels (the limit is {max_pixels:,})"
+class HeaderCache:
+    """The headers of images already read, by SHA-256 and pixel cap: the same image sent
+    again (a brand's logo with another purpose, a retried upload) skips Pillow. Only images
+    that passed are kept; bounded, the oldest entry goes first.
+
+    Why: reading the header is three quarters of createJob's CPU for a small inline image
+    (bench/RESULTS.md §12); the hash is computed anyway, for the store's key."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._headers: dict[tuple[str, int], tuple[str, int, int]] = {}
+        self._lock = threading.Lock()
+
+    def read(self, sha256: str, data: bytes, max_pixels: int) -> tuple[str, int, int]:
+        key = (sha256, max_pixels)
+        header = self._headers.get(key)
+        if header is None:
+            header = read_header(data, max_pixels)
+            with self._lock:  # large images are read in threads
+                while len(self._headers) >= self.size:
+                    del self._headers[next(iter(self._headers))]
+                self._headers[key] = header
+        return header
 
 
-def read_header(data: bytes, max_pixels: int) -> tuple[str, int, int]:
-    """(MIME type, width, height) from the image's header alone, or the ImageError the
-    worker's checks (``pipeline.images._sniff``) would raise for the same bytes."""
-    if not data:
-        raise ImageError("The image is empty")
-    try:
-        # Text chunks dropped first: Pillow inflates them all on open (pipeline.decoding).
-        probe_data = without_png_text(data)
-        with PILImage.open(BytesIO(probe_data), formats=list(ALLOWED_FORMATS)) as probe:
-            fmt = probe.format or ""
-            width, height = probe.size
-    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
-        raise ImageError(too_many_pixels(max_pixels)) from None
-    except UnidentifiedImageError:
-        raise ImageError(_not_an_image(data)) from None
-    except Exception:  # a header the plugin cannot parse (SyntaxError, OSError, struct.error…)
-        raise ImageError("The image file is damaged or incomplete") from None
-    if fmt not in ALLOWED_FORMATS:
-        raise ImageError(f"Unsupported image format {fmt or 'unknown'}; use {_SUPPORTED}")
-    if width <= 0 or height <= 0:
-        raise ImageError("The image has no pixels")
-    if width * height > max_pixels:
-        raise ImageError(too_many_pixels(max_pixels))
-    return ALLOWED_FORMATS[fmt], width, height
+HEADERS = HeaderCache()
 
 
-def inline_image(url: str, *, max_bytes: int, max_pixels: int) -> NewImage:
+def inline_image(
+    url: str, *, max_bytes: int, max_pixels: int, headers: HeaderCache = HEADERS
+) -> NewImage:
     """A createJob's ``data:`` URL as an image for the store: decoded once (the size cap and
-    base64 rules of ``decode_data_url``), its header read, its bytes hashed. CPU-bound (a
-    10 MiB image is some milliseconds): callers run it in a thread."""
+    base64 rules of ``decode_data_url``), its bytes hashed, its header read (or known).
+    CPU-bound for a large image (a 10 MiB one is some milliseconds): callers run those in a
+    thread."""
     data = decode_data_url(url.strip(), max_bytes)
-    mime_type, width, height = read_header(data, max_pixels)
-    return NewImage(hashlib.sha256(data).hexdigest(), mime_type, width, height, data)
+    sha256 = hashlib.sha256(data).hexdigest()
+    mime_type, width, height = headers.read(sha256, data, max_pixels)
+    return NewImage(sha256, mime_type, width, height, data)
 
 
 class StoredImageLoader:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from storage import batches
+from storage.coalesce import Coalescer
 from storage.dataurl import inline_image
 from storage.driver import Driver, Row, Work, execute, fetch_one
 from storage.queries import QUERIES
@@ -73,10 +74,47 @@ def keep_image(user_id: int, image: NewImage) -> Work[bool]:
     raise RuntimeError(f"image {image.sha256} of user {user_id} kept vanishing while stored")
 
 
+# A createJob that refers to the image store: its job, and the inline image it brought or
+# the SHA-256 of the caller's stored image it names.
+ImageJob = tuple[NewJob, NewImage | str]
+
+
+def image_jobs(items: list[ImageJob]) -> Work[list[int | None]]:
+    """The createJob calls of one moment that refer to the image store, in one transaction:
+    each distinct (user, image) kept and held once (sorted, so two batches lock images in the
+    same order), then every job in one INSERT. Per item, its job id, or None when it names a
+    stored image its user does not have (nothing is written for it)."""
+    inline: dict[tuple[int, str], NewImage] = {}
+    named: set[tuple[int, str]] = set()
+    for job, image in items:
+        if isinstance(image, NewImage):
+            inline.setdefault((job.user_id, image.sha256), image)
+        else:
+            named.add((job.user_id, image))
+    for (user_id, _), image in sorted(inline.items(), key=lambda kv: kv[0]):
+        yield from keep_image(user_id, image)
+    missing = set()
+    for key in sorted(named - inline.keys()):
+        if (yield fetch_one(QUERIES["hold_image"], *key)) is None:
+            missing.add(key)
+    jobs = [
+        replace(job, image_url=image_path(image if isinstance(image, str) else image.sha256))
+        for job, image in items
+        if isinstance(image, NewImage) or (job.user_id, image) not in missing
+    ]
+    ids = iter(batches.job_ids(jobs, (yield batches.insert_jobs(jobs))) if jobs else ())
+    return [
+        None if isinstance(image, str) and (job.user_id, image) in missing else next(ids)
+        for job, image in items
+    ]
+
+
 class ImageStore:
     """``JobStore``'s methods for the image store (a base class of it: one store for callers)."""
 
     driver: Driver
+    # createJob calls of the same moment that refer to the image store share a transaction.
+    _image_creates: Coalescer[ImageJob, int | None]
 
     async def _write(self, work: Callable[[], Work[T]]) -> T:
         raise NotImplementedError  # JobStore's
@@ -84,30 +122,22 @@ class ImageStore:
     def _created(self) -> None:
         raise NotImplementedError  # JobStore's
 
+    async def _image_batch(self, items: list[ImageJob]) -> list[int | None]:
+        return await self._write(lambda: image_jobs(items))
+
     async def create_job_with_image(self, job: NewJob, image: NewImage) -> int:
         """createJob with an inline image: the image (the user's existing row when they have
-        it) and the job referring to it, in one transaction."""
-
-        def work() -> Work[int]:
-            yield from keep_image(job.user_id, image)
-            new = replace(job, image_url=image_path(image.sha256))
-            return batches.job_ids([new], (yield batches.insert_jobs([new])))[0]
-
-        job_id = await self._write(work)
+        it) and the job referring to it, in one transaction (shared with the calls of the
+        same moment)."""
+        job_id = await self._image_creates.submit((job, image))
+        assert job_id is not None  # an inline image is always kept
         self._created()
         return job_id
 
     async def create_job_with_stored_image(self, job: NewJob, sha256: str) -> int | None:
         """createJob naming one of the user's stored images; None when they have no such
         image (whoever else may have it)."""
-
-        def work() -> Work[int | None]:
-            if (yield fetch_one(QUERIES["hold_image"], job.user_id, sha256)) is None:
-                return None
-            new = replace(job, image_url=image_path(sha256))
-            return batches.job_ids([new], (yield batches.insert_jobs([new])))[0]
-
-        job_id = await self._write(work)
+        job_id = await self._image_creates.submit((job, sha256))
         if job_id is not None:
             self._created()
         return job_id

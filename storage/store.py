@@ -62,6 +62,7 @@ class JobStore(UserStore, ImageStore):
         self._on_created: list[Callable[[], None]] = []
         # Writes of the same moment share a transaction (see storage.coalesce).
         self._creates: Coalescer[NewJob, int] = Coalescer(self._create_batch)
+        self._image_creates = Coalescer(self._image_batch)
         self._stage_writes: Coalescer[batches.StageWrite, batches.StageOutcome] = Coalescer(
             self._stage_batch
         )

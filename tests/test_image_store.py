@@ -5,6 +5,7 @@ concurrent transactions); and the worker reading a job's image from it."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -296,3 +297,80 @@ async def test_create_job_refuses_what_the_worker_would_with_the_worker_s_messag
                         max_bytes=1 << 20, max_pixels=40_000_000)  # fmt: skip
     assert (good.mime_type, good.width, good.height, good.data) == ("image/png", 64, 48, RED)
     assert good.sha256 == hashlib.sha256(RED).hexdigest()
+
+
+async def test_image_creates_of_the_same_moment_share_a_transaction_and_fail_alone(
+    store: JobStore,
+) -> None:
+    """createJob calls with inline images (and with stored-image paths) arriving together are
+    one transaction: each distinct image kept once, the jobs in one INSERT; a path naming an
+    image its caller does not have gets None and writes nothing, the others are unaffected."""
+    alice, _ = await store.user_seen("batch-alice", None)
+    bob, _ = await store.user_seen("batch-bob", None)
+    red, blue = image_of(RED), image_of(BLUE)
+    await store.create_job_with_image(job_of(bob), blue)  # bob's blue: not alice's
+    results: dict[int, int | None] = {}
+
+    async def create(n: int) -> None:
+        if n % 5 == 4:
+            results[n] = await store.create_job_with_stored_image(job_of(alice), blue.sha256)
+        elif n % 5 == 3:
+            results[n] = await store.create_job_with_stored_image(job_of(alice), red.sha256)
+        else:
+            results[n] = await store.create_job_with_image(job_of(bob if n % 2 else alice), red)
+
+    before = store._image_creates.batches
+    async with anyio.create_task_group() as tg:
+        for n in range(20):
+            tg.start_soon(create, n)
+    assert store._image_creates.batches - before < 20  # shared, not one transaction each
+    assert all(results[n] is None for n in range(4, 20, 5))  # blue is bob's, not alice's
+    made = {n: job_id for n, job_id in results.items() if job_id is not None}
+    assert len(made) == 16 and len(set(made.values())) == 16
+    for n, job_id in made.items():
+        url = await scalar(store, f'SELECT "imageUrl" FROM "visionJobs" WHERE id = {job_id}')
+        owner = await scalar(store, f'SELECT "userId" FROM "visionJobs" WHERE id = {job_id}')
+        assert url == image_path(red.sha256)
+        assert owner == (bob if n % 5 != 3 and n % 2 else alice)
+    assert await images(store) == [(bob, blue.sha256, len(BLUE)), (alice, red.sha256, len(RED)),
+                                   (bob, red.sha256, len(RED))]  # fmt: skip
+    jobs = await scalar(store, 'SELECT COUNT(*) FROM "visionJobs"')
+    assert jobs == 17  # bob's first job, and the 16 made here
+
+
+def test_an_image_sent_again_skips_pillow_and_a_refused_one_is_not_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """createJob's header cache (pipeline.stored_images.HeaderCache): Pillow reads a given
+    image once per pixel cap; what it refuses is read (and refused) every time; bounded."""
+    import pipeline.stored_images as stored_images
+    from pipeline.errors import ImageError
+
+    def data_url(data: bytes) -> str:
+        return "data:image/png;base64," + base64.b64encode(data).decode()
+
+    reads: list[int] = []
+    real = stored_images.read_header
+
+    def counting(data: bytes, max_pixels: int) -> tuple[str, int, int]:
+        reads.append(max_pixels)
+        return real(data, max_pixels)
+
+    monkeypatch.setattr(stored_images, "read_header", counting)
+    cache = stored_images.HeaderCache(size=2)
+
+    def check(url: str, max_pixels: int = 10_000) -> NewImage:
+        return inline_image(url, max_bytes=1 << 20, max_pixels=max_pixels, headers=cache)
+
+    red = check(data_url(RED))
+    assert check(data_url(RED)) == red and len(reads) == 1
+    assert (red.mime_type, red.width, red.height) == ("image/png", 64, 48)
+    with pytest.raises(ImageError, match="too many pixels"):
+        check(data_url(RED), max_pixels=100)  # another cap: read again, and refused
+    with pytest.raises(ImageError, match="too many pixels"):
+        check(data_url(RED), max_pixels=100)
+    assert reads == [10_000, 100, 100]
+    check(data_url(BLUE))
+    check(data_url(png_bytes((1, 2, 3))))  # a third image: the oldest (red) goes
+    check(data_url(RED))
+    assert reads == [10_000, 100, 100, 10_000, 10_000, 10_000]

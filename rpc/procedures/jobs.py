@@ -73,15 +73,22 @@ class HistoryInput(BaseModel):
     offset: int = Field(default=0, ge=0, le=_INT64)
 
 
+# A data: URL up to this long is checked and hashed on the event loop: tens of microseconds,
+# less than the thread hop it would otherwise take (measured: bench/RESULTS.md §12).
+INLINE_ON_LOOP_CHARS = 64 * 1024
+
+
 async def _inline_image(url: str, settings: Settings) -> NewImage:
-    """A createJob's data: URL decoded, checked from its header and hashed (in a thread: a
-    10 MiB image is milliseconds of CPU); what the worker would refuse is BAD_REQUEST with
-    the worker's message."""
+    """A createJob's data: URL decoded, checked from its header and hashed (a large one in a
+    thread: a 10 MiB image is milliseconds of CPU); what the worker would refuse is
+    BAD_REQUEST with the worker's message."""
+    check = partial(
+        inline_image, url, max_bytes=settings.image_max_bytes, max_pixels=settings.image_max_pixels
+    )
     try:
-        return await anyio.to_thread.run_sync(partial(
-            inline_image, url, max_bytes=settings.image_max_bytes,
-            max_pixels=settings.image_max_pixels,
-        ))  # fmt: skip
+        if len(url) <= INLINE_ON_LOOP_CHARS:
+            return check()
+        return await anyio.to_thread.run_sync(check)
     except ImageError as exc:
         raise TRPCError("BAD_REQUEST", exc.message) from None
 
