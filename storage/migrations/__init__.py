@@ -1,0 +1,1 @@
+"""The schema's versioned migrations (Alembic): one revision a schema change."""
