@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from rpc.commands.common import add_json, parse_since, print_json, with_store
@@ -52,14 +53,15 @@ def print_stats(stats: QueueStats, window: str) -> None:
 
 
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    now = datetime.now(UTC)  # one instant: the window is exactly --since long
     try:
-        since = parse_since(args.since)
+        since = parse_since(args.since, now)
     except argparse.ArgumentTypeError as bad:
         print(f"--since: {bad}", file=sys.stderr)
         return 2
 
     async def body(store: JobStore) -> int:
-        stats = await store.queue_stats(since)
+        stats = await store.queue_stats(since, now)
         if args.json:
             print_json(as_json(stats))
         else:
