@@ -40,7 +40,7 @@ def print_stats(stats: QueueStats, window: str) -> None:
         [
             ("oldest waiting job", _seconds(stats.oldest_pending_age_s)),
             (f"completed (since {window})", stats.completed),
-            ("throughput", f"{stats.throughput_per_min:.2f} jobs/min"),
+            ("throughput", f"{stats.throughput_per_min:.4g} jobs/min"),
             ("time to complete p50", _seconds(stats.p50_s)),
             ("time to complete p95", _seconds(stats.p95_s)),
             ("cost today (UTC)", f"${stats.cost_usd['today']:.4f}"),

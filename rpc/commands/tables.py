@@ -1,26 +1,29 @@
-"""Human output of the operators' commands: aligned tables (rich), plain when piped."""
+"""Human output of the operators' commands: aligned tables (rich), plain text when piped."""
 
 from __future__ import annotations
 
-import shutil
+import io
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
 
 # Piped output is not cut to 80 columns: a table row stays one line for grep and less.
 PIPED_WIDTH = 250
 
 
-def console() -> Console:
-    out = Console(highlight=False, soft_wrap=False)
-    if not out.is_terminal:
-        out = Console(highlight=False, width=PIPED_WIDTH, no_color=True)
-    else:
-        out.width = max(out.width, shutil.get_terminal_size().columns)
-    return out
+def emit(renderable: RenderableType) -> None:
+    """On a terminal, rich as usual; piped, plain text without colours or padding."""
+    screen = Console(highlight=False)
+    if screen.is_terminal:
+        screen.print(renderable)
+        return
+    buffer = io.StringIO()
+    Console(file=buffer, highlight=False, width=PIPED_WIDTH, no_color=True).print(renderable)
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines()))
 
 
 def cell(value: Any, limit: int = 0) -> str:
@@ -37,8 +40,10 @@ def cell(value: Any, limit: int = 0) -> str:
 def print_table(
     columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None
 ) -> None:
-    """An aligned table with a header line; numbers right-aligned."""
-    table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False)
+    """An aligned table under a header line; numbers right-aligned."""
+    if title:
+        print(title)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     materialised = [list(r) for r in rows]
     for i, name in enumerate(columns):
         numeric = bool(materialised) and all(
@@ -47,14 +52,16 @@ def print_table(
         table.add_column(name, justify="right" if numeric else "left", no_wrap=True)
     for r in materialised:
         table.add_row(*(cell(v) for v in r))
-    console().print(table)
+    emit(table)
 
 
 def print_fields(fields: Sequence[tuple[str, Any]], *, title: str | None = None) -> None:
     """Name/value pairs, one a line, the values aligned."""
-    table = Table(box=None, show_header=False, title=title, title_justify="left", pad_edge=False)
-    table.add_column(style="bold")
+    if title:
+        print(title)
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     for name, value in fields:
         table.add_row(name, cell(value))
-    console().print(table)
+    emit(table)
