@@ -9,8 +9,10 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 
 from rpc.commands import db, jobs, serving, token, users
+from rpc.commands.common import HelpFormatter, use_help_formatter
 from rpc.config import Settings
 
 
@@ -22,10 +24,14 @@ def _setup_logging(settings: Settings) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vision-pipeline", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(
+        prog="vision-pipeline", description=__doc__.split("\n")[0], formatter_class=HelpFormatter
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {version('vision-pipeline')}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in (serving, db, token, jobs, users):
         group.register(sub)
+    use_help_formatter(p)
     return p
 
 

@@ -130,8 +130,8 @@ def test_nobody_else_learns_that_an_image_exists_but_an_admin_gets_it(srv: Serve
         # not even to a client that claims to have it cached
         assert image_get(srv, stranger, sha(RED), if_none_match=f'"{sha(RED)}"').status_code == 404
     done = subprocess.run([sys.executable, "-m", "rpc.cli", "users", "set-role", "img-admin",
-                           "admin"], cwd=ROOT, env=srv.env, capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
+                           "admin", "--create"], cwd=ROOT, env=srv.env, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
     with srv.client("img-admin") as admin:
         r = image_get(srv, admin, sha(RED))

@@ -21,7 +21,7 @@ def test_worker_status_is_for_admins_only(server: Server) -> None:
     assert error["message"] == "You do not have required permission (10002)"
     assert error["data"]["code"] == "FORBIDDEN"
 
-    done = cli(server, "users", "set-role", "ops-admin", "admin")
+    done = cli(server, "users", "set-role", "ops-admin", "admin", "--create")
     assert done.returncode == 0, done.stderr
     with server.client("ops-admin") as client:
         r = client.get("/visionPipeline.getWorkerStatus")

@@ -118,7 +118,7 @@ CROSS_SITE_TYPES: Final = [
 @pytest.fixture(scope="module")
 def admin(server: Server) -> dict[str, str]:
     open_id = f"gate-admin-{uuid.uuid4().hex[:8]}"
-    done = cli(server, "users", "set-role", open_id, "admin")
+    done = cli(server, "users", "set-role", open_id, "admin", "--create")
     assert done.returncode == 0, done.stderr
     return {"authorization": f"Bearer {server.token(open_id)}"}
 

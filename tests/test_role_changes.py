@@ -46,9 +46,9 @@ def two_servers(backend: str, tmp: Path) -> Iterator[tuple[Server, Server]]:
             second.stop()
 
 
-def set_role(server: Server, open_id: str, role: str) -> None:
+def set_role(server: Server, open_id: str, role: str, *extra: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "rpc.cli", "users", "set-role", open_id, role],
+        [sys.executable, "-m", "rpc.cli", "users", "set-role", open_id, role, *extra],
         cwd=ROOT, env=server.env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -82,7 +82,7 @@ def seen_within_promise(server: Server, token: str, expected: str) -> list[str]:
 def test_a_role_change_reaches_a_token_in_use_on_every_server(backend: str, tmp_path: Path) -> None:
     with two_servers(backend, tmp_path) as servers:
         open_id = f"carol-{uuid.uuid4().hex[:8]}"
-        set_role(servers[0], open_id, "admin")
+        set_role(servers[0], open_id, "admin", "--create")  # before their first request
         token = mint_token(SECRET, open_id, name="Carol")
         for server in servers:  # the token is cached with its role on both
             for _ in range(3):

@@ -1,42 +1,22 @@
-"""``jobs``: operate on jobs."""
+"""``jobs``: see and operate the queue. Each subcommand group is a module of its own with a
+``register(jobs_sub)``, listed in ``SUBCOMMANDS``."""
 
 from __future__ import annotations
 
-import argparse
-import sys
 from typing import Any
 
-import anyio
+from rpc.commands import jobs_change, jobs_export, jobs_read, jobs_stats
 
-from rpc.config import Settings
-
-
-def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
-    from storage.engine import open_store
-
-    async def main() -> int:
-        store = await open_store(settings.database_url)
-        try:
-            if args.action == "retry":
-                if await store.retry_failed_job(args.job_id):
-                    print(f"job {args.job_id} is pending again, retries reset")
-                    return 0
-                print(f"job {args.job_id} is not in error", file=sys.stderr)
-                return 1
-            outcome = await store.cancel_job(args.job_id)
-            if outcome is None:
-                print(f"job {args.job_id} is not waiting or running", file=sys.stderr)
-                return 1
-            print(f"job {args.job_id}: {outcome}")
-            return 0
-        finally:
-            await store.driver.close()
-
-    return anyio.run(main)
+# `jobs prune` (rpc/commands/prune.py) joins this tuple.
+SUBCOMMANDS: tuple[Any, ...] = (jobs_read, jobs_stats, jobs_change, jobs_export)
 
 
 def register(sub: Any) -> None:
-    jobs = sub.add_parser("jobs", help="operate on jobs")
-    jobs.add_argument("action", choices=["retry", "cancel"])
-    jobs.add_argument("job_id", type=int)
-    jobs.set_defaults(run=cmd_jobs)
+    jobs = sub.add_parser(
+        "jobs",
+        help="see and operate the queue's jobs",
+        description="See and operate the queue's jobs.",
+    )
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True, metavar="COMMAND")
+    for module in SUBCOMMANDS:
+        module.register(jobs_sub)

@@ -402,3 +402,130 @@ ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED;
 --   changes nothing; updatedAt is kept (the job itself did not change).
 UPDATE "visionJobs" SET "imageUrl" = $2
 WHERE id = $1 AND lower(substr("imageUrl", 1, 5)) = 'data:';
+
+
+-- === operators' commands (storage.operators, `vision-pipeline jobs …` / `users …`) ===========
+--
+-- The job filters: $1 a JSON array of statuses, $2 an openId, $3 a createdAt lower bound; a
+-- NULL filter matches every job. Pages are keyset (id > after ORDER BY id LIMIT n), so a read
+-- of a million jobs holds one page at a time and never rescans what it passed.
+
+-- name: operator_list_jobs --
+-- `jobs list`: the newest $4 jobs matching the filters, with their owner's openId.
+SELECT j.id, u."openId", j.status, j.progress, j."retryCount", j."errorStage", j."costUsd",
+    j."createdAt", j."completedAt", j."updatedAt"
+FROM "visionJobs" j LEFT JOIN users u ON u.id = j."userId"
+WHERE ($1::jsonb IS NULL OR j.status IN (SELECT jsonb_array_elements_text($1::jsonb)))
+    AND ($2::text IS NULL OR j."userId" = (SELECT id FROM users WHERE "openId" = $2))
+    AND ($3::timestamptz IS NULL OR j."createdAt" >= $3)
+ORDER BY j.id DESC LIMIT $4;
+
+-- name: operator_count_jobs --
+-- How many jobs match the filters (a retry or cancel by filter; the export's progress bar).
+SELECT COUNT(*) AS n FROM "visionJobs" j
+WHERE ($1::jsonb IS NULL OR j.status IN (SELECT jsonb_array_elements_text($1::jsonb)))
+    AND ($2::text IS NULL OR j."userId" = (SELECT id FROM users WHERE "openId" = $2))
+    AND ($3::timestamptz IS NULL OR j."createdAt" >= $3);
+
+-- name: operator_job_ids_page --
+-- The next $5 ids after $4 of the jobs matching the filters (a retry or cancel by filter).
+SELECT j.id FROM "visionJobs" j
+WHERE ($1::jsonb IS NULL OR j.status IN (SELECT jsonb_array_elements_text($1::jsonb)))
+    AND ($2::text IS NULL OR j."userId" = (SELECT id FROM users WHERE "openId" = $2))
+    AND ($3::timestamptz IS NULL OR j."createdAt" >= $3)
+    AND j.id > $4
+ORDER BY j.id LIMIT $5;
+
+-- name: operator_export_page --
+-- `jobs export`: the next $5 jobs after id $4 matching the filters, with inputs and outputs.
+--   The tokens are the sums over the job's attempts (visionJobSessions, by its jobId index).
+SELECT j.id, u."openId", j.status, j."createdAt", j."completedAt", j."imageUrl",
+    j."imageContext", j."analysisPurpose", j."outputFormat", j."creativityLevel",
+    j."additionalInstructions", j."geminOutput", j."deepseekOutput", j."retryCount",
+    j."costUsd", o.colors_primary, o.colors_secondary, o.colors_description, o.mood, o.tone,
+    o.composition_layout, o.brand_personality, o.perceived_industry, o.target_audience,
+    o.content_pieces, o."isTrainingData",
+    COALESCE(t.gemini_in, 0) AS "geminiInputTokens",
+    COALESCE(t.gemini_out, 0) AS "geminiOutputTokens",
+    COALESCE(t.deepseek_in, 0) AS "deepseekInputTokens",
+    COALESCE(t.deepseek_out, 0) AS "deepseekOutputTokens"
+FROM "visionJobs" j
+LEFT JOIN users u ON u.id = j."userId"
+LEFT JOIN "visionJobOutputs" o ON o."jobId" = j.id
+LEFT JOIN LATERAL (
+    SELECT SUM(s."geminiInputTokens") AS gemini_in, SUM(s."geminiOutputTokens") AS gemini_out,
+        SUM(s."deepseekInputTokens") AS deepseek_in,
+        SUM(s."deepseekOutputTokens") AS deepseek_out
+    FROM "visionJobSessions" s WHERE s."jobId" = j.id) t ON TRUE
+WHERE ($1::jsonb IS NULL OR j.status IN (SELECT jsonb_array_elements_text($1::jsonb)))
+    AND ($2::text IS NULL OR j."userId" = (SELECT id FROM users WHERE "openId" = $2))
+    AND ($3::timestamptz IS NULL OR j."createdAt" >= $3)
+    AND j.id > $4
+ORDER BY j.id LIMIT $5;
+
+-- name: operator_get_job --
+-- `jobs show`: the whole job row with its owner's openId.
+SELECT j.id, u."openId", j."userId", j.status, j.progress, j."imageUrl", j."imageContext",
+    j."analysisPurpose", j."outputFormat", j."creativityLevel", j."additionalInstructions",
+    j."geminOutput", j."deepseekOutput", j."errorMessage", j."errorStage", j."retryCount",
+    j."maxRetries", j.attempt, j."lockedBy", j."leaseExpiresAt", j."cancelRequested",
+    j."costUsd", j."createdAt", j."updatedAt", j."completedAt", j."runAfter"
+FROM "visionJobs" j LEFT JOIN users u ON u.id = j."userId" WHERE j.id = $1;
+
+-- name: operator_job_attempts --
+-- `jobs show`: the job's attempts in order (visionJobSessions).
+SELECT attempt, "workerId", "stageReached", outcome, "errorMessage", "startedAt", "endedAt",
+    "geminiModel", "geminiInputTokens", "geminiOutputTokens", "geminiLatencyMs",
+    "deepseekModel", "deepseekInputTokens", "deepseekOutputTokens", "deepseekLatencyMs",
+    "costUsd"
+FROM "visionJobSessions" WHERE "jobId" = $1 ORDER BY attempt, id;
+
+-- name: operator_job_events --
+-- `jobs show`: the job's first $2 events (visionJobEvents) in order.
+SELECT id, status, progress, "errorMessage", "createdAt"
+FROM "visionJobEvents" WHERE "jobId" = $1 ORDER BY id LIMIT $2;
+
+-- name: operator_job_states --
+-- The status of each job among the ids $1 (a JSON array): which exist, and in what state.
+SELECT id, status FROM "visionJobs"
+WHERE id IN (SELECT (jsonb_array_elements_text($1::jsonb))::int);
+
+-- name: operator_oldest_pending --
+-- `jobs stats`: when the oldest waiting job was created (NULL: none waits).
+--   The partial index of pending jobs holds only them.
+SELECT MIN("createdAt") AS oldest FROM "visionJobs" WHERE status = 'pending';
+
+-- name: operator_window_completions --
+-- `jobs stats`: how many jobs completed since $1.
+SELECT COUNT(*) AS n FROM "visionJobs" WHERE status = 'complete' AND "completedAt" >= $1;
+
+-- name: operator_completion_time_at --
+-- `jobs stats`: the time-to-complete (createdAt to completedAt, seconds) of rank $2 since $1.
+--   Ranks count from 0 in ascending order: the percentiles are nearest-rank, computed in the
+--   database (a sort there, one row back), so the command's memory does not grow with jobs.
+SELECT EXTRACT(EPOCH FROM ("completedAt" - "createdAt"))::float8 AS seconds
+FROM "visionJobs" WHERE status = 'complete' AND "completedAt" >= $1
+ORDER BY seconds LIMIT 1 OFFSET $2;
+
+-- name: operator_failures_by_stage --
+-- `jobs stats`: jobs that ended in error since $1, by the stage they failed at.
+SELECT "errorStage" AS stage, COUNT(*) AS n FROM "visionJobs"
+WHERE status = 'error' AND "updatedAt" >= $1 GROUP BY "errorStage" ORDER BY "errorStage";
+
+-- name: operator_cost_since --
+-- `jobs stats`: the cost of the jobs created since $1 (today), $2 (7 days), $3 (30 days).
+--   $3 is the earliest; the createdAt index bounds the scan to it.
+SELECT COALESCE(SUM(CASE WHEN "createdAt" >= $1 THEN "costUsd" ELSE 0 END), 0) AS today,
+    COALESCE(SUM(CASE WHEN "createdAt" >= $2 THEN "costUsd" ELSE 0 END), 0) AS week,
+    COALESCE(SUM("costUsd"), 0) AS month
+FROM "visionJobs" WHERE "createdAt" >= $3;
+
+-- name: operator_list_users --
+-- `users list`: the first $1 users by id, with how many jobs each has.
+SELECT u.id, u."openId", u.name, u.email, u.role, u."createdAt", u."lastSignedIn",
+    (SELECT COUNT(*) FROM "visionJobs" j WHERE j."userId" = u.id) AS jobs
+FROM users u ORDER BY u.id LIMIT $1;
+
+-- name: operator_change_user_role --
+-- `users set-role` of a known user: the new role; no row when the openId is unknown.
+UPDATE users SET role = $2, "updatedAt" = $3 WHERE "openId" = $1 RETURNING id;
