@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 
+from rpc.commands import prune
 from rpc.config import Settings
 
 
@@ -37,6 +38,10 @@ def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: Any) -> None:
     jobs = sub.add_parser("jobs", help="operate on jobs")
-    jobs.add_argument("action", choices=["retry", "cancel"])
-    jobs.add_argument("job_id", type=int)
-    jobs.set_defaults(run=cmd_jobs)
+    jobs_sub = jobs.add_subparsers(dest="action", required=True)
+    for action, text in (("retry", "an error job back to pending, retries reset"),
+                         ("cancel", "cancel a waiting job, or stop a running one")):  # fmt: skip
+        parser = jobs_sub.add_parser(action, help=text)
+        parser.add_argument("job_id", type=int, help="the job's id")
+        parser.set_defaults(run=cmd_jobs)
+    prune.register(jobs_sub)
