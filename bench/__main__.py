@@ -23,7 +23,7 @@ from typing import Any
 
 import anyio
 
-from bench import api, design_loop, pickup, report, throughput
+from bench import api, design_loop, pickup, report, retention, throughput
 from bench.common import (
     BACKENDS,
     ROOT,
@@ -36,7 +36,7 @@ from bench.common import (
     wait_for_postgres,
 )
 
-SECTIONS = ("pickup", "throughput", "realistic", "api", "baselines", "memory")
+SECTIONS = ("pickup", "throughput", "realistic", "api", "baselines", "memory", "retention")
 FULL = {
     "pickup_jobs": 200,
     "jobs": 5000,
@@ -49,6 +49,8 @@ FULL = {
     "memory_jobs": 100_000,
     "design_seconds": 12.0,
     "design_pickups": 6,
+    "retention_rounds": 10,
+    "retention_jobs": 20_000,
 }
 QUICK = {
     "pickup_jobs": 40,
@@ -62,6 +64,8 @@ QUICK = {
     "memory_jobs": 10_000,
     "design_seconds": 6.0,
     "design_pickups": 3,
+    "retention_rounds": 3,
+    "retention_jobs": 2000,
 }
 
 
@@ -318,6 +322,7 @@ RUNNERS = {
     "api": sec_api,
     "baselines": sec_baselines,
     "memory": sec_memory,
+    "retention": retention.section,
 }
 
 

@@ -64,6 +64,14 @@ class PipelineSettings(BaseSettings):
     deepseek_price_input_per_m: float = Field(default=0.30, ge=0)
     deepseek_price_output_per_m: float = Field(default=1.20, ge=0)
 
+    # Retention (pipeline.retention). Finished jobs and their outputs are the training data:
+    # kept unless RETENTION_DAYS > 0 (days since the job finished). Events of finished jobs
+    # only serve live-progress resumes: pruned after EVENT_RETENTION_HOURS (0: kept).
+    retention_days: int = Field(default=0, ge=0)
+    event_retention_hours: float = Field(default=24, ge=0)
+    # How often the workers' housekeeping runs (one process at a time does it).
+    retention_interval_seconds: float = Field(default=300, gt=0)
+
     def image_ports(self) -> frozenset[int] | None:
         """IMAGE_FETCH_ALLOWED_PORTS as a set; None (any port) when empty or private is on."""
         ports = frozenset(

@@ -21,6 +21,7 @@ from typing import TypeVar, TypeVarTuple, Unpack
 
 import anyio
 
+from pipeline.retention import Housekeeping
 from pipeline.worker import Worker
 from storage.store import JobStore
 
@@ -91,8 +92,9 @@ async def trim_memory_periodically(interval: float = TRIM_INTERVAL_SECONDS) -> N
 async def run_worker(
     store: JobStore, worker: Worker, *, trim_interval: float = TRIM_INTERVAL_SECONDS
 ) -> None:
-    """Run ``worker`` with ``store``'s change feed beside it until the worker stops (on
-    SIGTERM or SIGINT it stops claiming and drains), then close ``store``'s driver."""
+    """Run ``worker`` with ``store``'s change feed and housekeeping (``pipeline.retention``)
+    beside it until the worker stops (on SIGTERM or SIGINT it stops claiming and drains), then
+    close ``store``'s driver."""
     try:
         # "uvloop" or "asyncio": which loop a deployment actually got (see ``run``).
         loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
@@ -100,6 +102,7 @@ async def run_worker(
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_stop_on_signals, worker)
             tasks.start_soon(trim_memory_periodically, trim_interval)
+            tasks.start_soon(Housekeeping(store, worker.settings).run)  # retention
             await tasks.start(functools.partial(store.feed.run, events=False))  # no SSE here
             await worker.run()
             tasks.cancel_scope.cancel()

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from pipeline.retention import Housekeeping
 from pipeline.runner import trim_memory_periodically
 from pipeline.service import build_worker
 from rpc import gate, security, static
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
                 if worker is not None:
                     await tasks.start(worker.run)
                     tasks.start_soon(trim_memory_periodically)  # flat RSS after bursts
+                    tasks.start_soon(Housekeeping(store, settings).run)  # retention
                 try:
                     yield
                 finally:

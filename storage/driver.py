@@ -11,6 +11,7 @@ above ``storage`` knows which database it talks to.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -97,6 +98,13 @@ class Driver(Protocol):
 
     async def read(self, statement: Statement) -> Any:
         """Run one read-only statement outside any transaction."""
+        ...
+
+    def exclusive(self, name: str) -> AbstractAsyncContextManager[bool]:
+        """Try, without waiting, to become the one process of this database doing ``name``
+        (housekeeping); yields whether it did, and holds it until the block ends. PostgreSQL:
+        a session advisory lock on a connection of its own; SQLite: a file lock beside the
+        database. A process that dies lets go with it."""
         ...
 
     async def close(self) -> None: ...

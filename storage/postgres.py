@@ -7,7 +7,8 @@ hosts claim side by side without waiting on each other.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import anyio
@@ -16,6 +17,7 @@ from anyio.abc import TaskStatus
 
 from storage.driver import DatabaseUnavailable, Statement, Work
 from storage.jobstate import JobStatus
+from storage.queries import QUERIES
 from storage.triggers import CHANNEL
 
 T = TypeVar("T")
@@ -86,6 +88,22 @@ class PostgresDriver:
                 return await _perform(conn, statement)
         except _UNAVAILABLE as exc:
             raise DatabaseUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+
+    @asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        """``Driver.exclusive``: a session-level advisory try-lock on a connection of its own
+        (not a pooled one: the pool does not reset session state, so the lock would stay with
+        whoever got that connection next). Closing the connection lets go of it."""
+        try:
+            conn = await asyncpg.connect(self.dsn)
+        except _UNAVAILABLE as exc:
+            raise DatabaseUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+        try:
+            sql = QUERIES["try_exclusive_lock"].postgres
+            yield bool(await conn.fetchval(sql, name))
+        finally:
+            with anyio.CancelScope(shield=True):
+                await conn.close()
 
     async def close(self) -> None:
         await self.pool.close()

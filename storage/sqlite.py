@@ -17,12 +17,15 @@ Why this shape:
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -230,6 +233,24 @@ class SqliteDriver:
                 self._fallback = _connect(self.path, readonly=True)
                 self._fallback.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS * 5}")
             return _perform(self._fallback, statement)
+
+    @asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        """``Driver.exclusive``: a non-blocking ``flock`` of ``<database>.<name>.lock``
+        (the operating system lets go of it when the process dies)."""
+        fd = os.open(f"{self.path}.{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     async def close(self) -> None:
         self._queue.put(None)

@@ -32,6 +32,7 @@ from storage.records import (
     Outputs,
     ReapedJob,
 )
+from storage.retention import RetentionStore
 from storage.rows import claimed_job, timestamp
 from storage.timeutil import as_datetime, as_timestamp, stored_timestamp, utcnow
 from storage.users import UserStore
@@ -55,7 +56,7 @@ def _attempt_args(
     )  # fmt: skip
 
 
-class JobStore(UserStore, ImageStore, OperatorStore):
+class JobStore(UserStore, ImageStore, OperatorStore, RetentionStore):
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
         self.feed = ChangeFeed(driver)

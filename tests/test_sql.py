@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SQL = ROOT / "storage" / "sql"
 # PostgreSQL writes a completion's outputs and attempt rows, and can claim the next jobs, in
 # the completing statement (data-modifying CTEs); SQLite writes those rows with two more.
-ONLY_POSTGRES = {"complete_and_claim"}
+# Housekeeping's lock is an advisory lock on PostgreSQL, a file lock on SQLite.
+ONLY_POSTGRES = {"complete_and_claim", "try_exclusive_lock"}
 ONLY_SQLITE = {"insert_outputs", "insert_attempts"}
 # Quoted words the statements may hold besides statuses and stages: a user's default role.
 OTHER_WORDS = {"user"}

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from rpc.commands import jobs_change, jobs_export, jobs_read, jobs_stats
+from rpc.commands import jobs_change, jobs_export, jobs_read, jobs_stats, prune
 
 # `jobs prune` (rpc/commands/prune.py) joins this tuple.
-SUBCOMMANDS: tuple[Any, ...] = (jobs_read, jobs_stats, jobs_change, jobs_export)
+SUBCOMMANDS: tuple[Any, ...] = (jobs_read, jobs_stats, jobs_change, jobs_export, prune)
 
 
 def register(sub: Any) -> None:

@@ -82,6 +82,16 @@ async def _render(hub: Hub, event: JobEvent) -> sse.Tracked:
     return sse.Tracked(str(event.id), event_payload(job, event))
 
 
+async def _seen_final(hub: Hub, job_id: int, after: int) -> bool:
+    """A resume after ``after`` of a job now final, with no later event: whether the client
+    has seen the final state. It has, unless the job's events are gone (retention prunes a
+    finished job's events all at once, ``pipeline.retention``): then the row is all there is,
+    sent tracked "0", and a resume from "0" with no events has seen it."""
+    if after == 0:
+        return True
+    return bool(await hub.feed.read_after(EventsOf.JOB, job_id, 0, 1))
+
+
 async def job_progress(hub: Hub, job_id: int, user_id: int, after: int | None
                        ) -> AsyncIterator[sse.Emitted]:  # fmt: skip
     """onJobProgress's events (see the module's docstring)."""
@@ -104,7 +114,9 @@ async def job_progress(hub: Hub, job_id: int, user_id: int, after: int | None
         else:
             replay = await read_all_after(hub.feed, EventsOf.JOB, job_id, after)
             if not replay and job.status in FINAL:
-                return  # the client has seen the final state already
+                if not await _seen_final(hub, job_id, after):
+                    yield sse.Tracked("0", status_payload(job))  # its events were pruned
+                return
             for event in replay:
                 yield await _render(hub, event)
                 after = event.id
@@ -177,7 +189,8 @@ async def job_events(request: Request) -> Response:
     if request.method == "HEAD":
         return Response(headers=sse.SSE_HEADERS)
     if after is not None and job.status in FINAL:
-        if not await read_all_after(hub.feed, EventsOf.JOB, job_id, after):
+        replay = await read_all_after(hub.feed, EventsOf.JOB, job_id, after)
+        if not replay and await _seen_final(hub, job_id, after):
             return Response(status_code=204)
     settings = services.settings
     body = sse.run(job_progress(hub, job_id, caller.user_id, after), sse.PlainFraming(settings),

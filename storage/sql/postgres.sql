@@ -529,3 +529,67 @@ FROM users u ORDER BY u.id LIMIT $1;
 -- name: operator_change_user_role --
 -- `users set-role` of a known user: the new role; no row when the openId is unknown.
 UPDATE users SET role = $2, "updatedAt" = $3 WHERE "openId" = $1 RETURNING id;
+
+-- ==== retention (storage.retention, pipeline.retention, `jobs prune`) ========================
+-- Bounded batches: each statement touches at most $2 jobs or $3 events, so no statement holds
+-- its row locks long and the workers' writes go on between batches.
+
+-- name: prune_finished_jobs --
+-- Delete up to $2 finished jobs (complete, error) last updated before $1; returns their ids.
+--   "Older" is updatedAt, the moment the job finished. Found through idx_createdAt (a job
+--   finished before $1 was created before it), so only old jobs are read; SKIP LOCKED: a row
+--   someone is changing waits for the next run. Pending and running jobs are never touched.
+--   The deletion trigger removes the stored images no remaining job of the user uses.
+DELETE FROM "visionJobs"
+WHERE id IN (
+    SELECT id FROM "visionJobs"
+    WHERE "createdAt" < $1 AND status IN ('complete', 'error') AND "updatedAt" < $1
+    ORDER BY "createdAt", id LIMIT $2
+    FOR UPDATE SKIP LOCKED)
+RETURNING id;
+
+-- name: count_prunable_jobs --
+-- How many jobs prune_finished_jobs would delete for cutoff $1 (`jobs prune --dry-run`).
+SELECT count(*) AS n FROM "visionJobs"
+WHERE "createdAt" < $1 AND status IN ('complete', 'error') AND "updatedAt" < $1;
+
+-- name: delete_jobs_events --
+-- The events of the jobs prune_finished_jobs deleted ($1: JSON [id, …]).
+DELETE FROM "visionJobEvents"
+WHERE "jobId" IN (SELECT j.id::int FROM jsonb_array_elements_text($1::jsonb) AS j(id));
+
+-- name: delete_jobs_attempts --
+-- The attempt rows (visionJobSessions) of the jobs prune_finished_jobs deleted ($1: JSON ids).
+DELETE FROM "visionJobSessions"
+WHERE "jobId" IN (SELECT j.id::int FROM jsonb_array_elements_text($1::jsonb) AS j(id));
+
+-- name: delete_jobs_outputs --
+-- The outputs rows of the jobs prune_finished_jobs deleted ($1: JSON [id, …]).
+DELETE FROM "visionJobOutputs"
+WHERE "jobId" IN (SELECT j.id::int FROM jsonb_array_elements_text($1::jsonb) AS j(id));
+
+-- name: events_window --
+-- The $3 events after id $1, each with whether it may go (a read, no lock taken).
+--   It may go when it is older than $2 and its job finished before $2, or is gone. The walk
+--   stops at the first window whose last event is not older than $2 (ids follow time).
+SELECT e.id, e."createdAt",
+    (e."createdAt" < $2 AND (j.id IS NULL
+        OR (j.status IN ('complete', 'error') AND j."updatedAt" < $2))) AS prunable
+FROM (SELECT id, "jobId", "createdAt" FROM "visionJobEvents"
+      WHERE id > $1 ORDER BY id LIMIT $3) AS e
+LEFT JOIN "visionJobs" AS j ON j.id = e."jobId"
+ORDER BY e.id;
+
+-- name: delete_events --
+-- Delete the events $1 (JSON [id, …]) whose job is still finished before $2, or gone.
+--   Checked again: a job retried since events_window read it keeps its events.
+DELETE FROM "visionJobEvents" AS e
+WHERE e.id IN (SELECT v.id::bigint FROM jsonb_array_elements_text($1::jsonb) AS v(id))
+    AND NOT EXISTS (
+        SELECT 1 FROM "visionJobs" AS j WHERE j.id = e."jobId"
+            AND (j.status NOT IN ('complete', 'error') OR j."updatedAt" >= $2));
+
+-- name: try_exclusive_lock --
+-- Take the session-level advisory lock named $1 if free (housekeeping: one process at a time).
+--   On a connection of its own, held until it closes; the two-key form, apart from db push's.
+SELECT pg_try_advisory_lock(22096, hashtext($1)) AS locked;
