@@ -402,3 +402,19 @@ ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED;
 --   changes nothing; updatedAt is kept (the job itself did not change).
 UPDATE "visionJobs" SET "imageUrl" = $2
 WHERE id = $1 AND lower(substr("imageUrl", 1, 5)) = 'data:';
+
+-- ==== schema check (storage/schemacheck.py, storage/migrate.py) ====
+
+-- name: schema_triggers --
+-- The triggers of this schema's tables, by name (compared with storage/triggers.py's).
+SELECT t.tgname FROM pg_trigger AS t
+JOIN pg_class AS c ON c.oid = t.tgrelid
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+WHERE NOT t.tgisinternal AND n.nspname = current_schema()
+ORDER BY t.tgname;
+
+-- name: schema_partial_indexes --
+-- The indexes with a WHERE condition, by name (the models' partial indexes).
+SELECT indexname FROM pg_indexes
+WHERE schemaname = current_schema() AND position(' WHERE ' IN indexdef) > 0
+ORDER BY indexname;

@@ -369,3 +369,14 @@ ORDER BY id LIMIT 1;
 --   changes nothing; updatedAt is kept (the job itself did not change).
 UPDATE "visionJobs" SET "imageUrl" = ?2
 WHERE id = ?1 AND lower(substr("imageUrl", 1, 5)) = 'data:';
+
+-- ==== schema check (storage/schemacheck.py, storage/migrate.py) ====
+
+-- name: schema_triggers --
+-- The triggers the database holds, by name (compared with storage/triggers.py's).
+SELECT name FROM sqlite_master WHERE sql LIKE 'CREATE TRIGGER%' ORDER BY name;
+
+-- name: schema_partial_indexes --
+-- The indexes with a WHERE condition, by name (the models' partial indexes).
+SELECT name FROM sqlite_master
+WHERE sql LIKE 'CREATE INDEX%' AND sql LIKE '% WHERE %' ORDER BY name;
