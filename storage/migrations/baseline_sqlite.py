@@ -1,4 +1,4 @@
-# ruff: noqa: E501, W291
+# ruff: noqa: E501
 """The SQLite schema of vision-pipeline 0.1.0 (the release before versioned migrations),
 frozen: revision 0001 creates exactly this, whatever ``storage/tables.py`` says later."""
 
