@@ -64,6 +64,10 @@ class PipelineSettings(BaseSettings):
     deepseek_price_input_per_m: float = Field(default=0.30, ge=0)
     deepseek_price_output_per_m: float = Field(default=1.20, ge=0)
 
+    # serve and worker upgrade an older schema at start (storage.migrate); false: they refuse
+    # it instead, for fleets that run `vision-pipeline db upgrade` as a step of their own.
+    migrate_on_start: bool = True
+
     def image_ports(self) -> frozenset[int] | None:
         """IMAGE_FETCH_ALLOWED_PORTS as a set; None (any port) when empty or private is on."""
         ports = frozenset(

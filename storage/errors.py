@@ -49,3 +49,39 @@ class SchemaAhead(StoreUnusable):
 
 
 UPGRADE_HINT = "run `vision-pipeline db upgrade`"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and its causes (SQLAlchemy wraps the driver's error in ``orig``)."""
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or any(e is s for s in seen):
+            continue
+        seen.append(e)
+        todo += [e.__cause__, e.__context__, getattr(e, "orig", None)]
+    return seen
+
+
+def classify(exc: BaseException, url: str) -> StoreUnusable | None:
+    """A connection failure at start as a StoreUnusable (None: not one we can explain)."""
+    import asyncpg
+
+    for e in _chain(exc):
+        if isinstance(e, StoreUnusable):
+            return e
+        if isinstance(e, asyncpg.InvalidCatalogNameError):
+            return DatabaseMissing(url, f"{e} (create it, e.g. `createdb`, then start again)")
+        if isinstance(
+            e, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError
+        ):
+            return DatabaseUnreachable(url, f"the server refused the credentials: {e}")
+        if isinstance(e, asyncpg.CannotConnectNowError):
+            return DatabaseUnreachable(url, f"the server is not accepting connections: {e}")
+        if isinstance(e, OSError):
+            return DatabaseUnreachable(url, f"cannot connect: {e.strerror or e}")
+    for e in _chain(exc):
+        if type(e).__name__ == "OperationalError" and "unable to open" in str(e):
+            return DatabaseMissing(url, f"cannot open the SQLite file: {e}")
+    return None

@@ -131,7 +131,8 @@ def _restore(conn: sa.Connection) -> None:
 
 def _upgrade_locked(conn: sa.Connection, url: str) -> Upgrade:
     before = current_revision(conn)
-    stamped, added = False, ()
+    stamped = False
+    added: tuple[str, ...] = ()
     if before is None and sa.inspect(conn).has_table("visionJobs"):
         added = tuple(_push_0_1_0(conn))
         _alembic(conn, "stamp", BASELINE)
