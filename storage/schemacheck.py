@@ -17,7 +17,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from storage import triggers
-from storage.queries import QUERIES
+from storage.queries import QUERIES, Query
 from storage.tables import metadata
 
 _TRIGGER_NAME = re.compile(r"CREATE (?:OR REPLACE )?TRIGGER (?:IF NOT EXISTS )?(\w+)")
@@ -55,8 +55,7 @@ def expected_partial_indexes() -> set[str]:
     }
 
 
-def _names(conn: sa.Connection, query: str) -> set[str]:
-    q = QUERIES[query]
+def _names(conn: sa.Connection, q: Query) -> set[str]:
     text = q.sqlite if conn.dialect.name == "sqlite" else q.postgres
     assert text is not None
     return {str(row[0]) for row in conn.exec_driver_sql(text)}
@@ -86,7 +85,7 @@ def compare(conn: sa.Connection) -> list[Difference]:
     context = MigrationContext.configure(conn, opts={"compare_type": True})
     found = [d for diff in compare_metadata(context, metadata()) if (d := _from_alembic(diff))]
     for problem, names in _set_differences(
-        expected_triggers(conn.dialect.name), _names(conn, "schema_triggers")
+        expected_triggers(conn.dialect.name), _names(conn, QUERIES["schema_triggers"])
     ):
         found += [Difference(problem, "trigger", name) for name in names]
     inspector = sa.inspect(conn)
@@ -96,7 +95,7 @@ def compare(conn: sa.Connection) -> list[Difference]:
         if inspector.has_table(table.name)
         for index in inspector.get_indexes(table.name)
     }
-    partial = _names(conn, "schema_partial_indexes")
+    partial = _names(conn, QUERIES["schema_partial_indexes"])
     for name in sorted((expected_partial_indexes() & live_indexes) - partial):
         found.append(Difference("differs", "partial index", name, "it has no WHERE condition"))
     return sorted(found, key=str)

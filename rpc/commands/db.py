@@ -64,11 +64,14 @@ def cmd_db_check(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_db_convert_images(args: argparse.Namespace, settings: Settings) -> int:
     """Move the whole data: URLs older versions kept in visionJobs.imageUrl into the image
-    store (serve and worker do it at start; this does it now, and says what it did)."""
-    from storage.engine import open_store
+    store (serve and worker do it at start; this does it now, and says what it did). The
+    database must exist; an older one is upgraded first, as serve would."""
+    from storage.engine import inspect_existing, open_store, prepare
     from storage.images import INVALID_IMAGE_URL, convert_inline_images
 
     async def main() -> None:
+        await inspect_existing(settings.database_url)  # refuses a missing database
+        await prepare(settings.database_url, create=True)
         store = await open_store(settings.database_url)
         try:
             done = await convert_inline_images(store)
