@@ -66,8 +66,8 @@ def _parse(database_url: str) -> DatabaseUrl:
 
 async def inspect_existing(database_url: str, *, check: bool = False) -> SchemaState:
     """The schema's revision (and with ``check`` its differences from the models) of a
-    database that exists; creates nothing (a missing SQLite file is not opened, which would
-    create it: DatabaseMissing)."""
+    database that exists and has tables (else DatabaseMissing). Creates nothing: a missing
+    SQLite file is not opened, which would create it."""
     url = _parse(database_url)
     if url.dialect == "sqlite" and not await anyio.Path(url.path).exists():
         where = await anyio.Path(url.path).absolute()
@@ -75,14 +75,15 @@ async def inspect_existing(database_url: str, *, check: bool = False) -> SchemaS
                               f"{UPGRADE_HINT} to create it, or point DATABASE_URL at "
                               "the database")  # fmt: skip
     async with explained(database_url):
-        return await inspect_schema(url, check=check)
+        state = await inspect_schema(url, check=check)
+    if not state.has_tables:
+        raise DatabaseMissing(database_url, f"the database has no tables: {UPGRADE_HINT}")
+    return state
 
 
 async def check_usable(database_url: str) -> None:
     """Raise StoreUnusable unless the database exists at this version's schema."""
     state = await inspect_existing(database_url)
-    if not state.has_tables:
-        raise DatabaseMissing(database_url, f"the database has no tables: {UPGRADE_HINT}")
     if state.revision == HEAD:
         return
     if state.revision is not None and state.revision not in known_revisions():

@@ -36,7 +36,7 @@ def cmd_db_current(args: argparse.Namespace, settings: Settings) -> int:
     from storage.migrate import HEAD
 
     state = anyio.run(inspect_existing, settings.database_url)
-    revision = state.revision or ("0.1.0 (no revision)" if state.has_tables else "none (empty)")
+    revision = state.revision or "0.1.0 (no revision)"
     head = " (head)" if state.revision == HEAD else f" (this version's head: {HEAD})"
     print(revision + head)
     return 0 if state.revision == HEAD else 1
@@ -51,8 +51,6 @@ def cmd_db_check(args: argparse.Namespace, settings: Settings) -> int:
     problems = [str(d) for d in state.differences]
     if state.revision != HEAD:
         problems.insert(0, f"revision {state.revision or 'none'}, this version's is {HEAD}")
-    if not state.has_tables:
-        problems.insert(0, "no tables")
     if not problems:
         print(f"schema matches revision {HEAD}")
         return 0
