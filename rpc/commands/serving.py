@@ -13,7 +13,7 @@ from typing import Any
 
 from rpc.config import Settings
 
-log = logging.getLogger("rpc.serve")
+log = logging.getLogger(__name__)
 
 
 def _is_loopback(host: str) -> bool:
