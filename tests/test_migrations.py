@@ -8,10 +8,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 from alembic.script import ScriptDirectory
 
@@ -24,6 +26,7 @@ from tests.support import (
     ROOT,
     create_pg_database,
     drop_pg_database,
+    free_port,
     server_env,
     sql,
 )
@@ -221,3 +224,43 @@ def test_six_processes_upgrading_a_fresh_database_at_once_end_with_one_schema(
     assert _differences(fresh) == []
     assert not any("Traceback" in err for _, err in outputs)
     assert os.environ.get("DATABASE_URL") != fresh  # the test's own database, not the user's
+
+
+def test_six_api_processes_starting_at_once_on_a_fresh_database_all_serve(
+    fresh: str, tmp_path: Path
+) -> None:
+    """The fleet rollout of the issue: six `serve --no-worker` at the same moment on an empty
+    database (0.1.0: one died on a duplicate pg_type row)."""
+    ports = [free_port() for _ in range(6)]
+    env = server_env(Path("unused.db"), DATABASE_URL=fresh)
+    logs = [tmp_path / f"serve{i}.log" for i in range(6)]
+    processes = []
+    for port, log in zip(ports, logs, strict=True):
+        with open(log, "wb") as out:
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "rpc.cli", "serve", "--no-worker", "--port", str(port)],
+                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            ))  # fmt: skip
+    try:
+        for port, process, log in zip(ports, processes, logs, strict=True):
+            assert _healthy(port, process), log.read_text()
+    finally:
+        for process in processes:
+            process.terminate()
+        codes = [process.wait(60) for process in processes]
+    assert codes == [0] * 6, [log.read_text() for log in logs]
+    banners = [line for log in logs for line in log.read_text().splitlines() if "schema" in line]
+    assert sum(f"schema {HEAD} (created)" in line for line in banners) == 1, banners
+    assert _differences(fresh) == []
+
+
+def _healthy(port: int, process: subprocess.Popen[bytes], timeout: float = 120) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    return False
