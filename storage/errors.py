@@ -6,6 +6,7 @@ the line and exits 2. Every message names the DATABASE_URL it tried, its passwor
 
 from __future__ import annotations
 
+import sqlite3
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -28,7 +29,7 @@ class StoreUnusable(Exception):
 
     def __init__(self, url: str, problem: str) -> None:
         self.url = mask_url(url)
-        self.problem = problem
+        self.problem = " ".join(problem.splitlines())  # one line, whatever a driver said
         super().__init__(f"DATABASE_URL={self.url}: {problem}")
 
 
@@ -82,6 +83,8 @@ def classify(exc: BaseException, url: str) -> StoreUnusable | None:
         if isinstance(e, OSError):
             return DatabaseUnreachable(url, f"cannot connect: {e.strerror or e}")
     for e in _chain(exc):
-        if type(e).__name__ == "OperationalError" and "unable to open" in str(e):
-            return DatabaseMissing(url, f"cannot open the SQLite file: {e}")
+        if isinstance(e, sqlite3.OperationalError) and "unable to open" in str(e):
+            return DatabaseMissing(
+                url, f"cannot open the SQLite file: {e} (does its folder exist?)"
+            )
     return None

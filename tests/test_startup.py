@@ -122,6 +122,12 @@ def test_a_missing_postgresql_database_and_a_refused_connection(pg_database: str
     assert debug.stderr.rstrip().splitlines()[-1] == line
 
 
+def test_a_sqlite_file_in_a_missing_folder_is_one_line(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'no' / 'such' / 'jobs.db'}"
+    for args in (["db", "upgrade"], ["worker"]):
+        refused(run(args, DATABASE_URL=url), url, "cannot open the SQLite file")
+
+
 def test_serve_on_a_port_in_use_is_one_line(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
