@@ -21,6 +21,8 @@ from storage.queries import QUERIES, Query
 from storage.tables import metadata
 
 _TRIGGER_NAME = re.compile(r"CREATE (?:OR REPLACE )?TRIGGER (?:IF NOT EXISTS )?(\w+)")
+_FUNCTION = re.compile(r"FUNCTION (\w+)\(\) RETURNS trigger AS \$\$(.*)\$\$", re.DOTALL)
+_RUNS = re.compile(r"EXECUTE FUNCTION (\w+)\(\)")
 # Alembic's own bookkeeping table is not the models'.
 _OWN_TABLES = {"alembic_version"}
 
@@ -42,8 +44,39 @@ class Difference:
         return f"{self.problem} {self.kind} {self.name}{detail}"
 
 
-def expected_triggers(dialect: str) -> set[str]:
-    return {m.group(1) for s in triggers.for_dialect(dialect) if (m := _TRIGGER_NAME.search(s))}
+def _canonical(definition: str) -> str:
+    """A trigger's definition as the database gives it back, whitespace aside: SQLite drops
+    IF NOT EXISTS, PostgreSQL writes CREATE TRIGGER and qualifies the table."""
+    text = definition.replace("IF NOT EXISTS ", "").replace("CREATE OR REPLACE ", "CREATE ")
+    text = re.sub(r'\b\w+\.("visionJobs")', r"\1", text)
+    return " ".join(text.split())
+
+
+def expected_triggers(dialect: str) -> dict[str, tuple[str, str | None]]:
+    """Each trigger's name -> (its definition, the body of the function it runs, if any)."""
+    statements = triggers.for_dialect(dialect)
+    bodies = {m.group(1): m.group(2) for s in statements if (m := _FUNCTION.search(s))}
+    found: dict[str, tuple[str, str | None]] = {}
+    for statement in statements:
+        if name := _TRIGGER_NAME.search(statement):
+            runs = _RUNS.search(statement)
+            body = bodies.get(runs.group(1)) if runs else None
+            found[name.group(1)] = (_canonical(statement), body)
+    return found
+
+
+def _trigger_differences(conn: sa.Connection) -> list[Difference]:
+    expected = expected_triggers(conn.dialect.name)
+    live = {
+        str(name): (_canonical(str(definition)), body)
+        for name, definition, body in _rows(conn, QUERIES["schema_triggers"])
+    }
+    found = [Difference("missing", "trigger", name) for name in sorted(set(expected) - set(live))]
+    found += [Difference("extra", "trigger", name) for name in sorted(set(live) - set(expected))]
+    for name in sorted(set(expected) & set(live)):
+        if expected[name] != live[name]:
+            found.append(Difference("differs", "trigger", name, "not this version's definition"))
+    return found
 
 
 def expected_partial_indexes() -> set[str]:
@@ -55,10 +88,10 @@ def expected_partial_indexes() -> set[str]:
     }
 
 
-def _names(conn: sa.Connection, q: Query) -> set[str]:
+def _rows(conn: sa.Connection, q: Query) -> list[Any]:
     text = q.sqlite if conn.dialect.name == "sqlite" else q.postgres
     assert text is not None
-    return {str(row[0]) for row in conn.exec_driver_sql(text)}
+    return list(conn.exec_driver_sql(text))
 
 
 def _from_alembic(diff: Any) -> Difference | None:
@@ -84,10 +117,7 @@ def compare(conn: sa.Connection) -> list[Difference]:
     """Every difference between the database and what the code describes (empty: a match)."""
     context = MigrationContext.configure(conn, opts={"compare_type": True})
     found = [d for diff in compare_metadata(context, metadata()) if (d := _from_alembic(diff))]
-    for problem, names in _set_differences(
-        expected_triggers(conn.dialect.name), _names(conn, QUERIES["schema_triggers"])
-    ):
-        found += [Difference(problem, "trigger", name) for name in names]
+    found += _trigger_differences(conn)
     inspector = sa.inspect(conn)
     live_indexes = {
         index["name"]
@@ -95,11 +125,7 @@ def compare(conn: sa.Connection) -> list[Difference]:
         if inspector.has_table(table.name)
         for index in inspector.get_indexes(table.name)
     }
-    partial = _names(conn, QUERIES["schema_partial_indexes"])
+    partial = {str(row[0]) for row in _rows(conn, QUERIES["schema_partial_indexes"])}
     for name in sorted((expected_partial_indexes() & live_indexes) - partial):
         found.append(Difference("differs", "partial index", name, "it has no WHERE condition"))
     return sorted(found, key=str)
-
-
-def _set_differences(expected: set[str], live: set[str]) -> list[tuple[str, list[str]]]:
-    return [("missing", sorted(expected - live)), ("extra", sorted(live - expected))]

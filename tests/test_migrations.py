@@ -81,7 +81,11 @@ def test_head_is_alembics_head_and_the_only_one() -> None:
 
 def test_a_database_upgraded_to_head_is_what_the_models_describe(fresh: str) -> None:
     done = _upgrade(fresh)
-    assert (done.before, done.after, done.stamped) == (None, HEAD, False)
+    # Nothing to restore after the revisions: they alone built what the models describe (a
+    # table, index or trigger added to the code without a revision would be "repaired").
+    assert (done.before, done.after, done.stamped, done.added, done.repaired) == (
+        None, HEAD, False, (), ()
+    )  # fmt: skip
     assert _differences(fresh) == []
     assert sql(fresh, "SELECT version_num FROM alembic_version") == [(HEAD,)]
     # The comparison can fail: a column or index the models do not have is reported, as a
@@ -99,6 +103,21 @@ def test_a_partial_index_made_whole_is_a_difference(fresh: str) -> None:
     sql(fresh, "DROP INDEX idx_claim")
     sql(fresh, 'CREATE INDEX idx_claim ON "visionJobs" ("runAfter", id)')
     assert _differences(fresh) == ["differs partial index idx_claim (it has no WHERE condition)"]
+
+
+def test_a_changed_trigger_is_a_difference(fresh: str) -> None:
+    _upgrade(fresh)
+    if fresh.startswith("sqlite"):
+        sql(fresh, "DROP TRIGGER trg_job_created")
+        sql(
+            fresh, 'CREATE TRIGGER trg_job_created AFTER INSERT ON "visionJobs" BEGIN SELECT 1; END'
+        )
+    else:
+        sql(fresh, "CREATE OR REPLACE FUNCTION vision_jobs_inserted() RETURNS trigger AS $$ "
+            "BEGIN RETURN NULL; END $$ LANGUAGE plpgsql")  # fmt: skip
+    assert _differences(fresh) == [
+        "differs trigger trg_job_created (not this version's definition)"
+    ]
 
 
 def _fill_previous_release(url: str) -> None:

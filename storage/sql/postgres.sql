@@ -406,10 +406,12 @@ WHERE id = $1 AND lower(substr("imageUrl", 1, 5)) = 'data:';
 -- ==== schema check (storage/schemacheck.py, storage/migrate.py) ====
 
 -- name: schema_triggers --
--- The triggers of this schema's tables, by name (compared with storage/triggers.py's).
-SELECT t.tgname FROM pg_trigger AS t
+-- The triggers of this schema's tables: name, definition, the body of the function it runs.
+--   Compared with storage/triggers.py's.
+SELECT t.tgname, pg_get_triggerdef(t.oid), p.prosrc FROM pg_trigger AS t
 JOIN pg_class AS c ON c.oid = t.tgrelid
 JOIN pg_namespace AS n ON n.oid = c.relnamespace
+JOIN pg_proc AS p ON p.oid = t.tgfoid
 WHERE NOT t.tgisinternal AND n.nspname = current_schema()
 ORDER BY t.tgname;
 

@@ -373,8 +373,9 @@ WHERE id = ?1 AND lower(substr("imageUrl", 1, 5)) = 'data:';
 -- ==== schema check (storage/schemacheck.py, storage/migrate.py) ====
 
 -- name: schema_triggers --
--- The triggers the database holds, by name (compared with storage/triggers.py's).
-SELECT name FROM sqlite_master WHERE sql LIKE 'CREATE TRIGGER%' ORDER BY name;
+-- The triggers the database holds: name, definition, no separate function body.
+--   Compared with storage/triggers.py's.
+SELECT name, sql, NULL FROM sqlite_master WHERE sql LIKE 'CREATE TRIGGER%' ORDER BY name;
 
 -- name: schema_partial_indexes --
 -- The indexes with a WHERE condition, by name (the models' partial indexes).
