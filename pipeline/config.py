@@ -71,6 +71,9 @@ class PipelineSettings(BaseSettings):
     event_retention_hours: float = Field(default=24, ge=0)
     # How often the workers' housekeeping runs (one process at a time does it).
     retention_interval_seconds: float = Field(default=300, gt=0)
+    # serve and worker upgrade an older schema at start (storage.migrate); false: they refuse
+    # it instead, for fleets that run `vision-pipeline db upgrade` as a step of their own.
+    migrate_on_start: bool = True
 
     def image_ports(self) -> frozenset[int] | None:
         """IMAGE_FETCH_ALLOWED_PORTS as a set; None (any port) when empty or private is on."""

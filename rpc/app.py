@@ -96,7 +96,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = await open_store(settings.database_url, pool_size=settings.pool_size())
+        store = await open_store(
+            settings.database_url, create=settings.migrate_on_start, pool_size=settings.pool_size()
+        )
         worker = build_worker(store, settings) if run_worker else None
         services = Services(settings, store, Authenticator(settings, store), worker)
         app.state.services = services

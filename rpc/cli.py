@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import version
 
+from pydantic import ValidationError
+
 from rpc.commands import db, jobs, serving, token, users
 from rpc.commands.common import HelpFormatter, use_help_formatter
-from rpc.config import Settings
+from rpc.config import Settings, settings_problem
+from storage.errors import StoreUnusable
+
+log = logging.getLogger("rpc.cli")
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -35,11 +41,31 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _refuse(problem: str, *, traceback: bool) -> int:
+    """A problem an operator can fix, as one line on stderr and exit 2; with LOG_LEVEL=debug
+    the traceback behind it first."""
+    if traceback:
+        log.exception("the traceback behind the error below")
+    print(f"vision-pipeline: {problem}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        debug = os.environ.get("LOG_LEVEL", "").lower() == "debug"
+        if debug:
+            logging.basicConfig(level=logging.DEBUG)
+        return _refuse(settings_problem(exc), traceback=debug)
     _setup_logging(settings)
-    return int(args.run(args, settings))
+    if settings.log_level != "debug":  # Alembic says each step it takes at INFO
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        return int(args.run(args, settings))
+    except StoreUnusable as exc:
+        return _refuse(str(exc), traceback=settings.log_level == "debug")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, BeforeValidator, Field, ValidationError, model_validator
 
 from pipeline.config import PipelineSettings
 
@@ -28,7 +28,11 @@ class Settings(PipelineSettings):
     static_dir: str | None = None
     # Timeout of each call to those services (the template's axios uses 30 s, §1.4).
     platform_timeout_seconds: float = Field(default=30.0, gt=0)
-    log_level: str = "info"
+    # A level name in any case; "debug" also shows the traceback behind a one-line error.
+    log_level: Annotated[
+        Literal["debug", "info", "warning", "error", "critical"],
+        BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v),
+    ] = "info"
 
     # Hostile input (rpc.wire.dispatch): a batch of more calls is refused, as is a longer URL
     # (path + query; Node's own header limit is 16 KiB, so nothing the template accepts is).
@@ -71,3 +75,24 @@ class Settings(PipelineSettings):
     def local_mode(self) -> bool:
         """No JWT_SECRET: every request acts as one local user (laptop use, docs' curl)."""
         return not self.jwt_secret
+
+
+# Settings whose value is never echoed back in an error (a secret has no business in a log).
+_SECRET_WORDS = ("secret", "key", "password", "token")
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """A settings failure as one line naming each variable and what is wrong with it, e.g.
+    ``WORKER_CONCURRENCY='abc': should be a valid integer``."""
+    problems = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if message[1:2].islower():  # pydantic's "Input should …", not a variable's NAME
+            message = message[0].lower() + message[1:]
+        if not error["loc"]:  # a check across settings names its variables itself
+            problems.append(message)
+            continue
+        name = str(error["loc"][0]).upper()
+        shown = "" if any(w in name.lower() for w in _SECRET_WORDS) else f"={error['input']!r}"
+        problems.append(f"{name}{shown}: {message.removeprefix('input ')}")
+    return "bad configuration: " + "; ".join(problems)

@@ -50,6 +50,24 @@ def _adapt(args: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(to_sqlite(a) if isinstance(a, datetime) else a for a in args)
 
 
+def enter_wal(execute: Callable[[str], object], *, deadline: float = LOCK_DEADLINE_SECONDS) -> None:
+    """``PRAGMA journal_mode = WAL``, retried while another process holds a lock.
+
+    Leaving the rollback journal of a database file just created needs a moment with no other
+    connection reading or writing, and SQLite answers "database is locked" at once instead of
+    waiting busy_timeout when it cannot have it: six processes starting on a fresh file at once
+    hit this (tests/test_migrations.py). Once the file is in WAL mode the pragma is a no-op."""
+    give_up = time.monotonic() + deadline
+    while True:
+        try:
+            execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > give_up:
+                raise
+            time.sleep(0.02)
+
+
 def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
@@ -62,7 +80,7 @@ def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
         conn.execute("PRAGMA mmap_size = 1073741824")
         conn.execute("PRAGMA cache_size = -65536")
     else:
-        conn.execute("PRAGMA journal_mode = WAL")
+        enter_wal(conn.execute)
         # NORMAL in WAL mode: a commit survives a crash of the process; only a power loss can
         # take back the last commits. Written jobs are never half-written either way.
         conn.execute("PRAGMA synchronous = NORMAL")

@@ -68,7 +68,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 async def store(database_url: str) -> AsyncIterator[JobStore]:
     """A store on a fresh database of each backend (no change feed running)."""
-    s = await open_store(database_url)
+    s = await open_store(database_url, create=True)
     try:
         yield s
     finally:

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 async def store(database_url: str) -> AsyncIterator[JobStore]:
-    s = await open_store(database_url)
+    s = await open_store(database_url, create=True)
     try:
         async with anyio.create_task_group() as tg:
             await tg.start(s.feed.run)
@@ -65,7 +65,7 @@ async def test_changes_made_by_another_process_reach_subscribers(
     store: JobStore, database_url: str
 ) -> None:
     seen = collect(store)
-    other = await open_store(database_url)  # another driver: as another process
+    other = await open_store(database_url, create=True)  # another driver: as another process
     try:
         user_id, _ = await other.user_seen("elsewhere", None)
         job_id = await new_job(other, user_id)
@@ -131,7 +131,7 @@ async def test_another_processs_commit_wakes_the_feed_without_waiting_for_a_poll
     store.feed.poll_seconds = 60.0  # only the datagram from the other writer can wake it now
     await anyio.sleep(0.2)  # let the feed settle into its long wait
     seen = collect(store)
-    other = await open_store(database_url)  # another driver, as another process
+    other = await open_store(database_url, create=True)  # another driver, as another process
     try:
         user_id, _ = await other.user_seen("datagram", None)
         job_id = await new_job(other, user_id)
@@ -143,8 +143,8 @@ async def test_another_processs_commit_wakes_the_feed_without_waiting_for_a_poll
 async def test_a_worker_only_feed_wakes_on_claimable_jobs_without_reading_events(
     database_url: str,
 ) -> None:
-    watcher = await open_store(database_url)  # as a worker-only process
-    other = await open_store(database_url)  # as the API process
+    watcher = await open_store(database_url, create=True)  # as a worker-only process
+    other = await open_store(database_url, create=True)  # as the API process
     reads: list[str] = []
     real_read = watcher.driver.read
 

@@ -18,9 +18,10 @@ import anyio
 import httpx
 import pytest
 
-from storage.engine import open_store
+from storage.engine import open_driver
 from storage.records import NewJob
 from storage.schema import push
+from storage.store import JobStore
 from storage.urls import parse_database_url
 from tests.support import (
     PG_ADMIN_DSN,
@@ -47,6 +48,7 @@ _OLD_SHAPE = {
         "DROP INDEX idx_inline_image_jobs",
         "DROP INDEX idx_stored_image_jobs",
         'DROP TABLE "visionImages"',
+        "DROP TABLE alembic_version",  # older versions had no versioned migrations
     ],
     "postgresql": [
         'DROP TRIGGER trg_job_deleted ON "visionJobs"',
@@ -54,6 +56,7 @@ _OLD_SHAPE = {
         "DROP INDEX idx_inline_image_jobs",
         "DROP INDEX idx_stored_image_jobs",
         'DROP TABLE "visionImages"',
+        "DROP TABLE alembic_version",  # older versions had no versioned migrations
     ],
 }
 
@@ -106,7 +109,7 @@ class OldDatabase:
 
 async def _old_rows(url: str) -> list[int]:
     """The rows, written as the older versions' createJob wrote them (the same INSERT)."""
-    store = await open_store(url, create=False)
+    store = JobStore(await open_driver(parse_database_url(url)))  # no schema check: old
     try:
         ids = []
         for user, image_url, _ in ROWS:

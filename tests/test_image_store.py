@@ -129,7 +129,7 @@ def pg_fresh(pg_url: str) -> str:
 
 @pytest.fixture
 async def pg_store(pg_fresh: str) -> AsyncIterator[JobStore]:
-    s = await open_store(pg_fresh)
+    s = await open_store(pg_fresh, create=True)
     try:
         yield s
     finally:

@@ -440,7 +440,7 @@ def test_the_login_upsert_and_touch(database_url: str) -> None:
     from storage.engine import open_store
 
     async def main() -> None:
-        store = await open_store(database_url)
+        store = await open_store(database_url, create=True)
         try:
             assert await store.touch_user("u-1", "N") is None
             uid, role = await store.upsert_user_login("u-1", "Ann", "a@x.io", "google")

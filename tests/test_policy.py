@@ -47,7 +47,7 @@ def test_the_reapers_verdict_is_the_same_rule_with_its_reason() -> None:
 async def test_two_reapers_and_a_late_completion_end_an_expired_attempt_once(
     database_url: str,
 ) -> None:
-    stores = [await open_store(database_url) for _ in range(3)]  # three processes
+    stores = [await open_store(database_url, create=True) for _ in range(3)]  # three processes
     worker, *reapers = stores
     rounds = 12
     try:

@@ -68,7 +68,7 @@ async def running(fake: FakeAI, tmp_path: Path, **overrides: Any) -> AsyncIterat
                             "stage_timeout_seconds": 5.0}  # fmt: skip
     opts.update(overrides)
     settings = provider_settings(fake, **opts)
-    store = await open_store(settings.database_url)
+    store = await open_store(settings.database_url, create=True)
     vision, content = build_providers(settings)
     assert (vision.name, content.name) == ("gemini", "deepseek")
     worker = Worker(store, Stages(vision, content, load_image, settings.stage_timeout_seconds),

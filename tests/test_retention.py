@@ -159,7 +159,10 @@ async def test_small_batches_still_delete_everything_in_several_transactions(
 
 
 async def test_one_housekeeper_at_a_time(database_url: str) -> None:
-    first, second = await open_store(database_url), await open_store(database_url)
+    first, second = (
+        await open_store(database_url, create=True),
+        await open_store(database_url),
+    )
     try:
         job_id = await first.create_job(_job())
         await _age(first, job_id, "complete", 40 * DAY)
@@ -192,7 +195,7 @@ def test_jobs_prune_dry_run_changes_nothing(
     database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async def fill() -> int:
-        s = await open_store(database_url)
+        s = await open_store(database_url, create=True)
         try:
             job_id = await s.create_job(_job())
             await _age(s, job_id, "complete", 3 * DAY)

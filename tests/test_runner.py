@@ -129,7 +129,7 @@ async def test_run_worker_trims_while_the_worker_runs_and_stops_with_it(
     monkeypatch.setattr(runner, "malloc_trim", lambda: lambda: calls.append(time.monotonic()))
     settings = PipelineSettings(database_url=f"sqlite:///{tmp_path / 'jobs.db'}",
                                 providers="offline", poll_interval_ms=50)  # fmt: skip
-    store = await open_store(settings.database_url)
+    store = await open_store(settings.database_url, create=True)
     worker = build_worker(store, settings)
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tasks:

@@ -23,7 +23,9 @@ def _describe(db: Path) -> dict[str, object]:
     conn = sqlite3.connect(db)
     try:
         tables = {}
-        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'"):
+        for (name,) in conn.execute(  # alembic_version: Alembic's bookkeeping, not a model
+            "SELECT name FROM sqlite_master WHERE type='table' AND name != 'alembic_version'"
+        ):
             columns = [tuple(r) for r in conn.execute(f'PRAGMA table_info("{name}")')]
             tables[name] = columns
         indexes = sorted(

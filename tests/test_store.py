@@ -34,7 +34,8 @@ async def _count(store: JobStore, sql: str) -> int:
 
 async def test_concurrent_claimers_never_take_the_same_job(database_url: str) -> None:
     url = database_url
-    stores = [await open_store(url) for _ in range(3)]  # three drivers: as three processes
+    # Three drivers: as three processes.
+    stores = [await open_store(url, create=True) for _ in range(3)]
     try:
         await _jobs(stores[0], 150)
         taken: list[int] = []

@@ -33,7 +33,7 @@ async def running(
     opts: dict[str, Any] = {"retry_delay_ms": 1, "poll_interval_ms": 50, "lease_seconds": 30}
     opts.update(settings)
     config = PipelineSettings(database_url=database_url, **opts)
-    store = await open_store(config.database_url)
+    store = await open_store(config.database_url, create=True)
     fv, fc = FakeVision(vision), FakeContent(content)
     stages = Stages(fv, fc, fake_image, config.stage_timeout_seconds)
     worker = Worker(store, stages, config)

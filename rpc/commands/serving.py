@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
+import logging
+import socket
 import sys
 from types import FrameType
 from typing import Any
 
 from rpc.config import Settings
+
+log = logging.getLogger(__name__)
 
 
 def _is_loopback(host: str) -> bool:
@@ -20,11 +25,31 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _listen(host: str, port: int) -> socket.socket | str:
+    """The listening socket, bound before anything else starts (so a port in use is one
+    line, not uvicorn's traceback), or why it cannot be."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return f"port {port} on {host} is in use (choose another with --port)"
+        return f"cannot listen on {host} port {port}: {exc.strerror or exc}"
+
+
+def _prepare(settings: Settings, role: str, concurrency: str) -> None:
+    """Create or upgrade the schema (or, with MIGRATE_ON_START=false, check it), then log
+    the banner; a StoreUnusable goes up to the command line's one-line error."""
+    import anyio
+
+    from rpc.banner import banner
+    from storage.engine import prepare
+
+    done = anyio.run(lambda: prepare(settings.database_url, create=settings.migrate_on_start))
+    log.info("%s", banner(settings, role, done, concurrency))
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
-    from rpc.app import create_app
-
     if settings.local_mode and not _is_loopback(args.host):
         print(
             f"refusing to listen on {args.host} in local mode (no JWT_SECRET): every request "
@@ -32,6 +57,23 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+
+    listening = _listen(args.host, args.port)
+    if isinstance(listening, str):
+        print(f"vision-pipeline: {listening}", file=sys.stderr)
+        return 2
+    with listening:
+        concurrency = "no worker" if args.no_worker else (
+            f"worker concurrency {settings.worker_concurrency}")  # fmt: skip
+        _prepare(settings, f"serve on {args.host}:{args.port}", concurrency)
+        _run_uvicorn(args, settings, listening)
+    return 0
+
+
+def _run_uvicorn(args: argparse.Namespace, settings: Settings, listening: socket.socket) -> None:
+    import uvicorn
+
+    from rpc.app import create_app
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -54,8 +96,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         access_log=False,
         timeout_graceful_shutdown=max(int(settings.shutdown_grace_seconds) + 5, 5),
     )
-    Server(config).run()
-    return 0
+    Server(config).run(sockets=[listening])
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -63,8 +104,12 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.service import build_worker
     from storage.engine import open_store
 
+    _prepare(settings, "worker", f"concurrency {settings.worker_concurrency}")
+
     async def main() -> None:
-        store = await open_store(settings.database_url, pool_size=settings.pool_size())
+        store = await open_store(
+            settings.database_url, create=settings.migrate_on_start, pool_size=settings.pool_size()
+        )
         await run_worker(store, build_worker(store, settings))
 
     run(main)

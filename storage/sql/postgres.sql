@@ -593,3 +593,21 @@ WHERE e.id IN (SELECT v.id::bigint FROM jsonb_array_elements_text($1::jsonb) AS 
 -- Take the session-level advisory lock named $1 if free (housekeeping: one process at a time).
 --   On a connection of its own, held until it closes; the two-key form, apart from db push's.
 SELECT pg_try_advisory_lock(22096, hashtext($1)) AS locked;
+
+-- ==== schema check (storage/schemacheck.py, storage/migrate.py) ====
+
+-- name: schema_triggers --
+-- The triggers of this schema's tables: name, definition, the body of the function it runs.
+--   Compared with storage/triggers.py's.
+SELECT t.tgname, pg_get_triggerdef(t.oid), p.prosrc FROM pg_trigger AS t
+JOIN pg_class AS c ON c.oid = t.tgrelid
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+JOIN pg_proc AS p ON p.oid = t.tgfoid
+WHERE NOT t.tgisinternal AND n.nspname = current_schema()
+ORDER BY t.tgname;
+
+-- name: schema_partial_indexes --
+-- The indexes with a WHERE condition, by name (the models' partial indexes).
+SELECT indexname FROM pg_indexes
+WHERE schemaname = current_schema() AND position(' WHERE ' IN indexdef) > 0
+ORDER BY indexname;

@@ -554,3 +554,15 @@ WHERE id IN (SELECT value FROM json_each(?1))
     AND NOT EXISTS (
         SELECT 1 FROM "visionJobs" AS j WHERE j.id = "visionJobEvents"."jobId"
             AND (j.status NOT IN ('complete', 'error') OR j."updatedAt" >= ?2));
+
+-- ==== schema check (storage/schemacheck.py, storage/migrate.py) ====
+
+-- name: schema_triggers --
+-- The triggers the database holds: name, definition, no separate function body.
+--   Compared with storage/triggers.py's.
+SELECT name, sql, NULL FROM sqlite_master WHERE sql LIKE 'CREATE TRIGGER%' ORDER BY name;
+
+-- name: schema_partial_indexes --
+-- The indexes with a WHERE condition, by name (the models' partial indexes).
+SELECT name FROM sqlite_master
+WHERE sql LIKE 'CREATE INDEX%' AND sql LIKE '% WHERE %' ORDER BY name;

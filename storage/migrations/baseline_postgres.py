@@ -1,0 +1,191 @@
+# ruff: noqa: E501, W291
+"""The PostgreSQL schema of vision-pipeline 0.1.0 (the release before versioned migrations),
+frozen: revision 0001 creates exactly this, whatever ``storage/tables.py`` says later."""
+
+STATEMENTS = [
+    """CREATE TABLE users (
+	id SERIAL NOT NULL,
+	"openId" VARCHAR(64) NOT NULL,
+	name TEXT,
+	email VARCHAR(320),
+	"loginMethod" VARCHAR(64),
+	role VARCHAR(16) NOT NULL,
+	"createdAt" TIMESTAMP WITH TIME ZONE NOT NULL,
+	"updatedAt" TIMESTAMP WITH TIME ZONE NOT NULL,
+	"lastSignedIn" TIMESTAMP WITH TIME ZONE NOT NULL,
+	PRIMARY KEY (id),
+	UNIQUE ("openId")
+)""",
+    """CREATE TABLE "visionImages" (
+	id SERIAL NOT NULL,
+	"userId" INTEGER NOT NULL,
+	sha256 VARCHAR(64) NOT NULL,
+	"mimeType" VARCHAR(255) NOT NULL,
+	"byteSize" INTEGER NOT NULL,
+	width INTEGER,
+	height INTEGER,
+	data BYTEA NOT NULL,
+	"createdAt" TIMESTAMP WITH TIME ZONE NOT NULL,
+	PRIMARY KEY (id),
+	CONSTRAINT "uq_images_userId_sha256" UNIQUE ("userId", sha256)
+)""",
+    """CREATE INDEX idx_images_sha256 ON "visionImages" (sha256)""",
+    """CREATE TABLE "visionJobEvents" (
+	id BIGSERIAL NOT NULL,
+	"jobId" INTEGER NOT NULL,
+	"userId" INTEGER NOT NULL,
+	status VARCHAR(32) NOT NULL,
+	progress INTEGER NOT NULL,
+	"errorMessage" TEXT,
+	"createdAt" TIMESTAMP WITH TIME ZONE NOT NULL,
+	PRIMARY KEY (id)
+)""",
+    """CREATE INDEX "idx_events_jobId" ON "visionJobEvents" ("jobId", id)""",
+    """CREATE TABLE "visionJobOutputs" (
+	id SERIAL NOT NULL,
+	"jobId" INTEGER NOT NULL,
+	"userId" INTEGER NOT NULL,
+	colors_primary TEXT,
+	colors_secondary TEXT,
+	colors_description TEXT,
+	mood TEXT,
+	tone TEXT,
+	composition_layout TEXT,
+	brand_personality TEXT,
+	perceived_industry TEXT,
+	target_audience TEXT,
+	content_pieces TEXT,
+	"isTrainingData" BOOLEAN NOT NULL,
+	"createdAt" TIMESTAMP WITH TIME ZONE NOT NULL,
+	PRIMARY KEY (id),
+	UNIQUE ("jobId")
+)""",
+    """CREATE INDEX "idx_outputs_userId" ON "visionJobOutputs" ("userId")""",
+    """CREATE TABLE "visionJobSessions" (
+	id SERIAL NOT NULL,
+	"jobId" INTEGER NOT NULL,
+	attempt INTEGER NOT NULL,
+	"workerId" VARCHAR(64),
+	"stageReached" VARCHAR(32),
+	outcome VARCHAR(16) NOT NULL,
+	"errorMessage" TEXT,
+	"startedAt" TIMESTAMP WITH TIME ZONE,
+	"endedAt" TIMESTAMP WITH TIME ZONE NOT NULL,
+	"geminiModel" VARCHAR(64),
+	"geminiInputTokens" INTEGER NOT NULL,
+	"geminiOutputTokens" INTEGER NOT NULL,
+	"geminiLatencyMs" INTEGER NOT NULL,
+	"deepseekModel" VARCHAR(64),
+	"deepseekInputTokens" INTEGER NOT NULL,
+	"deepseekOutputTokens" INTEGER NOT NULL,
+	"deepseekLatencyMs" INTEGER NOT NULL,
+	"costUsd" FLOAT NOT NULL,
+	PRIMARY KEY (id)
+)""",
+    """CREATE INDEX "idx_sessions_jobId" ON "visionJobSessions" ("jobId", attempt)""",
+    """CREATE TABLE "visionJobs" (
+	id SERIAL NOT NULL,
+	"userId" INTEGER NOT NULL,
+	"imageUrl" TEXT NOT NULL,
+	"imageContext" TEXT,
+	"analysisPurpose" TEXT NOT NULL,
+	"outputFormat" VARCHAR(32) NOT NULL,
+	"creativityLevel" FLOAT NOT NULL,
+	"additionalInstructions" TEXT,
+	status VARCHAR(32) NOT NULL,
+	progress INTEGER NOT NULL,
+	"geminOutput" TEXT,
+	"deepseekOutput" TEXT,
+	"geminAnalyzedAt" TIMESTAMP WITH TIME ZONE,
+	"deepseekGeneratedAt" TIMESTAMP WITH TIME ZONE,
+	"errorMessage" TEXT,
+	"errorStage" VARCHAR(32),
+	"retryCount" INTEGER NOT NULL,
+	"maxRetries" INTEGER NOT NULL,
+	"createdAt" TIMESTAMP WITH TIME ZONE NOT NULL,
+	"updatedAt" TIMESTAMP WITH TIME ZONE NOT NULL,
+	"completedAt" TIMESTAMP WITH TIME ZONE,
+	"runAfter" TIMESTAMP WITH TIME ZONE NOT NULL,
+	attempt INTEGER NOT NULL,
+	"lockedBy" VARCHAR(64),
+	"lockedAt" TIMESTAMP WITH TIME ZONE,
+	"leaseExpiresAt" TIMESTAMP WITH TIME ZONE,
+	"cancelRequested" BOOLEAN NOT NULL,
+	"costUsd" FLOAT NOT NULL,
+	PRIMARY KEY (id)
+)""",
+    """CREATE INDEX idx_claim ON "visionJobs" ("runAfter", id) WHERE status = 'pending'""",
+    """CREATE INDEX "idx_createdAt" ON "visionJobs" ("createdAt")""",
+    """CREATE INDEX idx_inline_image_jobs ON "visionJobs" (id) WHERE lower(substr("imageUrl", 1, 5)) = 'data:'""",
+    """CREATE INDEX idx_lease ON "visionJobs" ("leaseExpiresAt") WHERE status IN ('gemini_analyzing', 'deepseek_generating')""",
+    """CREATE INDEX idx_status ON "visionJobs" (status)""",
+    """CREATE INDEX idx_stored_image_jobs ON "visionJobs" ("userId", "imageUrl") WHERE substr("imageUrl", 1, 12) = '/api/images/'""",
+    """CREATE INDEX "idx_userId_createdAt" ON "visionJobs" ("userId", "createdAt", id)""",
+    """CREATE INDEX "idx_userId_status" ON "visionJobs" ("userId", status)""",
+    """CREATE OR REPLACE FUNCTION vision_jobs_inserted() RETURNS trigger AS $$
+DECLARE
+    changed integer;
+    pending boolean;
+BEGIN
+    WITH written AS (INSERT INTO "visionJobEvents" ("jobId", "userId", status, progress,
+            "errorMessage", "createdAt")
+        SELECT n.id, n."userId", n.status, n.progress, n."errorMessage", n."updatedAt"
+        FROM new_rows AS n 
+        ORDER BY n.id
+        RETURNING status)
+    SELECT count(*), coalesce(bool_or(status = 'pending'), FALSE) INTO changed, pending
+    FROM written;
+    IF changed > 0 THEN
+        PERFORM pg_notify('vision_job_events', CASE WHEN pending THEN 'pending' ELSE '' END);
+    END IF;
+    RETURN NULL;
+END
+$$ LANGUAGE plpgsql""",
+    """CREATE OR REPLACE FUNCTION vision_jobs_updated() RETURNS trigger AS $$
+DECLARE
+    changed integer;
+    pending boolean;
+BEGIN
+    WITH written AS (INSERT INTO "visionJobEvents" ("jobId", "userId", status, progress,
+            "errorMessage", "createdAt")
+        SELECT n.id, n."userId", n.status, n.progress, n."errorMessage", n."updatedAt"
+        FROM new_rows AS n JOIN old_rows AS o ON o.id = n.id
+        WHERE o.status IS DISTINCT FROM n.status OR o.progress IS DISTINCT FROM n.progress
+            OR o."errorMessage" IS DISTINCT FROM n."errorMessage"
+        ORDER BY n.id
+        RETURNING status)
+    SELECT count(*), coalesce(bool_or(status = 'pending'), FALSE) INTO changed, pending
+    FROM written;
+    IF changed > 0 THEN
+        PERFORM pg_notify('vision_job_events', CASE WHEN pending THEN 'pending' ELSE '' END);
+    END IF;
+    RETURN NULL;
+END
+$$ LANGUAGE plpgsql""",
+    """CREATE OR REPLACE TRIGGER trg_job_created AFTER INSERT ON "visionJobs"
+REFERENCING NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION vision_jobs_inserted()""",
+    """CREATE OR REPLACE TRIGGER trg_job_changed AFTER UPDATE ON "visionJobs"
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION vision_jobs_updated()""",
+    """DROP FUNCTION IF EXISTS vision_job_event()""",
+    """CREATE OR REPLACE FUNCTION vision_jobs_deleted() RETURNS trigger AS $$
+BEGIN
+    PERFORM 1 FROM "visionImages" AS i
+    JOIN (SELECT DISTINCT o."userId", substr(o."imageUrl", 13) AS sha256
+          FROM old_rows AS o WHERE substr(o."imageUrl", 1, 12) = '/api/images/'
+         ) AS d ON i."userId" = d."userId" AND i.sha256 = d.sha256
+    ORDER BY i.id FOR UPDATE OF i;
+    DELETE FROM "visionImages" AS i
+    USING (SELECT DISTINCT o."userId", o."imageUrl" FROM old_rows AS o
+           WHERE substr(o."imageUrl", 1, 12) = '/api/images/') AS d
+    WHERE i."userId" = d."userId" AND i.sha256 = substr(d."imageUrl", 13)
+        AND NOT EXISTS (SELECT 1 FROM "visionJobs" AS j
+            WHERE j."userId" = d."userId" AND substr(j."imageUrl", 1, 12) = '/api/images/' AND j."imageUrl" = d."imageUrl");
+    RETURN NULL;
+END
+$$ LANGUAGE plpgsql""",
+    """CREATE OR REPLACE TRIGGER trg_job_deleted AFTER DELETE ON "visionJobs"
+REFERENCING OLD TABLE AS old_rows
+FOR EACH STATEMENT EXECUTE FUNCTION vision_jobs_deleted()""",
+]
