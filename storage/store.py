@@ -20,6 +20,7 @@ from storage.coalesce import Coalescer
 from storage.driver import Driver, Row, Statement, Work, execute, fetch_all, fetch_one
 from storage.images import ImageStore
 from storage.jobstate import ExpiryPolicy, Outcome, Stage, stage_of
+from storage.probes import ProbeStore
 from storage.queries import QUERIES
 from storage.records import (
     AttemptRecord,
@@ -54,7 +55,7 @@ def _attempt_args(
     )  # fmt: skip
 
 
-class JobStore(UserStore, ImageStore):
+class JobStore(UserStore, ImageStore, ProbeStore):
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
         self.feed = ChangeFeed(driver)
