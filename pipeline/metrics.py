@@ -13,13 +13,23 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 
 from storage.records import StageUsage
 
 if TYPE_CHECKING:
     from storage.store import JobStore
 
+# No "<name>_created" timestamp series beside each counter: they double the output and
+# Prometheus does not need them.
+disable_created_metrics()
 PREFIX = "vision_"
 # Stage and provider calls take seconds; HTTP requests milliseconds.
 _SLOW = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, float("inf"))
@@ -113,15 +123,19 @@ class HttpRecorder:
         observe(seconds)
 
 
-async def render(store: JobStore, in_flight: int, subscribers: int) -> tuple[bytes, str]:
-    """The text of ``/metrics`` and its content type: the queue read from the database (one
-    statement), then every metric of the process."""
+async def refresh_queue(store: JobStore) -> None:
+    """The queue's gauges from the database: one statement, run at a scrape of /metrics."""
     depth = await store.queue_depth()
     for status, count in depth.jobs.items():
         QUEUE_DEPTH.labels(status.value).set(count)
     oldest = depth.oldest_pending
     age = 0.0 if oldest is None else (datetime.now(UTC) - oldest).total_seconds()
     OLDEST_WAITING.set(max(age, 0.0))
+
+
+def render(in_flight: int, subscribers: int) -> tuple[bytes, str]:
+    """The text of ``/metrics`` and its content type: every metric of the process, with what
+    the process holds right now."""
     IN_FLIGHT.set(in_flight)
     SUBSCRIBERS.set(subscribers)
     return generate_latest(), CONTENT_TYPE_LATEST

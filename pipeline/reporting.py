@@ -61,7 +61,7 @@ class Reporter:
         ms = round((datetime.now(UTC) - job.locked_at).total_seconds() * 1000)
         error = f" ({record.error_message})" if record.error_message else ""
         log.info(
-            "job %d %s%s: attempt %d, %d ms, $%.6f", job.id, status, error, job.attempt, ms,
+            "job %d %s%s: attempts %d, last %d ms, $%.6f", job.id, status, error, job.attempt, ms,
             record.cost_usd,
             extra={"job_id": job.id, "status": status, "attempts": job.attempt,
                    "duration_ms": ms, "cost_usd": record.cost_usd},

@@ -6,19 +6,12 @@ only assembles the parser, reads the settings and runs the chosen command."""
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
 from rpc.commands import db, jobs, serving, token, users
 from rpc.config import Settings
-
-
-def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+from rpc.logs import setup_logging
 
 
 def parser() -> argparse.ArgumentParser:
@@ -32,7 +25,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     settings = Settings()
-    _setup_logging(settings)
+    setup_logging(settings)
     return int(args.run(args, settings))
 
 

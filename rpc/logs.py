@@ -1,0 +1,65 @@
+"""The process's logging, set once by ``vision-pipeline``: one handler on the root logger
+(text, or JSON through python-json-logger with ``LOG_FORMAT=json``) that every logger
+reaches, uvicorn's included (``serve`` hands uvicorn no logging config of its own).
+
+Other libraries' chatter (google-genai's "AFC is enabled…", an httpx line per provider call)
+stays at WARNING unless ``LOG_LEVEL=debug``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TextIO
+
+from pythonjsonlogger.json import JsonFormatter
+
+from rpc.config import Settings
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Libraries that log a line per call at INFO (or per connection at DEBUG).
+CHATTY = ("google_genai", "google.genai", "httpx", "httpcore", "openai", "urllib3", "asyncpg",
+          "aiosqlite", "PIL", "multipart", "hpack", "h11", "websockets")  # fmt: skip
+ACCESS_LOGGER = "rpc.access"
+
+
+class _OurHandler(logging.StreamHandler[TextIO]):
+    """The handler `setup_logging` installs, told apart from any other (a test's, pytest's)
+    so that setting up again replaces only it."""
+
+
+def formatter(log_format: str) -> logging.Formatter:
+    if log_format == "json":
+        return JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        )
+    return logging.Formatter(TEXT_FORMAT)
+
+
+def level_of(name: str) -> int:
+    """LOG_LEVEL as a logging level; a clear error naming the setting for an unknown one."""
+    level = logging.getLevelNamesMapping().get(name.strip().upper())
+    if level is None:
+        choices = "debug, info, warning, error, critical"
+        raise ValueError(f"LOG_LEVEL: {name!r} is not a log level (use one of {choices})")
+    return level
+
+
+def setup_logging(settings: Settings, stream: TextIO | None = None) -> None:
+    """Configure the root logger from LOG_LEVEL and LOG_FORMAT, quiet the chatty libraries
+    unless LOG_LEVEL=debug, and turn the access log on or off (ACCESS_LOG)."""
+    level = level_of(settings.log_level)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _OurHandler)]:
+        root.removeHandler(old)
+    handler = _OurHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(formatter(settings.log_format))
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(
+            logging.NOTSET if level <= logging.DEBUG else logging.WARNING
+        )
+    # Off: above CRITICAL, so a request's isEnabledFor check fails before any record is made.
+    access = logging.getLogger(ACCESS_LOGGER)
+    access.setLevel(logging.NOTSET if settings.access_log else logging.CRITICAL + 1)
