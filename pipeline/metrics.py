@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 # No "<name>_created" timestamp series beside each counter: they double the output and
 # Prometheus does not need them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # (untyped in the library)
 PREFIX = "vision_"
 # Stage and provider calls take seconds; HTTP requests milliseconds.
 _SLOW = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, float("inf"))

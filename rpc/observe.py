@@ -64,12 +64,15 @@ class Observed:
             else:
                 target = ",".join(n if n in known else _escaped(n) for n in names)
             ms = round(seconds * 1000, 1)
-            method = scope["method"]
-            access_log.info(
-                "%s %s %d %.1f ms", method, target[:_MAX_LOGGED], status, ms,
-                extra={"method": method, "target": target[:_MAX_LOGGED], "status": status,
-                       "duration_ms": ms},
+            method, target = scope["method"], target[:_MAX_LOGGED]
+            # makeRecord + handle: Logger.info would also walk the stack for the caller's file
+            # and line (a third of a line's cost), which an access line does not need.
+            record = access_log.makeRecord(
+                ACCESS_LOGGER, logging.INFO, __file__, 0, "%s %s %d %.1f ms",
+                (method, target, status, ms), None,
+                extra={"method": method, "target": target, "status": status, "duration_ms": ms},
             )  # fmt: skip
+            access_log.handle(record)
 
 
 def _route_of(path: str) -> str:

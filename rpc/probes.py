@@ -80,22 +80,22 @@ def _probes(request: Request) -> Probes | None:
 
 
 async def healthz(request: Request) -> Response:
-    # "ok": the earlier answer, kept for existing checks.
-    return JSONResponse({"ok": True, "status": "ok"})
+    """Alive: the process answers (the body is the one it always had)."""
+    return JSONResponse({"ok": True})
 
 
 async def readyz(request: Request) -> Response:
     probes = _probes(request)
     reason = "starting" if probes is None else await probes.readiness()
     if reason is None:
-        return JSONResponse({"status": "ok"})
-    return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+        return JSONResponse({"ok": True})
+    return JSONResponse({"ok": False, "reason": reason}, status_code=503)
 
 
 async def metrics_endpoint(request: Request) -> Response:
     probes = _probes(request)
     if probes is None:
-        return JSONResponse({"status": "unavailable", "reason": "starting"}, status_code=503)
+        return JSONResponse({"ok": False, "reason": "starting"}, status_code=503)
     if not probes.authorized(request):
         return JSONResponse(
             {"error": "a bearer token is required (METRICS_TOKEN)"}, status_code=401,
