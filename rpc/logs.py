@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+from datetime import UTC, datetime
+from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -27,13 +28,28 @@ class _OurHandler(logging.StreamHandler[TextIO]):
     so that setting up again replaces only it."""
 
 
-def formatter(log_format: str) -> logging.Formatter:
-    if log_format == "json":
-        return JsonFormatter(
+class JsonLineFormatter(JsonFormatter):
+    """One JSON object a line: time (ISO 8601, UTC), level, logger, message, and the record's
+    extra fields (an access line's method, target, status, duration_ms; a finished job's
+    job_id, status, attempts, duration_ms, cost_usd)."""
+
+    def __init__(self) -> None:
+        super().__init__(
             "%(asctime)s %(levelname)s %(name)s %(message)s",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         )
-    return logging.Formatter(TEXT_FORMAT)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        when = datetime.fromtimestamp(record.created, UTC)
+        return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        log_data.pop("color_message", None)  # uvicorn's copy of the message with ANSI colours
+        return log_data
+
+
+def formatter(log_format: str) -> logging.Formatter:
+    return JsonLineFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
 
 
 def level_of(name: str) -> int:
@@ -49,6 +65,9 @@ def setup_logging(settings: Settings, stream: TextIO | None = None) -> None:
     """Configure the root logger from LOG_LEVEL and LOG_FORMAT, quiet the chatty libraries
     unless LOG_LEVEL=debug, and turn the access log on or off (ACCESS_LOG)."""
     level = level_of(settings.log_level)
+    # No line shows the thread or process names: not looking them up for each record saves
+    # a sixth of an access line's cost.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _OurHandler)]:
         root.removeHandler(old)

@@ -149,6 +149,8 @@ async def serve_probes(probes: Probes, sock: socket.socket) -> None:
         timeout_graceful_shutdown=1,
     )  # fmt: skip
     server = ProbeServer(config)
+    host, port = sock.getsockname()[:2]
+    log.info("probes on http://%s:%d (/metrics, /healthz, /readyz)", host, port)
     try:
         await server.serve(sockets=[sock])
     finally:
