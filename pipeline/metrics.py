@@ -8,19 +8,24 @@ when ``/metrics`` is scraped, by `render`."""
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     Counter,
     Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from storage.records import StageUsage
 
@@ -34,6 +39,7 @@ PREFIX = "vision_"
 # Stage and provider calls take seconds; HTTP requests milliseconds.
 _SLOW = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, float("inf"))
 _FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, float("inf"))
+_FAST_LE = tuple("+Inf" if b == float("inf") else repr(float(b)) for b in _FAST)  # "le" labels
 
 JOBS_CREATED = Counter(PREFIX + "jobs_created", "Jobs created through this process's API.")
 JOBS_COMPLETED = Counter(
@@ -72,15 +78,6 @@ OLDEST_WAITING = Gauge(
     PREFIX + "queue_oldest_waiting_seconds",
     "Age of the oldest pending job (0: none waits; read at scrape time).",
 )
-HTTP_REQUESTS = Counter(
-    PREFIX + "http_requests", "HTTP requests by tRPC procedure (or route) and status.",
-    ["procedure", "status"],
-)  # fmt: skip
-HTTP_SECONDS = Histogram(
-    PREFIX + "http_request_duration_seconds", "HTTP request time by tRPC procedure (or route).",
-    ["procedure"], buckets=_FAST,
-)  # fmt: skip
-
 _OUTCOME_COUNTERS = {
     "complete": JOBS_COMPLETED, "error": JOBS_FAILED, "retry": JOBS_RETRIED,
     "cancelled": JOBS_CANCELLED,
@@ -104,23 +101,46 @@ def usage(provider: str, used: StageUsage, cost: float) -> None:
         COST.labels(provider).inc(cost)
 
 
-class HttpRecorder:
-    """HTTP metrics with the label children cached: a request costs a dict lookup, an
-    increment and an observation (a few microseconds), never a label resolution."""
+class HttpRecorder(Collector):
+    """HTTP requests by procedure and status, and their duration: plain integers and floats
+    bumped on the event loop (no label lookup, no lock: under a microsecond a request), turned
+    into Prometheus metrics when /metrics is scraped. One per process (`HTTP`)."""
 
     def __init__(self) -> None:
-        self._counts: dict[tuple[str, int], Callable[[], None]] = {}
-        self._times: dict[str, Callable[[float], None]] = {}
+        self._counts: dict[tuple[str, int], int] = {}
+        # Per procedure: how many requests fell in each of _FAST's buckets, then their sum.
+        self._times: dict[str, list[float]] = {}
 
     def record(self, procedure: str, status: int, seconds: float) -> None:
-        inc = self._counts.get((procedure, status))
-        if inc is None:
-            inc = self._counts[(procedure, status)] = HTTP_REQUESTS.labels(procedure, status).inc
-        inc()
-        observe = self._times.get(procedure)
-        if observe is None:
-            observe = self._times[procedure] = HTTP_SECONDS.labels(procedure).observe
-        observe(seconds)
+        key = (procedure, status)
+        self._counts[key] = self._counts.get(key, 0) + 1
+        times = self._times.get(procedure)
+        if times is None:
+            times = self._times[procedure] = [0.0] * (len(_FAST) + 1)
+        times[bisect_left(_FAST, seconds)] += 1
+        times[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            PREFIX + "http_requests", "HTTP requests by tRPC procedure (or route) and status.",
+            labels=["procedure", "status"],
+        )  # fmt: skip
+        for (procedure, status), count in sorted(self._counts.items()):
+            requests.add_metric([procedure, str(status)], count)
+        yield requests
+        durations = HistogramMetricFamily(
+            PREFIX + "http_request_duration_seconds",
+            "HTTP request time by tRPC procedure (or route).", labels=["procedure"],
+        )  # fmt: skip
+        for procedure, times in sorted(self._times.items()):
+            cumulative = list(itertools.accumulate(times[:-1]))
+            buckets = list(zip(_FAST_LE, cumulative, strict=True))
+            durations.add_metric([procedure], buckets, sum_value=times[-1])
+        yield durations
+
+
+HTTP = HttpRecorder()
+REGISTRY.register(HTTP)
 
 
 async def refresh_queue(store: JobStore) -> None:

@@ -123,6 +123,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         try:
             async with anyio.create_task_group() as tasks:
                 await tasks.start(store.feed.run)
+                tasks.start_soon(outer.observed.access.flush_periodically)
                 if worker is not None:
                     await tasks.start(worker.run)
                     tasks.start_soon(trim_memory_periodically)  # flat RSS after bursts

@@ -23,9 +23,20 @@ CHATTY = ("google_genai", "google.genai", "httpx", "httpcore", "openai", "urllib
 ACCESS_LOGGER = "rpc.access"
 
 
-class _OurHandler(logging.StreamHandler[TextIO]):
+class OurHandler(logging.StreamHandler[TextIO]):
     """The handler `setup_logging` installs, told apart from any other (a test's, pytest's)
-    so that setting up again replaces only it."""
+    so that setting up again replaces only it; ``rpc.access_log`` writes its batches of
+    access lines straight to it (``write_lines``) when it is the only handler."""
+
+    def __init__(self, stream: TextIO, log_format: str) -> None:
+        super().__init__(stream)
+        self.log_format = log_format
+        self.setFormatter(formatter(log_format))
+
+    def write_lines(self, text: str) -> None:
+        with self.lock:  # type: ignore[union-attr]  # (always set by Handler.__init__)
+            self.stream.write(text)
+            self.flush()
 
 
 class JsonLineFormatter(JsonFormatter):
@@ -69,10 +80,9 @@ def setup_logging(settings: Settings, stream: TextIO | None = None) -> None:
     # a sixth of an access line's cost.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
-    for old in [h for h in root.handlers if isinstance(h, _OurHandler)]:
+    for old in [h for h in root.handlers if isinstance(h, OurHandler)]:
         root.removeHandler(old)
-    handler = _OurHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(formatter(settings.log_format))
+    handler = OurHandler(stream if stream is not None else sys.stderr, settings.log_format)
     root.addHandler(handler)
     root.setLevel(level)
     for name in CHATTY:

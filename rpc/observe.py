@@ -14,11 +14,10 @@ from collections.abc import Collection
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipeline.metrics import HttpRecorder
-from rpc.logs import ACCESS_LOGGER
+from pipeline import metrics
+from rpc.access_log import AccessBuffer, access_log
 from rpc.wire.dispatch import BASE_PATH
 
-access_log = logging.getLogger(ACCESS_LOGGER)
 # The other routes, as the metrics label them (prefix → label); anything else is "other".
 _ROUTES = (("/healthz", "/healthz"), ("/readyz", "/readyz"), ("/metrics", "/metrics"),
            ("/api/jobs/", "/api/jobs/{id}/events"), ("/api/images/", "/api/images/{sha256}"),
@@ -32,7 +31,8 @@ class Observed:
     def __init__(self, app: ASGIApp, procedures: Collection[str]) -> None:
         self.app = app
         self.procedures = frozenset(procedures)
-        self.recorder = HttpRecorder()
+        self.recorder = metrics.HTTP  # the process's
+        self.access = AccessBuffer()  # its lines are written in batches (rpc.access_log)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -63,16 +63,7 @@ class Observed:
                 target = _escaped(path)
             else:
                 target = ",".join(n if n in known else _escaped(n) for n in names)
-            ms = round(seconds * 1000, 1)
-            method, target = scope["method"], target[:_MAX_LOGGED]
-            # makeRecord + handle: Logger.info would also walk the stack for the caller's file
-            # and line (a third of a line's cost), which an access line does not need.
-            record = access_log.makeRecord(
-                ACCESS_LOGGER, logging.INFO, __file__, 0, "%s %s %d %.1f ms",
-                (method, target, status, ms), None,
-                extra={"method": method, "target": target, "status": status, "duration_ms": ms},
-            )  # fmt: skip
-            access_log.handle(record)
+            self.access.add(scope["method"], target[:_MAX_LOGGED], status, round(seconds * 1000, 1))
 
 
 def _route_of(path: str) -> str:

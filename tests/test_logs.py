@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
+from rpc.access_log import AccessBuffer, _record
 from rpc.config import Settings
-from rpc.logs import CHATTY, level_of, setup_logging
+from rpc.logs import CHATTY, OurHandler, level_of, setup_logging
 from tests.inprocess import running_app
 from tests.support import backend_server, wait_for_status
 
@@ -137,3 +138,22 @@ def test_a_json_server_log_has_one_line_per_finished_job(
         assert f["attempts"] == 1 and f["duration_ms"] >= 0 and f["cost_usd"] == 0
     access = [line for line in lines if line["logger"] == "rpc.access"]
     assert {"method", "target", "status", "duration_ms"} <= set(access[0])
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+@pytest.mark.usefixtures("restored_logging")
+def test_batched_access_lines_are_the_lines_the_formatter_writes(log_format: str) -> None:
+    out = io.StringIO()
+    setup_logging(Settings(log_format=log_format), out)
+    root = logging.getLogger()
+    ours = [h for h in root.handlers if isinstance(h, OurHandler)]
+    root.handlers[:] = ours  # alone (no pytest capture): the batch is written directly
+    buffer = AccessBuffer()
+    buffer.add("GET", "visionPipeline.getJobStatus", 200, 0.4)
+    buffer.add("POST", "a,b", 207, 12.3)
+    entries = list(buffer.pending)
+    buffer.flush()
+    assert buffer.pending == []
+    expected = "".join(ours[0].format(_record(e)) + "\n" for e in entries)
+    assert out.getvalue() == expected
+    assert "GET visionPipeline.getJobStatus 200 0.4 ms" in out.getvalue()
