@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from pipeline.config import PipelineSettings
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 class Settings(PipelineSettings):
@@ -63,6 +65,14 @@ class Settings(PipelineSettings):
     log_format: Literal["text", "json"] = "text"
     access_log: bool = True
     metrics_token: str | None = None
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        level = value.strip().lower()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not a log level (use one of {', '.join(LOG_LEVELS)})")
+        return level
 
     @model_validator(mode="after")
     def _ping_before_inactivity(self) -> Settings:

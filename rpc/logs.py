@@ -64,12 +64,8 @@ def formatter(log_format: str) -> logging.Formatter:
 
 
 def level_of(name: str) -> int:
-    """LOG_LEVEL as a logging level; a clear error naming the setting for an unknown one."""
-    level = logging.getLevelNamesMapping().get(name.strip().upper())
-    if level is None:
-        choices = "debug, info, warning, error, critical"
-        raise ValueError(f"LOG_LEVEL: {name!r} is not a log level (use one of {choices})")
-    return level
+    """LOG_LEVEL as a logging level (Settings has checked it is one)."""
+    return logging.getLevelNamesMapping()[name.strip().upper()]
 
 
 def setup_logging(settings: Settings, stream: TextIO | None = None) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from rpc.access_log import AccessBuffer, _record
 from rpc.config import Settings
@@ -108,9 +109,16 @@ def test_other_libraries_chatter_is_at_warning_unless_debug() -> None:
 
 
 def test_an_unknown_log_level_is_one_clear_error() -> None:
-    assert level_of("Debug") == logging.DEBUG
-    with pytest.raises(ValueError, match=r"^LOG_LEVEL: 'verbose' is not a log level"):
-        level_of("verbose")
+    assert Settings(log_level="Debug").log_level == "debug"
+    assert level_of(Settings(log_level="WARNING").log_level) == logging.WARNING
+    with pytest.raises(ValidationError) as caught:
+        Settings(log_level="verbose")
+    (error,) = caught.value.errors()
+    assert error["loc"] == ("log_level",)
+    assert error["msg"] == (
+        "Value error, 'verbose' is not a log level (use one of debug, info, warning, error, "
+        "critical)"
+    )
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
