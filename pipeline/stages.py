@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import anyio
 
+from pipeline import metrics
 from pipeline.analysis import GeneratedContent, OutputFormat, VisionAnalysis
 from pipeline.errors import RetryableError, StageError
 from pipeline.providers.base import (
@@ -41,7 +42,7 @@ class Stages:
 
     async def analyze(self, job: ClaimedJob) -> tuple[VisionAnalysis, StageUsage]:
         started = time.perf_counter()
-        with _Deadline(self.timeout, Stage.VISION):
+        with metrics.StageTimer(Stage.VISION), _Deadline(self.timeout, Stage.VISION):
             if self.load_stored is not None and is_image_path(job.image_url):
                 image = await self.load_stored(job.user_id, job.image_url)
             else:
@@ -54,13 +55,13 @@ class Stages:
                     creativity_level=job.creativity_level,
                 )
             )
-        return result.value, _usage(result, started)
+        return result.value, _usage(result, started, self.vision.name)
 
     async def write(
         self, job: ClaimedJob, analysis: VisionAnalysis
     ) -> tuple[GeneratedContent, StageUsage]:
         started = time.perf_counter()
-        with _Deadline(self.timeout, Stage.CONTENT):
+        with metrics.StageTimer(Stage.CONTENT), _Deadline(self.timeout, Stage.CONTENT):
             result = await self.content.generate(
                 ContentRequest(
                     analysis=analysis,
@@ -71,7 +72,7 @@ class Stages:
                     additional_instructions=job.additional_instructions,
                 )
             )
-        return result.value, _usage(result, started)
+        return result.value, _usage(result, started, self.content.name)
 
 
 class _Deadline:
@@ -99,9 +100,10 @@ class _Deadline:
         return suppressed
 
 
-def _usage(result: StageResult[Any], started: float) -> StageUsage:
+def _usage(result: StageResult[Any], started: float, provider: str) -> StageUsage:
     u = result.usage
     latency = u.latency_ms or (time.perf_counter() - started) * 1000
+    metrics.provider_call(provider, latency)
     return StageUsage(u.model, u.input_tokens, u.output_tokens, round(latency))
 
 

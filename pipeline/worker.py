@@ -24,9 +24,9 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from pipeline.config import PipelineSettings
-from pipeline.cost import stage_cost
 from pipeline.errors import StageError
 from pipeline.policy import CANCELLED, SHUT_DOWN, lease_expired, verdict
+from pipeline.reporting import Reporter, Tally
 from pipeline.retry import retry_delay
 from pipeline.stages import Stages, outputs_of, parse_stored_analysis, pieces_json
 from storage.driver import DatabaseUnavailable
@@ -49,12 +49,9 @@ class _Running:
 
 
 @dataclass
-class WorkerState:
+class WorkerState(Tally):
     running: bool = False
     last_heartbeat: datetime | None = None
-    completed: int = 0
-    failed: int = 0
-    retried: int = 0
     in_flight: dict[int, _Running] = field(default_factory=dict)
 
 
@@ -72,6 +69,7 @@ class Worker:
         self.settings = settings
         self.worker_id = worker_id or new_worker_id()
         self.state = WorkerState()
+        self.report = Reporter(self.state, stages.vision.name, stages.content.name, settings)
         self._lease = timedelta(seconds=settings.lease_seconds)
         self._wake = anyio.Event()
         self._stopping = False
@@ -303,18 +301,18 @@ class Worker:
                 if cancel:
                     await self._end(job, AttemptRecord(
                         Outcome.CANCELLED, stage, CANCELLED, vision,
-                        cost_usd=self._cost(vision, content_usage)))  # fmt: skip
+                        cost_usd=self.report.cost(vision, content_usage)))  # fmt: skip
                     return
             else:
                 analysis = parse_stored_analysis(job.gemin_output)
             stage = Stage.CONTENT
             content, content_usage = await self.stages.write(job, analysis)
             pieces = pieces_json(content)
-            cost = self._cost(vision, content_usage)
+            cost = self.report.cost(vision, content_usage)
             record = AttemptRecord(Outcome.COMPLETE, stage, None, vision, content_usage, cost)
             outputs = outputs_of(analysis, pieces)
             if await self._durably(job, lambda: self._complete(job, pieces, outputs, record)):
-                self.state.completed += 1
+                self.report.written(job, record)
             else:
                 # Not completed while we hold the lease means a cancel was requested; if the
                 # lease is gone instead, this fenced write changes nothing.
@@ -335,38 +333,33 @@ class Worker:
     ) -> None:  # fmt: skip
         failures = job.retry_count + 1
         decided = verdict(stage, exc.message, failures, job.max_retries, retryable=exc.retryable)
-        cost = self._cost(vision, content)
+        cost = self.report.cost(vision, content)
         if decided.retry:
             delay = retry_delay(failures, self.settings.retry_delay_ms,
                                 getattr(exc, "retry_after", None))  # fmt: skip
             retry_at = datetime.now(UTC) + timedelta(seconds=delay)
             log.info("job %d: %s (next attempt in %.2f s)", job.id, decided.message, delay)
             record = AttemptRecord(Outcome.RETRY, stage, decided.message, vision, content, cost)
-            if await self._end(job, record, retry_at=retry_at):
-                self.state.retried += 1
+            await self._end(job, record, retry_at=retry_at)
             return
-        log.info("job %d failed: %s", job.id, decided.message)
+        # The job's one "finished" line is pipeline.reporting's, message included.
         record = AttemptRecord(Outcome.ERROR, stage, decided.message, vision, content, cost)
-        if await self._end(job, record):
-            self.state.failed += 1
-
-    def _cost(self, vision: StageUsage, content: StageUsage) -> float:
-        """What the attempt's provider calls cost, from the configured prices."""
-        return stage_cost(self.stages.vision.name, vision, self.settings) + stage_cost(
-            self.stages.content.name, content, self.settings
-        )
+        await self._end(job, record)
 
     async def _end(
         self, job: ClaimedJob, record: AttemptRecord, retry_at: datetime | None = None
     ) -> bool:
         """The attempt's last write (False: the lease was lost, or the database stayed away)."""
         try:
-            return await self._durably(
+            written = await self._durably(
                 job, lambda: self.store.end_attempt(job, record, retry_at=retry_at)
             )
         except DatabaseUnavailable:
             # Still unwritten: the lease runs out and the reaper returns the job to the queue.
             return False
+        if written:
+            self.report.written(job, record)
+        return written
 
     async def _durably(self, job: ClaimedJob, write: Callable[[], Awaitable[T]]) -> T:
         """A fenced write of finished work, retried while the database is unavailable, for

@@ -12,19 +12,20 @@ import anyio
 from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline.retention import Housekeeping
 from pipeline.runner import trim_memory_periodically
 from pipeline.service import build_worker
-from rpc import gate, security, static
+from rpc import gate, probes, security, static
 from rpc.auth import callback
 from rpc.auth.sessions import Authenticator
 from rpc.auth.tokens import secret_warning
 from rpc.config import Settings
 from rpc.context import Services
+from rpc.observe import Observed
 from rpc.procedures import images, progress
 from rpc.procedures.routes import build_router
 from rpc.wire.dispatch import BASE_PATH, METHODS, ROUTE_PATH, Dispatcher
@@ -39,13 +40,17 @@ class App:
     middleware stack (`Dispatcher.asgi` does what they did for it); OAuth, static files, SSE and
     /healthz keep them. Like Starlette's router, the prefix check reads ``scope["path"]``.
     Before either, ``rpc.gate`` refuses an oversized Cookie header and, in local mode, a
-    Host that is not this machine."""
+    Host that is not this machine. Around all of it, ``rpc.observe`` counts and logs each
+    request."""
 
-    def __init__(self, cold: Starlette, settings: Settings | None = None) -> None:
+    def __init__(
+        self, cold: Starlette, settings: Settings | None = None, procedures: tuple[str, ...] = ()
+    ) -> None:
         self.cold = cold
         self.hot: ASGIApp = _not_started  # the dispatcher, once the lifespan has opened the store
         self.settings = settings
         self.loopback_only = settings is not None and settings.local_mode  # rpc.gate
+        self.observed = Observed(self._route, procedures)
 
     @property
     def state(self) -> State:
@@ -56,6 +61,9 @@ class App:
         if scope["type"] != "http":
             await self.cold(scope, receive, send)  # the lifespan
             return
+        await self.observed(scope, receive, send)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         refused = gate.check(scope["headers"], self.loopback_only)  # cookie cap, local Host
         if refused is not None:
             await gate.refusal_app(refused, self.settings)(scope, receive, send)
@@ -103,6 +111,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         services = Services(settings, store, Authenticator(settings, store), worker)
         app.state.services = services
         app.state.dispatcher = dispatcher = Dispatcher(router, services)
+        app.state.probes = probes.Probes(
+            store, worker, settings.metrics_token, lambda: services.live.subscribers
+        )
         outer.hot = _hot_path(dispatcher, settings)
         if settings.local_mode:
             log.warning(
@@ -115,6 +126,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         try:
             async with anyio.create_task_group() as tasks:
                 await tasks.start(store.feed.run)
+                tasks.start_soon(outer.observed.access.flush_periodically)
                 if worker is not None:
                     await tasks.start(worker.run)
                     tasks.start_soon(trim_memory_periodically)  # flat RSS after bursts
@@ -130,12 +142,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
             outer.hot = _not_started
             await store.driver.close()
 
-    async def health(request: Request) -> Response:
-        return JSONResponse({"ok": True})
-
     routes = [
         Route(ROUTE_PATH, _redirect_only, methods=sorted(METHODS)),  # see ROUTE_PATH
-        Route("/healthz", health, methods=["GET"]),
+        *probes.routes(),  # /healthz, /readyz, /metrics
         Route("/api/jobs/{job_id}/events", progress.job_events, methods=["GET"]),
         *images.routes(),
         *callback.routes(),
@@ -144,5 +153,5 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     cold = Starlette(
         routes=[*routes, *static.routes(settings)], lifespan=lifespan, middleware=middleware
     )
-    outer = App(cold, settings)
+    outer = App(cold, settings, tuple(router.procedures))
     return outer

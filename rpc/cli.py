@@ -17,16 +17,10 @@ from pydantic import ValidationError
 from rpc.commands import db, jobs, serving, token, users
 from rpc.commands.common import HelpFormatter, use_help_formatter
 from rpc.config import Settings, settings_problem
+from rpc.logs import setup_logging
 from storage.errors import StoreUnusable
 
 log = logging.getLogger("rpc.cli")
-
-
-def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -59,9 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             logging.basicConfig(level=logging.DEBUG)
         return _refuse(settings_problem(exc), traceback=debug)
-    _setup_logging(settings)
-    if settings.log_level != "debug":  # Alembic says each step it takes at INFO
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+    setup_logging(settings)
     try:
         return int(args.run(args, settings))
     except StoreUnusable as exc:

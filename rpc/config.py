@@ -61,6 +61,13 @@ class Settings(PipelineSettings):
     # Events buffered per subscriber before it falls back to re-reading the table.
     sse_queue_limit: int = Field(default=256, ge=1)
 
+    # Operating it (rpc.logs, rpc.observe, rpc.probes): "json" writes every log line (uvicorn's
+    # too) as one JSON object; one access-log line per HTTP request unless ACCESS_LOG=false;
+    # with METRICS_TOKEN set, /metrics answers only "Authorization: Bearer <token>".
+    log_format: Literal["text", "json"] = "text"
+    access_log: bool = True
+    metrics_token: str | None = None
+
     @model_validator(mode="after")
     def _ping_before_inactivity(self) -> Settings:
         inactivity, ping = self.sse_reconnect_after_inactivity_ms, self.sse_ping_ms

@@ -21,6 +21,7 @@ from storage.driver import Driver, Row, Statement, Work, execute, fetch_all, fet
 from storage.images import ImageStore
 from storage.jobstate import ExpiryPolicy, Outcome, Stage, stage_of
 from storage.operators import OperatorStore
+from storage.probes import ProbeStore
 from storage.queries import QUERIES
 from storage.records import (
     AttemptRecord,
@@ -56,7 +57,7 @@ def _attempt_args(
     )  # fmt: skip
 
 
-class JobStore(UserStore, ImageStore, OperatorStore, RetentionStore):
+class JobStore(UserStore, ImageStore, OperatorStore, RetentionStore, ProbeStore):
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
         self.feed = ChangeFeed(driver)

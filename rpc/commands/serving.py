@@ -11,6 +11,8 @@ import sys
 from types import FrameType
 from typing import Any
 
+import anyio
+
 from rpc.config import Settings
 
 log = logging.getLogger(__name__)
@@ -93,7 +95,8 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings, listening: socket
         host=args.host,
         port=args.port,
         log_level=settings.log_level.lower(),
-        access_log=False,
+        access_log=False,  # rpc.observe writes the access log
+        log_config=None,  # uvicorn's lines go through rpc.logs' handler, in LOG_FORMAT
         timeout_graceful_shutdown=max(int(settings.shutdown_grace_seconds) + 5, 5),
     )
     Server(config).run(sockets=[listening])
@@ -102,7 +105,16 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings, listening: socket
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.runner import run, run_worker
     from pipeline.service import build_worker
+    from rpc.probes import Probes, bind_probe_socket, serve_probes
     from storage.engine import open_store
+
+    sock = None
+    if args.metrics_port is not None:  # bound first: a port in use is one line, at once
+        try:
+            sock = bind_probe_socket(args.metrics_host, args.metrics_port)
+        except OSError as exc:
+            print(f"worker --metrics-port {args.metrics_port}: {exc.strerror}", file=sys.stderr)
+            return 2
 
     _prepare(settings, "worker", f"concurrency {settings.worker_concurrency}")
 
@@ -110,7 +122,14 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         store = await open_store(
             settings.database_url, create=settings.migrate_on_start, pool_size=settings.pool_size()
         )
-        await run_worker(store, build_worker(store, settings))
+        worker = build_worker(store, settings)
+        if sock is None:
+            await run_worker(store, worker)
+            return
+        async with anyio.create_task_group() as tasks:  # /metrics, /healthz, /readyz beside it
+            tasks.start_soon(serve_probes, Probes(store, worker, settings.metrics_token), sock)
+            await run_worker(store, worker)
+            tasks.cancel_scope.cancel()
 
     run(main)
     return 0
@@ -124,4 +143,15 @@ def register(sub: Any) -> None:
     serve.set_defaults(run=cmd_serve)
 
     worker = sub.add_parser("worker", help="the worker only (run as many as you like)")
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve /metrics, /healthz and /readyz on this port (default: off)",
+    )
+    worker.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address the --metrics-port server listens on",
+    )
     worker.set_defaults(run=cmd_worker)

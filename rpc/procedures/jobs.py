@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pipeline import metrics
 from pipeline.errors import ImageError
 from pipeline.images import data_url_payload
 from pipeline.stored_images import inline_image
@@ -142,6 +143,7 @@ async def create_job(ctx: Context, data: CreateJobInput) -> dict[str, Any]:
             ),
             image,
         )
+    metrics.JOBS_CREATED.inc()
     return {"jobId": job_id, "status": JobStatus.PENDING.value, "message": CREATED_MESSAGE}
 
 

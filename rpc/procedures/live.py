@@ -234,6 +234,11 @@ class LiveProgress:
             self._hub = Hub(self.store, queue_limit=self.queue_limit)
         return self._hub
 
+    @property
+    def subscribers(self) -> int:
+        """Open live-progress streams (``/metrics``)."""
+        return 0 if self._hub is None else self._hub.listeners
+
     def close_threadsafe(self) -> None:
         """Close the hub (every listener ends with ``Closed``); safe to call from a signal
         handler or another thread."""

@@ -566,3 +566,17 @@ SELECT name, sql, NULL FROM sqlite_master WHERE sql LIKE 'CREATE TRIGGER%' ORDER
 -- The indexes with a WHERE condition, by name (the models' partial indexes).
 SELECT name FROM sqlite_master
 WHERE sql LIKE 'CREATE INDEX%' AND sql LIKE '% WHERE %' ORDER BY name;
+
+-- === probes: /metrics and /readyz (storage.probes) ============================================
+
+-- name: queue_depth --
+-- The jobs not finished yet, by status, with the oldest one's creation time (a scrape of /metrics).
+--   Finished statuses are left out: counting them would read the whole table (idx_status
+--   serves the waiting and running ones); the completed/failed counters cover them.
+SELECT status, COUNT(*) AS jobs, MIN("createdAt") AS oldest FROM "visionJobs"
+WHERE status IN ('pending', 'gemini_analyzing', 'deepseek_generating')
+GROUP BY status;
+
+-- name: ping --
+-- One round trip to the database (/readyz).
+SELECT 1 AS ok;

@@ -1,0 +1,167 @@
+"""Logs: one access line per request (no query string, body, cookie or token in it), off with
+ACCESS_LOG=false; LOG_FORMAT=json for every line a server writes, uvicorn's included; one line
+per finished job; other libraries' chatter at WARNING unless LOG_LEVEL=debug."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from rpc.access_log import AccessBuffer, _record
+from rpc.config import Settings
+from rpc.logs import CHATTY, OurHandler, level_of, setup_logging
+from tests.inprocess import running_app
+from tests.support import backend_server, wait_for_status
+
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.secret-token-part.signature"
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """setup_logging changes the process's loggers: put them back after the test."""
+    root = logging.getLogger()
+    names = [*CHATTY, "rpc.access"]
+    saved = (list(root.handlers), root.level, {n: logging.getLogger(n).level for n in names})
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        for name, level in saved[2].items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _settings(tmp_path: Path, **kw: Any) -> Settings:
+    return Settings(database_url=f"sqlite:///{tmp_path / 'jobs.db'}", providers="offline", **kw)
+
+
+async def _requests(settings: Settings) -> None:
+    async with running_app(settings) as (_, client):
+        await client.get(
+            "/api/trpc/visionPipeline.getJobStatus",
+            params={"input": '{"jobId":1,"note":"query-input-text"}'},
+            headers={"authorization": f"Bearer {TOKEN}", "cookie": "app_session_id=cookie-val"},
+        )
+        await client.post("/api/trpc/visionPipeline.createJob",
+                          json={"imageUrl": "body-text", "analysisPurpose": "x"})  # fmt: skip
+        await client.get("/api/trpc/auth.me,visionPipeline.getJobHistory?batch=1")
+        await client.get("/api/trpc/evil%0Aforged%20line")
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("restored_logging")
+async def test_one_access_line_per_request_without_secrets(tmp_path: Path) -> None:
+    out = io.StringIO()
+    settings = _settings(tmp_path)
+    setup_logging(settings, out)
+    await _requests(settings)
+    access = [line for line in out.getvalue().splitlines() if " rpc.access: " in line]
+    assert [line.split(" rpc.access: ")[1].rsplit(" ", 2)[0] for line in access] == [
+        "GET visionPipeline.getJobStatus 404",
+        "POST visionPipeline.createJob 400",
+        "GET auth.me,visionPipeline.getJobHistory 200",
+        "GET evil\\nforged line 404",  # the client's newline cannot forge a line
+    ]
+    for secret in (TOKEN, "secret-token-part", "cookie-val", "query-input-text", "body-text"):
+        assert secret not in out.getvalue()
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("restored_logging")
+async def test_access_log_false_writes_no_access_line(tmp_path: Path) -> None:
+    out = io.StringIO()
+    settings = _settings(tmp_path, access_log=False)
+    setup_logging(settings, out)
+    await _requests(settings)
+    assert " rpc.access: " not in out.getvalue()
+    assert "Application startup" not in out.getvalue()  # (uvicorn is not running here)
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_json_lines_parse_with_their_fields() -> None:
+    out = io.StringIO()
+    setup_logging(Settings(log_format="json"), out)
+    logging.getLogger("pipeline.jobs").info("job %d complete", 7, extra={"job_id": 7})
+    line = json.loads(out.getvalue())
+    assert line["message"] == "job 7 complete" and line["job_id"] == 7
+    assert (line["level"], line["logger"]) == ("INFO", "pipeline.jobs") and line["time"]
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_other_libraries_chatter_is_at_warning_unless_debug() -> None:
+    out = io.StringIO()
+    setup_logging(Settings(log_level="info"), out)
+    logging.getLogger("google_genai.models").info("AFC is enabled with max remote calls: 10.")
+    logging.getLogger("httpx").info('HTTP Request: POST https://api.deepseek.com "200 OK"')
+    logging.getLogger("httpx").warning("a warning still shows")
+    assert out.getvalue().count("\n") == 1 and "a warning still shows" in out.getvalue()
+    setup_logging(Settings(log_level="debug"), out)
+    logging.getLogger("google_genai.models").info("AFC is enabled with max remote calls: 10.")
+    assert "AFC is enabled" in out.getvalue()
+    assert len(logging.getLogger().handlers) == len(set(logging.getLogger().handlers))
+
+
+def test_an_unknown_log_level_is_one_clear_error() -> None:
+    assert Settings(log_level="Debug").log_level == "debug"
+    assert level_of(Settings(log_level="WARNING").log_level) == logging.WARNING
+    with pytest.raises(ValidationError) as caught:
+        Settings(log_level="verbose")
+    (error,) = caught.value.errors()
+    assert error["loc"] == ("log_level",)
+    assert error["msg"] == (
+        "Value error, 'verbose' is not a log level (use one of debug, info, warning, error, "
+        "critical)"
+    )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_json_server_log_has_one_line_per_finished_job(
+    backend: str, tmp_path: Path, images: str
+) -> None:
+    with backend_server(backend, tmp_path, LOG_FORMAT="json") as srv:
+        with srv.client("log-user") as client:
+            good = client.post("/visionPipeline.createJob", json={
+                "imageUrl": f"{images}/red.png", "analysisPurpose": "logs",
+                "outputFormat": "social_media_post"}).json()["result"]["data"]["jobId"]  # fmt: skip
+            bad = client.post("/visionPipeline.createJob", json={
+                "imageUrl": f"{images}/page.html", "analysisPurpose": "logs",
+                "outputFormat": "social_media_post"}).json()["result"]["data"]["jobId"]  # fmt: skip
+            assert wait_for_status(client, good)["status"] == "complete"
+            assert wait_for_status(client, bad)["status"] == "error"
+        srv.stop()
+        lines = [json.loads(line) for line in srv.log().splitlines() if line.strip()]
+    loggers = {line["logger"] for line in lines}
+    assert {"uvicorn.error", "rpc.access", "pipeline.worker"} <= loggers  # all of them JSON
+    finished = [line for line in lines if line["logger"] == "pipeline.jobs"]
+    ended = sorted((f["job_id"], f["status"]) for f in finished)
+    assert ended == [(good, "complete"), (bad, "error")]
+    for f in finished:
+        assert f["attempts"] == 1 and f["duration_ms"] >= 0 and f["cost_usd"] == 0
+    access = [line for line in lines if line["logger"] == "rpc.access"]
+    assert {"method", "target", "status", "duration_ms"} <= set(access[0])
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+@pytest.mark.usefixtures("restored_logging")
+def test_batched_access_lines_are_the_lines_the_formatter_writes(log_format: str) -> None:
+    out = io.StringIO()
+    setup_logging(Settings(log_format=log_format), out)
+    root = logging.getLogger()
+    ours = [h for h in root.handlers if isinstance(h, OurHandler)]
+    root.handlers[:] = ours  # alone (no pytest capture): the batch is written directly
+    buffer = AccessBuffer()
+    buffer.add("GET", "visionPipeline.getJobStatus", 200, 0.4)
+    buffer.add("POST", "a,b", 207, 12.3)
+    entries = list(buffer.pending)
+    buffer.flush()
+    assert buffer.pending == []
+    expected = "".join(ours[0].format(_record(e)) + "\n" for e in entries)
+    assert out.getvalue() == expected
+    assert "GET visionPipeline.getJobStatus 200 0.4 ms" in out.getvalue()
