@@ -33,9 +33,9 @@ T = TypeVar("T")
 # (a loaded machine, a bloated table) so one stays near this (bench/RESULTS.md §13).
 BATCH_TARGET_SECONDS = 0.05
 # Jobs per transaction at most: ~9 rows each (the job, ~6 events, its attempt and outputs).
-JOB_BATCH = 100
+JOB_BATCH = 50
 # Events read per window and deleted per transaction, at most.
-EVENT_WINDOW = 1000
+EVENT_WINDOW = 500
 # The least a slow batch shrinks to: progress is made whatever the machine's load.
 SMALLEST = 10
 
