@@ -1,6 +1,8 @@
 """Housekeeping beside the worker: every RETENTION_INTERVAL_SECONDS, the events of jobs that
 finished more than EVENT_RETENTION_HOURS ago, and (RETENTION_DAYS > 0) the finished jobs
-older than that, are pruned (``storage.retention``, in bounded batches).
+older than that, are pruned (``storage.retention``, in bounded batches), and the space of
+what was deleted made reusable (``JobStore.reclaim_space``: PostgreSQL VACUUMs, autovacuum or
+not).
 
 One process of the database does it at a time: each run happens under the driver's
 ``exclusive("housekeeping")`` lock, and a process that does not get it skips the run (Celery
@@ -69,6 +71,8 @@ class Housekeeping:
                 events = await self.store.prune_events(cutoff)
             if (cutoff := job_cutoff(self.retention_days, now)) is not None:
                 jobs = await self.store.prune_jobs(cutoff)
+            if events or jobs:  # under the lock: one VACUUM at a time
+                await self.store.reclaim_space()
         if events or jobs:
             log.info("housekeeping: pruned %d finished jobs and %d events", jobs, events)
         return Pruned(events, jobs)

@@ -107,4 +107,11 @@ class Driver(Protocol):
         database. A process that dies lets go with it."""
         ...
 
+    async def reclaim_space(self) -> None:
+        """After retention deleted rows: make their space reusable by later rows, whatever the
+        server's autovacuum setting (PostgreSQL: a plain ``VACUUM`` of the pruned tables,
+        outside any transaction; it blocks no reads or writes). SQLite: nothing to do, freed
+        pages go to the file's freelist and are reused."""
+        ...
+
     async def close(self) -> None: ...

@@ -270,6 +270,10 @@ class SqliteDriver:
         finally:
             os.close(fd)
 
+    async def reclaim_space(self) -> None:
+        """``Driver.reclaim_space``: nothing; a deleted row's pages go to the freelist and the
+        next writes reuse them (bench/RESULTS.md §13: the file stays at its high-water mark)."""
+
     async def close(self) -> None:
         self._queue.put(None)
         await asyncio.to_thread(self._thread.join)

@@ -24,8 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SQL = ROOT / "storage" / "sql"
 # PostgreSQL writes a completion's outputs and attempt rows, and can claim the next jobs, in
 # the completing statement (data-modifying CTEs); SQLite writes those rows with two more.
-# Housekeeping's lock is an advisory lock on PostgreSQL, a file lock on SQLite.
-ONLY_POSTGRES = {"complete_and_claim", "try_exclusive_lock"}
+# Housekeeping's lock is an advisory lock on PostgreSQL, a file lock on SQLite. Retention's
+# VACUUM (Driver.reclaim_space) is PostgreSQL's only: SQLite reuses freed pages by itself. It
+# cannot run inside a transaction block (the driver runs it alone, outside one); it does
+# prepare (Parse/Describe, below), so the compile check holds for it too.
+ONLY_POSTGRES = {"complete_and_claim", "try_exclusive_lock", "vacuum_pruned_tables"}
 ONLY_SQLITE = {"insert_outputs", "insert_attempts"}
 # Quoted words the statements may hold besides statuses and stages: a user's default role.
 OTHER_WORDS = {"user"}

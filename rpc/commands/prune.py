@@ -39,6 +39,8 @@ def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
                 count = await store.count_prunable_jobs(cutoff)
             else:
                 count = await store.prune_jobs(cutoff)
+                if count:
+                    await store.reclaim_space()  # as the housekeeping does
         finally:
             await store.driver.close()
         if args.json:

@@ -594,6 +594,14 @@ WHERE e.id IN (SELECT v.id::bigint FROM jsonb_array_elements_text($1::jsonb) AS 
 --   On a connection of its own, held until it closes; the two-key form, apart from db push's.
 SELECT pg_try_advisory_lock(22096, hashtext($1)) AS locked;
 
+-- name: vacuum_pruned_tables --
+-- Make the space of the rows retention deleted reusable (Driver.reclaim_space), autovacuum or not.
+--   Plain VACUUM, not FULL: it takes no lock that blocks reads or writes. It cannot run in a
+--   transaction block, so it is run alone, outside one. SKIP_LOCKED: a table autovacuum (or a
+--   migration) is busy with is left to it rather than waited for.
+VACUUM (SKIP_LOCKED) "visionJobs", "visionJobEvents", "visionJobSessions", "visionJobOutputs",
+    "visionImages";
+
 -- ==== schema check (storage/schemacheck.py, storage/migrate.py) ====
 
 -- name: schema_triggers --
