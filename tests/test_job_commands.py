@@ -258,8 +258,12 @@ def test_a_filter_over_100_jobs_changes_nothing_without_yes(
     code, out, err = run(server, monkeypatch, capsys, "jobs", "retry", "--user", "cmd-bulk")
     assert code == 1 and "add --yes to retry them all" in err
     code, out, _ = run(server, monkeypatch, capsys, "jobs", "retry", "--status", "error",
-                       "--user", "cmd-bulk", "--yes")  # fmt: skip
-    assert code == 0 and out == "105 jobs retried of 105 matching\n"
+                       "--user", "cmd-bulk", "--yes", "--json")  # fmt: skip
+    assert code == 0 and json.loads(out) == {
+        "retried": 105,
+        "matching": 105,
+        "outcomes": {"pending again, retries reset": 105},
+    }
     assert statuses(server, "cmd-bulk") == {"pending": 105}
 
 
@@ -273,6 +277,12 @@ def test_a_small_filter_and_several_ids_change_without_asking(
     few = ids[-2:]
     code, out, _ = run(server, monkeypatch, capsys, "jobs", "retry", *map(str, few))
     assert code == 0 and out.endswith("2 of 2 jobs retried\n")
+    code, out, _ = run(server, monkeypatch, capsys, "jobs", "retry", "--json", str(few[0]), "0")
+    assert code == 1 and json.loads(out) == {
+        "retried": {},
+        "missing": [0],
+        "leftAlone": {str(few[0]): "pending"},
+    }
     code, out, _ = run(server, monkeypatch, capsys, "jobs", "cancel", *map(str, few))
     assert code == 0 and out.splitlines() == [
         f"job {few[0]} is cancelled",

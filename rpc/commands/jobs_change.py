@@ -7,6 +7,7 @@ terminal the command asks instead, elsewhere it refuses and says so (a script mu
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -54,10 +55,17 @@ CANCEL = Change(
 )
 
 
-async def by_ids(store: JobStore, change: Change, ids: list[int]) -> int:
+async def by_ids(store: JobStore, change: Change, ids: list[int], as_json: bool) -> int:
     wanted = list(dict.fromkeys(ids))
     states = await store.job_states(wanted)
     done = await change.apply(store, [i for i in wanted if i in states])
+    if as_json:  # one object: what changed, what does not exist, what was in another state
+        print(json.dumps({
+            change.done: {str(i): done[i] for i in wanted if i in done},
+            "missing": [i for i in wanted if i not in states],
+            "leftAlone": {str(i): states[i] for i in wanted if i in states and i not in done},
+        }))  # fmt: skip
+        return 0 if len(done) == len(wanted) else 1
     for job_id in wanted:
         if job_id not in states:
             print(f"job {job_id} does not exist", file=sys.stderr)
@@ -91,6 +99,10 @@ async def by_filter(store: JobStore, change: Change, args: argparse.Namespace) -
     async for ids in store.job_id_pages(where, PAGE):
         changed.update(await change.apply(store, ids))
     outcomes = sorted(set(changed.values()))
+    if args.json:
+        tally = {o: sum(1 for v in changed.values() if v == o) for o in outcomes}
+        print(json.dumps({change.done: len(changed), "matching": count, "outcomes": tally}))
+        return 0
     detail = (
         ""
         if len(outcomes) < 2
@@ -117,7 +129,7 @@ def run(change: Change, args: argparse.Namespace, settings: Settings) -> int:
 
     async def body(store: JobStore) -> int:
         if args.job_ids:
-            return await by_ids(store, change, args.job_ids)
+            return await by_ids(store, change, args.job_ids, args.json)
         return await by_filter(store, change, args)
 
     return with_store(settings, body)
@@ -147,5 +159,8 @@ def register(jobs_sub: Any) -> None:
             "--yes",
             action="store_true",
             help=f"change more than {CONFIRM_ABOVE} jobs without asking",
+        )
+        parser.add_argument(
+            "--json", action="store_true", help="print what changed as one JSON object"
         )
         parser.set_defaults(run=lambda args, settings, change=change: run(change, args, settings))
