@@ -85,6 +85,8 @@ def setup_logging(settings: Settings, stream: TextIO | None = None) -> None:
         logging.getLogger(name).setLevel(
             logging.NOTSET if level <= logging.DEBUG else logging.WARNING
         )
-    # Off: above CRITICAL, so a request's isEnabledFor check fails before any record is made.
+    # The access log has its own switch: on, its lines are written whatever LOG_LEVEL says
+    # (LOG_LEVEL=warning quiets the application, not the record of requests). Off: above
+    # CRITICAL, so a request's isEnabledFor check fails before any record is made.
     access = logging.getLogger(ACCESS_LOGGER)
-    access.setLevel(logging.NOTSET if settings.access_log else logging.CRITICAL + 1)
+    access.setLevel(logging.INFO if settings.access_log else logging.CRITICAL + 1)

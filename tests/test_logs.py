@@ -75,6 +75,18 @@ async def test_one_access_line_per_request_without_secrets(tmp_path: Path) -> No
 
 @pytest.mark.anyio
 @pytest.mark.usefixtures("restored_logging")
+async def test_access_lines_do_not_follow_log_level(tmp_path: Path) -> None:
+    out = io.StringIO()
+    settings = _settings(tmp_path, log_level="warning")
+    setup_logging(settings, out)
+    await _requests(settings)
+    logging.getLogger("rpc.app").info("an application line at INFO")
+    assert len([line for line in out.getvalue().splitlines() if " rpc.access: " in line]) == 4
+    assert "an application line" not in out.getvalue()
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("restored_logging")
 async def test_access_log_false_writes_no_access_line(tmp_path: Path) -> None:
     out = io.StringIO()
     settings = _settings(tmp_path, access_log=False)
