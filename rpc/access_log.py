@@ -24,7 +24,7 @@ FLUSH_SECONDS = 0.2
 FLUSH_LINES = 256
 MESSAGE = "%s %s %d %.1f ms"
 
-Entry = tuple[float, str, str, int, float]  # time.time(), method, target, status, ms
+Entry = tuple[float, str, str, int, float]  # time.time(), method, target, status, seconds
 
 
 class AccessBuffer:
@@ -33,9 +33,9 @@ class AccessBuffer:
         self._second = -1
         self._stamp = ""
 
-    def add(self, method: str, target: str, status: int, ms: float) -> None:
+    def add(self, method: str, target: str, status: int, seconds: float) -> None:
         pending = self.pending
-        pending.append((time.time(), method, target, status, ms))
+        pending.append((time.time(), method, target, status, seconds))
         if len(pending) >= FLUSH_LINES:
             self.flush()
 
@@ -62,14 +62,16 @@ class AccessBuffer:
 
     def _text_line(self, entry: Entry) -> str:
         """``rpc.logs.TEXT_FORMAT``'s line, its asctime made once per second."""
-        created, method, target, status, ms = entry
+        created, method, target, status, seconds = entry
         second = int(created)
         if second != self._second:
             self._second = second
             self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
         millis = int((created - second) * 1000)
-        message = MESSAGE % (method, target, status, ms)
-        return f"{self._stamp},{millis:03d} INFO {ACCESS_LOGGER}: {message}\n"
+        return (
+            f"{self._stamp},{millis:03d} INFO {ACCESS_LOGGER}: "
+            f"{method} {target} {status} {seconds * 1000:.1f} ms\n"
+        )  # MESSAGE
 
 
 def _sole_handler() -> OurHandler | None:
@@ -85,9 +87,11 @@ def _sole_handler() -> OurHandler | None:
 
 
 def _record(entry: Entry) -> logging.LogRecord:
-    created, method, target, status, ms = entry
+    created, method, target, status, seconds = entry
+    ms = round(seconds * 1000, 1)
+    args = (method, target, status, seconds * 1000)
     record = access_log.makeRecord(
-        ACCESS_LOGGER, logging.INFO, __file__, 0, MESSAGE, (method, target, status, ms), None,
+        ACCESS_LOGGER, logging.INFO, __file__, 0, MESSAGE, args, None,
         extra={"method": method, "target": target, "status": status, "duration_ms": ms},
     )  # fmt: skip
     record.created = created
@@ -97,9 +101,10 @@ def _record(entry: Entry) -> logging.LogRecord:
 
 def _json_line(entry: Entry) -> str:
     """``rpc.logs.JsonLineFormatter``'s line for an access entry."""
-    created, method, target, status, ms = entry
+    created, method, target, status, seconds = entry
+    ms = round(seconds * 1000, 1)
     when = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
     line = {"time": when.replace("+00:00", "Z"), "level": "INFO", "logger": ACCESS_LOGGER,
-            "message": MESSAGE % (method, target, status, ms), "method": method,
+            "message": MESSAGE % (method, target, status, seconds * 1000), "method": method,
             "target": target, "status": status, "duration_ms": ms}  # fmt: skip
     return json.dumps(line) + "\n"

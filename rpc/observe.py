@@ -23,6 +23,7 @@ _ROUTES = (("/healthz", "/healthz"), ("/readyz", "/readyz"), ("/metrics", "/metr
            ("/api/jobs/", "/api/jobs/{id}/events"), ("/api/images/", "/api/images/{sha256}"),
            ("/api/oauth/", "/api/oauth/callback"))  # fmt: skip
 _MAX_LOGGED = 200
+_PATHS_REMEMBERED = 1024
 
 
 class Observed:
@@ -33,6 +34,7 @@ class Observed:
         self.procedures = frozenset(procedures)
         self.recorder = metrics.HTTP  # the process's
         self.access = AccessBuffer()  # its lines are written in batches (rpc.access_log)
+        self._paths: dict[str, tuple[tuple[str, ...], str]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -51,19 +53,27 @@ class Observed:
 
     def record(self, scope: Scope, status: int, seconds: float) -> None:
         path: str = scope["path"]
-        known = self.procedures
-        names = path[len(BASE_PATH) :].split(",") if path.startswith(BASE_PATH) else None
-        if names is None:
-            self.recorder.record(_route_of(path), status, seconds)
-        else:
-            for name in names:
-                self.recorder.record(name if name in known else "unknown", status, seconds)
+        labels, target = self._paths.get(path) or self._describe(path)
+        record = self.recorder.record
+        for label in labels:
+            record(label, status, seconds)
         if access_log.isEnabledFor(logging.INFO):
-            if names is None:
-                target = _escaped(path)
-            else:
-                target = ",".join(n if n in known else _escaped(n) for n in names)
-            self.access.add(scope["method"], target[:_MAX_LOGGED], status, round(seconds * 1000, 1))
+            self.access.add(scope["method"], target, status, seconds)
+
+    def _describe(self, path: str) -> tuple[tuple[str, ...], str]:
+        """A path's metric labels (one per tRPC call of a batch) and its access-log target.
+        Remembered for paths made of known procedures only, so the hot path pays one dict
+        lookup (bench/RESULTS.md §14: splitting and joining each request's path was a third
+        of the access log's cost) and a scanner's made-up names cannot grow the memory."""
+        if not path.startswith(BASE_PATH):
+            return (_route_of(path),), _escaped(path)
+        names = path[len(BASE_PATH) :].split(",")
+        known = self.procedures
+        labels = tuple(n if n in known else "unknown" for n in names)
+        target = ",".join(n if n in known else _escaped(n) for n in names)[:_MAX_LOGGED]
+        if "unknown" not in labels and len(self._paths) < _PATHS_REMEMBERED:
+            self._paths[path] = (labels, target)
+        return labels, target
 
 
 def _route_of(path: str) -> str:

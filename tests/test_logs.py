@@ -166,8 +166,8 @@ def test_batched_access_lines_are_the_lines_the_formatter_writes(log_format: str
     ours = [h for h in root.handlers if isinstance(h, OurHandler)]
     root.handlers[:] = ours  # alone (no pytest capture): the batch is written directly
     buffer = AccessBuffer()
-    buffer.add("GET", "visionPipeline.getJobStatus", 200, 0.4)
-    buffer.add("POST", "a,b", 207, 12.3)
+    buffer.add("GET", "visionPipeline.getJobStatus", 200, 0.0004)  # seconds
+    buffer.add("POST", "a,b", 207, 0.0123)
     entries = list(buffer.pending)
     buffer.flush()
     assert buffer.pending == []

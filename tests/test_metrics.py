@@ -146,3 +146,20 @@ async def test_unknown_procedures_share_one_label(tmp_path: Path) -> None:
         assert "scan.1" not in text
         after = metric(text, "vision_http_requests_total", procedure="unknown", status="404")
         assert after - before == 3
+
+
+def test_observed_remembers_only_paths_of_known_procedures() -> None:
+    from rpc.observe import Observed
+    from rpc.wire.dispatch import BASE_PATH
+
+    observed = Observed(None, ["visionPipeline.getJobStatus"])  # type: ignore[arg-type]
+    for n in range(50):  # a scanner's made-up names: counted as "unknown", never remembered
+        labels, target = observed._describe(f"{BASE_PATH}probe{n}\n")
+        assert labels == ("unknown",) and target == f"probe{n}\\n"
+    assert observed._paths == {}
+    known = f"{BASE_PATH}visionPipeline.getJobStatus,visionPipeline.getJobStatus"
+    assert observed._describe(known) == (
+        ("visionPipeline.getJobStatus",) * 2,
+        "visionPipeline.getJobStatus,visionPipeline.getJobStatus",
+    )
+    assert list(observed._paths) == [known]
