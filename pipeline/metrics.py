@@ -18,9 +18,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
-    Counter,
     Gauge,
-    Histogram,
     disable_created_metrics,
     generate_latest,
 )
@@ -39,35 +37,86 @@ PREFIX = "vision_"
 # Stage and provider calls take seconds; HTTP requests milliseconds.
 _SLOW = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, float("inf"))
 _FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, float("inf"))
-_FAST_LE = tuple("+Inf" if b == float("inf") else repr(float(b)) for b in _FAST)  # "le" labels
 
-JOBS_CREATED = Counter(PREFIX + "jobs_created", "Jobs created through this process's API.")
-JOBS_COMPLETED = Counter(
-    PREFIX + "jobs_completed", "Jobs this process's worker completed.", ["stage"]
+Key = tuple[str, ...]  # a sample's label values, in the metric's label order
+
+
+class LoopCounter:
+    """A counter moved on the event loop only: a dict add (prometheus-client's ``Counter``
+    takes a lock per ``inc`` and a lock and a lookup per ``labels``: together ~40 µs of a
+    job's worker CPU, bench/RESULTS.md §14), turned into a metric family at a scrape."""
+
+    def __init__(self, name: str, doc: str, labels: Key = ()) -> None:
+        self.name, self.doc, self.labels = PREFIX + name, doc, labels
+        self.values: dict[Key, float] = {} if labels else {(): 0.0}
+
+    def inc(self, key: Key = (), amount: float = 1.0) -> None:
+        values = self.values
+        values[key] = values.get(key, 0.0) + amount
+
+    def collect(self) -> Metric:
+        family = CounterMetricFamily(self.name, self.doc, labels=list(self.labels))
+        for key, value in sorted(self.values.items()):
+            family.add_metric(list(key), value)
+        return family
+
+
+class LoopHistogram:
+    """A histogram moved on the event loop only: per label values, a count per bucket and
+    the sum (no lock, one ``bisect``), made cumulative at a scrape."""
+
+    def __init__(self, name: str, doc: str, labels: Key, buckets: tuple[float, ...]) -> None:
+        self.name, self.doc, self.labels, self.buckets = PREFIX + name, doc, labels, buckets
+        self.le = tuple("+Inf" if b == float("inf") else repr(float(b)) for b in buckets)
+        self.values: dict[Key, list[float]] = {}  # bucket counts, then the sum
+
+    def observe(self, key: Key, value: float) -> None:
+        counts = self.values.get(key)
+        if counts is None:
+            counts = self.values[key] = [0.0] * (len(self.buckets) + 1)
+        counts[bisect_left(self.buckets, value)] += 1
+        counts[-1] += value
+
+    def collect(self) -> Metric:
+        family = HistogramMetricFamily(self.name, self.doc, labels=list(self.labels))
+        for key, counts in sorted(self.values.items()):
+            cumulative = list(itertools.accumulate(counts[:-1]))
+            family.add_metric(list(key), list(zip(self.le, cumulative, strict=True)),
+                              sum_value=counts[-1])  # fmt: skip
+        return family
+
+
+JOBS_CREATED = LoopCounter("jobs_created", "Jobs created through this process's API.")
+JOBS_COMPLETED = LoopCounter("jobs_completed", "Jobs this process's worker completed.", ("stage",))
+JOBS_FAILED = LoopCounter(
+    "jobs_failed", "Jobs this worker failed for good, by the stage that failed.", ("stage",)
 )
-JOBS_FAILED = Counter(
-    PREFIX + "jobs_failed", "Jobs this worker failed for good, by the stage that failed.",
-    ["stage"],
-)  # fmt: skip
-JOBS_RETRIED = Counter(
-    PREFIX + "jobs_retried", "Attempts this worker ended with a retry, by stage.", ["stage"]
+JOBS_RETRIED = LoopCounter(
+    "jobs_retried", "Attempts this worker ended with a retry, by stage.", ("stage",)
 )
-JOBS_CANCELLED = Counter(
-    PREFIX + "jobs_cancelled", "Jobs this worker stopped on an operator's cancel.", ["stage"]
+JOBS_CANCELLED = LoopCounter(
+    "jobs_cancelled", "Jobs this worker stopped on an operator's cancel.", ("stage",)
 )
-STAGE_SECONDS = Histogram(
-    PREFIX + "stage_duration_seconds", "Time a stage took (image read and provider call).",
-    ["stage", "result"], buckets=_SLOW,
+STAGE_SECONDS = LoopHistogram(
+    "stage_duration_seconds", "Time a stage took (image read and provider call).",
+    ("stage", "result"), _SLOW,
 )  # fmt: skip
-PROVIDER_SECONDS = Histogram(
-    PREFIX + "provider_call_duration_seconds", "Latency of successful provider calls.",
-    ["provider"], buckets=_SLOW,
+PROVIDER_SECONDS = LoopHistogram(
+    "provider_call_duration_seconds", "Latency of successful provider calls.",
+    ("provider",), _SLOW,
 )  # fmt: skip
-TOKENS = Counter(
-    PREFIX + "provider_tokens", "Tokens of ended attempts' provider calls.",
-    ["provider", "direction"],
+TOKENS = LoopCounter(
+    "provider_tokens", "Tokens of ended attempts' provider calls.", ("provider", "direction")
+)
+COST = LoopCounter("provider_cost_usd", "What ended attempts' calls cost (USD).", ("provider",))
+HTTP_REQUESTS = LoopCounter(
+    "http_requests", "HTTP requests by tRPC procedure (or route) and status.",
+    ("procedure", "status"),
 )  # fmt: skip
-COST = Counter(PREFIX + "provider_cost_usd", "What ended attempts' calls cost (USD).", ["provider"])
+HTTP_SECONDS = LoopHistogram(
+    "http_request_duration_seconds", "HTTP request time by tRPC procedure (or route).",
+    ("procedure",), _FAST,
+)  # fmt: skip
 IN_FLIGHT = Gauge(PREFIX + "jobs_in_flight", "Jobs this process's worker is running.")
 SUBSCRIBERS = Gauge(PREFIX + "live_subscribers", "Open live-progress streams in this process.")
 QUEUE_DEPTH = Gauge(
@@ -84,63 +133,49 @@ _OUTCOME_COUNTERS = {
 }  # fmt: skip
 
 
+class LoopMetrics(Collector):
+    """The loop-moved metrics, handed to prometheus-client's registry as one collector."""
+
+    def __init__(self, *metrics: LoopCounter | LoopHistogram) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.metrics:
+            yield metric.collect()
+
+
+REGISTRY.register(LoopMetrics(
+    JOBS_CREATED, JOBS_COMPLETED, JOBS_FAILED, JOBS_RETRIED, JOBS_CANCELLED, STAGE_SECONDS,
+    PROVIDER_SECONDS, TOKENS, COST, HTTP_REQUESTS, HTTP_SECONDS,
+))  # fmt: skip
+
+
 def attempt_ended(outcome: str, stage: str) -> None:
     """Count an attempt's written end (a release at shutdown is not counted)."""
     counter = _OUTCOME_COUNTERS.get(outcome)
     if counter is not None:
-        counter.labels(stage).inc()
+        counter.inc((stage,))
 
 
 def usage(provider: str, used: StageUsage, cost: float) -> None:
     """Tokens and cost of one stage's provider call."""
     if used.input_tokens:
-        TOKENS.labels(provider, "input").inc(used.input_tokens)
+        TOKENS.inc((provider, "input"), used.input_tokens)
     if used.output_tokens:
-        TOKENS.labels(provider, "output").inc(used.output_tokens)
+        TOKENS.inc((provider, "output"), used.output_tokens)
     if cost:
-        COST.labels(provider).inc(cost)
+        COST.inc((provider,), cost)
 
 
-class HttpRecorder(Collector):
-    """HTTP requests by procedure and status, and their duration: plain integers and floats
-    bumped on the event loop (no label lookup, no lock: under a microsecond a request), turned
-    into Prometheus metrics when /metrics is scraped. One per process (`HTTP`)."""
-
-    def __init__(self) -> None:
-        self._counts: dict[tuple[str, int], int] = {}
-        # Per procedure: how many requests fell in each of _FAST's buckets, then their sum.
-        self._times: dict[str, list[float]] = {}
+class HttpRecorder:
+    """HTTP requests by procedure and status, and their duration (``rpc.observe``)."""
 
     def record(self, procedure: str, status: int, seconds: float) -> None:
-        key = (procedure, status)
-        self._counts[key] = self._counts.get(key, 0) + 1
-        times = self._times.get(procedure)
-        if times is None:
-            times = self._times[procedure] = [0.0] * (len(_FAST) + 1)
-        times[bisect_left(_FAST, seconds)] += 1
-        times[-1] += seconds
-
-    def collect(self) -> Iterator[Metric]:
-        requests = CounterMetricFamily(
-            PREFIX + "http_requests", "HTTP requests by tRPC procedure (or route) and status.",
-            labels=["procedure", "status"],
-        )  # fmt: skip
-        for (procedure, status), count in sorted(self._counts.items()):
-            requests.add_metric([procedure, str(status)], count)
-        yield requests
-        durations = HistogramMetricFamily(
-            PREFIX + "http_request_duration_seconds",
-            "HTTP request time by tRPC procedure (or route).", labels=["procedure"],
-        )  # fmt: skip
-        for procedure, times in sorted(self._times.items()):
-            cumulative = list(itertools.accumulate(times[:-1]))
-            buckets = list(zip(_FAST_LE, cumulative, strict=True))
-            durations.add_metric([procedure], buckets, sum_value=times[-1])
-        yield durations
+        HTTP_REQUESTS.inc((procedure, str(status)))
+        HTTP_SECONDS.observe((procedure,), seconds)
 
 
 HTTP = HttpRecorder()
-REGISTRY.register(HTTP)
 
 
 async def refresh_queue(store: JobStore) -> None:
@@ -176,8 +211,8 @@ class StageTimer:
 
     def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
         result = "ok" if kind is None else "error"
-        STAGE_SECONDS.labels(self.stage, result).observe(time.perf_counter() - self.started)
+        STAGE_SECONDS.observe((self.stage, result), time.perf_counter() - self.started)
 
 
 def provider_call(provider: str, latency_ms: float) -> None:
-    PROVIDER_SECONDS.labels(provider).observe(latency_ms / 1000)
+    PROVIDER_SECONDS.observe((provider,), latency_ms / 1000)

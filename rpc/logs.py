@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -59,8 +60,25 @@ class JsonLineFormatter(JsonFormatter):
         return log_data
 
 
+class TextFormatter(logging.Formatter):
+    """``TEXT_FORMAT``, its date made once per second (``time.strftime`` per record was a
+    sixth of a finished-job line's cost, bench/RESULTS.md §14)."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+        self._second = -1
+        self._stamp = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._stamp = time.strftime(self.default_time_format, self.converter(second))
+            self._second = second
+        return f"{self._stamp},{int(record.msecs):03d}"  # default_msec_format
+
+
 def formatter(log_format: str) -> logging.Formatter:
-    return JsonLineFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    return JsonLineFormatter() if log_format == "json" else TextFormatter()
 
 
 def level_of(name: str) -> int:
@@ -75,6 +93,9 @@ def setup_logging(settings: Settings, stream: TextIO | None = None) -> None:
     # No line shows the thread or process names: not looking them up for each record saves
     # a sixth of an access line's cost.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    # Nor the caller's file and line: no format prints them, and finding them walks the
+    # stack for each record (a fifth of a finished-job line's cost, bench/RESULTS.md §14).
+    logging._srcfile = None
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, OurHandler)]:
         root.removeHandler(old)
