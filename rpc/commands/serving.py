@@ -32,7 +32,8 @@ def _listen(host: str, port: int) -> socket.socket | str:
     line, not uvicorn's traceback), or why it cannot be."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return socket.create_server((host, port), family=family)
+        # uvicorn's own default backlog: a burst of connections waits instead of being refused
+        return socket.create_server((host, port), family=family, backlog=2048)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             return f"port {port} on {host} is in use (choose another with --port)"
@@ -42,8 +43,6 @@ def _listen(host: str, port: int) -> socket.socket | str:
 def _prepare(settings: Settings, role: str, concurrency: str) -> None:
     """Create or upgrade the schema (or, with MIGRATE_ON_START=false, check it), then log
     the banner; a StoreUnusable goes up to the command line's one-line error."""
-    import anyio
-
     from rpc.banner import banner
     from storage.engine import prepare
 
