@@ -1,7 +1,10 @@
 """The in-process cost of the access log and the HTTP metrics (rpc.observe) per request:
 N getJobStatus calls straight through the ASGI app (no sockets, no HTTP client), with the
 access log written to a file, with it off (ACCESS_LOG=false), and with ``rpc.observe``
-bypassed altogether; medians of alternated rounds, in microseconds per request.
+bypassed altogether; medians of alternated rounds, in microseconds per request. Then the
+parts alone: ``Observed.record`` (the HTTP metrics and the access entry, its line written at
+flush) per request, and ``Reporter.written`` (a worker's tallies, metrics and finished-job
+line) per job, each with its log line on and off.
 
     python -m bench.observe_cost [--requests 20000] [--rounds 7]
 """
@@ -81,9 +84,49 @@ async def main(requests: int, rounds: int) -> None:
               f"(rounds: {', '.join(f'{v:.1f}' for v in values)})")  # fmt: skip
 
 
+def _per_call(call: Any, n: int) -> float:
+    started = time.perf_counter()
+    for _ in range(n):
+        call()
+    return (time.perf_counter() - started) / n * 1e6
+
+
+def parts(n: int, log_file: Any) -> None:
+    """``Observed.record`` + the access lines' flush, and ``Reporter.written``, in µs a call."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from pipeline.reporting import Reporter, Tally
+    from rpc.observe import Observed
+    from storage.jobstate import Outcome, Stage
+    from storage.records import AttemptRecord, StageUsage
+
+    settings = Settings(providers="offline")
+    observed = Observed(None, ["visionPipeline.getJobStatus"])  # type: ignore[arg-type]
+    scope = {"type": "http", "method": "GET", "path": "/api/trpc/visionPipeline.getJobStatus"}
+    reporter = Reporter(Tally(), "offline", "offline", settings)
+    job = SimpleNamespace(id=1, attempt=1, locked_at=datetime.now(UTC))
+    used = StageUsage("offline", 0, 0, 3)
+    record = AttemptRecord(Outcome.COMPLETE, Stage.CONTENT, None, used, used, 0.0)
+
+    def request() -> None:
+        observed.record(scope, 200, 0.0001)
+
+    for on in (True, False):
+        setup_logging(settings.model_copy(update={"access_log": on}), log_file)
+        per_request = _per_call(request, n) + _per_call(observed.access.flush, 1) / n
+        logging.getLogger("pipeline.jobs").setLevel(logging.NOTSET if on else logging.WARNING)
+        per_job = _per_call(lambda: reporter.written(job, record), n)  # type: ignore[arg-type]
+        state = "on" if on else "off"
+        print(f"   lines {state:>3}: Observed.record {per_request:.2f} µs a request, "
+              f"Reporter.written {per_job:.2f} µs a job")  # fmt: skip
+    logging.getLogger().handlers.clear()
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=20000, help="requests per round")
     parser.add_argument("--rounds", type=int, default=7, help="alternated rounds")
     args = parser.parse_args()
     anyio.run(main, args.requests, args.rounds)
+    parts(args.requests * 5, (Path(tempfile.mkdtemp()) / "parts.log").open("w"))

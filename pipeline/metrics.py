@@ -43,8 +43,9 @@ Key = tuple[str, ...]  # a sample's label values, in the metric's label order
 
 class LoopCounter:
     """A counter moved on the event loop only: a dict add (prometheus-client's ``Counter``
-    takes a lock per ``inc`` and a lock and a lookup per ``labels``: together ~40 µs of a
-    job's worker CPU, bench/RESULTS.md §14), turned into a metric family at a scrape."""
+    takes a lock per ``inc`` and a lock and a lookup per ``labels``: with the finished-job
+    line, ~15% of a PostgreSQL worker's py-spy samples, bench/RESULTS.md §14), turned into
+    a metric family at a scrape."""
 
     def __init__(self, name: str, doc: str, labels: Key = ()) -> None:
         self.name, self.doc, self.labels = PREFIX + name, doc, labels
@@ -167,15 +168,10 @@ def usage(provider: str, used: StageUsage, cost: float) -> None:
         COST.inc((provider,), cost)
 
 
-class HttpRecorder:
-    """HTTP requests by procedure and status, and their duration (``rpc.observe``)."""
-
-    def record(self, procedure: str, status: int, seconds: float) -> None:
-        HTTP_REQUESTS.inc((procedure, str(status)))
-        HTTP_SECONDS.observe((procedure,), seconds)
-
-
-HTTP = HttpRecorder()
+def http_request(procedure: str, status: int, seconds: float) -> None:
+    """One HTTP request (``rpc.observe``): by procedure and status, and its duration."""
+    HTTP_REQUESTS.inc((procedure, str(status)))
+    HTTP_SECONDS.observe((procedure,), seconds)
 
 
 async def refresh_queue(store: JobStore) -> None:

@@ -96,8 +96,8 @@ def freeze_startup_objects() -> None:
 
     The collector's older generations are scanned over and over while jobs run, and what the
     imports leave behind (SQLAlchemy, Alembic, prometheus-client, pydantic) is most of what
-    they hold; frozen, a scan sees only what jobs allocate. Measured in bench/RESULTS.md §14
-    (the worker's CPU per job on PostgreSQL)."""
+    they hold; frozen, a scan sees only what jobs allocate. Kept as cheap, not as proven:
+    its one measurement is within this machine's spread (bench/RESULTS.md §14)."""
     gc.collect()
     gc.freeze()
 

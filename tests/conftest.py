@@ -8,12 +8,10 @@ import pytest
 from storage.engine import open_store
 from storage.store import JobStore
 from tests.support import (
-    PG_ADMIN_DSN,
     Server,
     backend_server,
-    create_pg_database,
-    drop_pg_database,
     image_server,
+    own_pg_database,
     reset_database,
 )
 
@@ -45,14 +43,8 @@ def pg_url() -> Iterator[str]:
 
     Skips (saying why) when no server answers at TEST_PG_ADMIN_DSN; .ci/run starts it.
     """
-    try:
-        url = create_pg_database()
-    except Exception as exc:
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {exc}")
-    try:
+    with own_pg_database() as url:
         yield url
-    finally:
-        drop_pg_database(url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

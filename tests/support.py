@@ -135,6 +135,22 @@ def drop_pg_database(url: str) -> None:
     sql(PG_ADMIN_DSN, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextmanager
+def own_pg_database(prefix: str = "vp_test") -> Iterator[str]:
+    """A new, empty PostgreSQL database for the block, dropped after it; the test skips,
+    saying why, when no server answers at TEST_PG_ADMIN_DSN (.ci/run starts it)."""
+    import pytest
+
+    try:
+        url = create_pg_database(prefix)
+    except Exception as exc:
+        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {exc}")
+    try:
+        yield url
+    finally:
+        drop_pg_database(url)
+
+
 def server_env(db_path: Path, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI", "DEEPSEEK"))}
     env.update(

@@ -22,11 +22,9 @@ from storage.migrate import HEAD, inspect_schema, upgrade
 from storage.urls import parse_database_url
 from tests.schemas import create_previous_release, describe
 from tests.support import (
-    PG_ADMIN_DSN,
     ROOT,
-    create_pg_database,
-    drop_pg_database,
     free_port,
+    own_pg_database,
     server_env,
     sql,
 )
@@ -38,25 +36,16 @@ def fresh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'jobs.db'}"
         return
-    try:
-        url = create_pg_database("vp_mig")
-    except Exception as exc:
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {exc}")
-    try:
+    with own_pg_database("vp_mig") as url:
         yield url
-    finally:
-        drop_pg_database(url)
 
 
 def _second(fresh: str, tmp_path: Path) -> Iterator[str]:
     if fresh.startswith("sqlite"):
         yield f"sqlite:///{tmp_path / 'other.db'}"
         return
-    url = create_pg_database("vp_mig")
-    try:
+    with own_pg_database("vp_mig") as url:
         yield url
-    finally:
-        drop_pg_database(url)
 
 
 def cli(url: str, *args: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess[str]:

@@ -16,11 +16,9 @@ import pytest
 from storage.migrate import HEAD
 from tests.schemas import create_previous_release
 from tests.support import (
-    PG_ADMIN_DSN,
     ROOT,
-    create_pg_database,
-    drop_pg_database,
     free_port,
+    own_pg_database,
     server_env,
     sql,
     start_server,
@@ -55,14 +53,8 @@ def refused(done: subprocess.CompletedProcess[str], *words: str) -> str:
 
 @pytest.fixture
 def pg_database() -> Iterator[str]:
-    try:
-        url = create_pg_database("vp_start")
-    except Exception as exc:
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {exc}")
-    try:
+    with own_pg_database("vp_start") as url:
         yield url
-    finally:
-        drop_pg_database(url)
 
 
 @pytest.mark.parametrize("args", ADMIN_COMMANDS, ids=" ".join)

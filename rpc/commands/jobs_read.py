@@ -14,7 +14,7 @@ from rpc.commands.common import (
     print_json,
     with_store,
 )
-from rpc.commands.tables import cell, print_fields, print_table
+from rpc.commands.tables import cell, print_fields, print_listing, print_table
 from rpc.config import Settings
 from storage.jobstate import JobStatus
 
@@ -57,11 +57,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
         if args.json:
             print_json(jobs)
         else:
-            print_table(LIST_COLUMNS, ([j[c] for c in LIST_COLUMNS] for j in jobs))
-            print(
-                f"{len(jobs)} jobs"
-                + (" (the newest; --limit for more)" if len(jobs) == args.limit else "")
-            )
+            print_listing(LIST_COLUMNS, jobs, "jobs", args.limit, "the newest")
         return 0
 
     return with_store(settings, body)

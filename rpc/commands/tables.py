@@ -55,6 +55,16 @@ def print_table(
     emit(table)
 
 
+def print_listing(
+    columns: Sequence[str], rows: Sequence[dict[str, Any]], noun: str, limit: int, which: str
+) -> None:
+    """A list command's table and its count; ``which`` says which rows a full page holds
+    ("the newest") when ``--limit`` may have cut the list."""
+    print_table(columns, ([row[c] for c in columns] for row in rows))
+    cut = f" ({which}; --limit for more)" if len(rows) == limit else ""
+    print(f"{len(rows)} {noun}{cut}")
+
+
 def print_fields(fields: Sequence[tuple[str, Any]], *, title: str | None = None) -> None:
     """Name/value pairs, one a line, the values aligned."""
     if title:

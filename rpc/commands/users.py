@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from rpc.commands.common import CommandError, add_json, positive_int, print_json, with_store
-from rpc.commands.tables import print_table
+from rpc.commands.tables import print_listing
 from rpc.config import Settings
 
 if TYPE_CHECKING:
@@ -21,11 +21,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
         if args.json:
             print_json(users)
         else:
-            print_table(COLUMNS, ([u[c] for c in COLUMNS] for u in users))
-            print(
-                f"{len(users)} users"
-                + (" (the first; --limit for more)" if len(users) == args.limit else "")
-            )
+            print_listing(COLUMNS, users, "users", args.limit, "the first")
         return 0
 
     return with_store(settings, body)
