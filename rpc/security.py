@@ -23,9 +23,11 @@ What this module promises:
   from those origins only, for GET/POST/OPTIONS and the headers tRPC clients send
   (TRPC_WIRE §8.1–§8.2). Without it, the same-origin frontend needs none.
 - ``cross_site`` judges a request whose body a page may send cross-site without a preflight
-  (a form, an octet-stream: uploadImage): accepted only when ``Origin`` is absent (curl, the
-  CLI), this server's own origin or one of CORS_ALLOW_ORIGINS, and ``Sec-Fetch-Site`` (when
-  sent) is not ``cross-site``; in every mode, local mode included.
+  (a form, an octet-stream: uploadImage): accepted when ``Origin`` is one of
+  CORS_ALLOW_ORIGINS (a frontend on another site, whose requests browsers mark
+  ``Sec-Fetch-Site: cross-site``), or when it is absent (curl, the CLI) or this server's own
+  origin and ``Sec-Fetch-Site`` (when sent) is not ``cross-site``; refused otherwise, in
+  every mode, local mode included.
 """
 
 from __future__ import annotations
@@ -149,12 +151,12 @@ def cross_site(scope: Scope, settings: Settings) -> str | None:
             host = value.decode("latin-1")
         elif name == b"sec-fetch-site":
             fetch_site = value.decode("latin-1").strip().lower()
+    scheme, _, rest = (origin or "").lower().rstrip("/").partition("://")
+    if rest and _origin(scheme, rest) in {o.lower() for o in cors_origins(settings)}:
+        return None  # trusted by name: a frontend on another site says cross-site, rightly
     if fetch_site == "cross-site":
         return "Cross-site request refused (Sec-Fetch-Site: cross-site)"
     if origin is None:
-        return None
-    scheme, _, rest = origin.lower().rstrip("/").partition("://")
-    if rest and _origin(scheme, rest) in {o.lower() for o in cors_origins(settings)}:
         return None
     own = _origin("https" if is_https(scope) else "http", host) if host is not None else None
     if rest and _origin(scheme, rest) == own:
