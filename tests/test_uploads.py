@@ -8,26 +8,33 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
+import anyio.to_thread
 import httpx
 import pytest
 from PIL import Image
 
 from pipeline.retention import Housekeeping
+from pipeline.stored_images import uploaded_image
 from rpc.app import App
 from rpc.auth.tokens import mint_token
 from rpc.config import Settings
 from rpc.wire.errors import TRPCError
 from rpc.wire.nonjson import form_file
-from storage.driver import execute
+from storage.driver import Work, execute
+from storage.engine import open_store
+from storage.images import image_path
+from storage.records import NewJob
+from storage.retention import _prune_image_batch
 from storage.store import JobStore
 from storage.timeutil import utcnow
 from tests.inprocess import running_app
-from tests.support import adhoc, png_bytes, rows
+from tests.support import adhoc, png_bytes, reset_database, rows
 
 pytestmark = pytest.mark.anyio
 
@@ -273,3 +280,47 @@ def test_form_parsing() -> None:
         form_file(b"--XyZ\r\n" + file[:40], b"XyZ")  # cut short
     unquoted = b"content-disposition: form-data; name=file\r\n\r\n"
     assert form_file(body(unquoted), b"XyZ") == b""
+
+
+async def create_job(url: str, sha256: str) -> None:
+    """A job of user 7 made from their stored image, through a store of its own."""
+    other = await open_store(url)
+    try:
+        await other.create_job(NewJob(user_id=7, image_url=image_path(sha256), image_context=None,
+                                      analysis_purpose="brand", output_format="bullet_points",
+                                      creativity_level=1.0, additional_instructions=None,
+                                      max_retries=3))  # fmt: skip
+    finally:
+        await other.driver.close()
+
+
+async def test_a_job_committed_while_the_prune_runs_keeps_its_image(pg_url: str) -> None:
+    """PostgreSQL (READ COMMITTED): a job committed after the prune found its image unused
+    keeps the image: the delete, a statement of its own, looks at the jobs again."""
+    await anyio.to_thread.run_sync(reset_database, pg_url)
+    jobs = await open_store(pg_url, create=True)
+    image = uploaded_image(RED, max_pixels=1_000_000)
+
+    def work() -> Work[tuple[int, int]]:
+        batch = _prune_image_batch(utcnow() - timedelta(hours=24), 10)
+        found = yield next(batch)  # unused_images: the image, locked
+        assert len(found) == 1
+        # A createJob on another connection commits its job meanwhile.
+        other = threading.Thread(target=anyio.run, args=(create_job, pg_url, image.sha256))
+        other.start()
+        other.join()
+        deleted = yield batch.send(found)  # delete_unused_images
+        try:
+            batch.send(deleted)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        raise AssertionError("a batch is two statements")
+
+    try:
+        assert (await jobs.keep_upload(7, image)).kept
+        await jobs.driver.write(execute(adhoc('UPDATE "visionImages" SET "createdAt" = $1'),
+                                        utcnow() - timedelta(days=2)))  # fmt: skip
+        assert await jobs.driver.run(work) == (1, 0)
+        assert await jobs.get_image(7, image.sha256, with_data=False) is not None
+    finally:
+        await jobs.driver.close()
