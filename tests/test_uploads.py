@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
@@ -34,7 +36,7 @@ from storage.retention import _prune_image_batch
 from storage.store import JobStore
 from storage.timeutil import utcnow
 from tests.inprocess import running_app
-from tests.support import adhoc, png_bytes, reset_database, rows
+from tests.support import CLIENT_DIR, Server, adhoc, install_client, png_bytes, reset_database, rows
 
 pytestmark = pytest.mark.anyio
 
@@ -324,3 +326,32 @@ async def test_a_job_committed_while_the_prune_runs_keeps_its_image(pg_url: str)
         assert await jobs.get_image(7, image.sha256, with_data=False) is not None
     finally:
         await jobs.driver.close()
+
+
+@pytest.mark.node
+def test_the_genuine_trpc_client_uploads_and_makes_a_job(server: Server, tmp_path: Path) -> None:
+    """tests/client/upload.mjs: @trpc/client 11 as tRPC documents it for superjson apps
+    sends FormData, Blob and Uint8Array inputs, makes a job from the imageUrl that comes back
+    and sees it complete; it reads the errors too. A real server on each backend."""
+    install_client()
+    png = tmp_path / "red.png"
+    png.write_bytes(RED)
+    result = subprocess.run(
+        ["node", "upload.mjs", server.trpc, server.token("upload-user", "Uploader"), str(png)],
+        cwd=CLIENT_DIR, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    failures = [line for line in result.stdout.splitlines() if line.startswith("not ok")]
+    assert result.returncode == 0 and not failures, (
+        "\n".join(failures) or result.stdout[-3000:] + result.stderr[-3000:]
+    )
+    assert result.stdout.splitlines()[-1] == "10 passed, 0 failed"
+
+
+def test_curl_style_form_upload_answers_superjson(server: Server, tmp_path: Path) -> None:
+    """``curl -F file=@red.png`` against a real server (httpx's multipart, as curl sends it)."""
+    with server.client("curl-user") as client:
+        r = client.post("/visionPipeline.uploadImage", files={"file": ("red.png", RED)})
+        assert answer(r)["sha256"] == hashlib.sha256(RED).hexdigest()
+        r = client.post("/visionPipeline.uploadImage", files={"file": ("red.png", RED)},
+                        headers={"origin": "https://evil.example"})  # fmt: skip
+        refusal(r, "FORBIDDEN", 403)
