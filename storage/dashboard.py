@@ -10,6 +10,7 @@ ranges (see ``storage/sql/``): nothing here runs per request or per job.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +28,8 @@ BUCKETS = 12  # the last hour
 MAX_IN_FLIGHT = 100
 MAX_FAILURES = 20
 SPEND_DAYS = 14
+# How long a process reuses its read of the spend of the days before today.
+PAST_SPEND_SECONDS = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,7 @@ def bucket_starts(now: datetime) -> list[datetime]:
 
 class DashboardStore:
     driver: Driver
+    _past_spend: _PastSpend | None = None  # this process's read of the days before today
 
     # -- the workers table -------------------------------------------------------------------
 
@@ -148,10 +152,7 @@ class DashboardStore:
         finished = await read(fetch_all(QUERIES["dashboard_finished_per_bucket"], starts[0]))
         running = await read(fetch_all(QUERIES["dashboard_in_flight"], MAX_IN_FLIGHT))
         failures = await read(fetch_all(QUERIES["dashboard_recent_failures"], MAX_FAILURES))
-        first_day = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
-            days=SPEND_DAYS - 1
-        )
-        spend = await read(fetch_all(QUERIES["dashboard_spend_per_day"], first_day))
+        spend = await self._spend_per_day(now)
         oldest = await read(fetch_one(QUERIES["operator_oldest_pending"]))
         return Overview(
             now=now,
@@ -160,11 +161,38 @@ class DashboardStore:
             in_flight=[_in_flight(r) for r in running],
             workers=await self.list_workers(),
             recent_failures=[_failure(r) for r in failures],
-            spend_per_day=[
-                DaySpend(str(r["day"]), float(r["costUsd"]), int(r["jobs"])) for r in spend
-            ],
+            spend_per_day=spend,
             oldest_waiting=as_datetime(oldest["oldest"]),
         )
+
+    async def _spend_per_day(self, now: datetime) -> list[DaySpend]:
+        """Today's spend read now; the days before kept for PAST_SPEND_SECONDS (a finished
+        job keeps its day; only a retry or a pruning changes a past day's sum), as theirs is
+        the one read here that grows with the jobs of two weeks."""
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        kept = self._past_spend
+        if kept is None or kept.midnight != midnight or kept.expires <= time.monotonic():
+            first_day = midnight - timedelta(days=SPEND_DAYS - 1)
+            rows = await self.driver.read(
+                fetch_all(QUERIES["dashboard_spend_per_day"], first_day, midnight)
+            )
+            kept = _PastSpend(midnight, time.monotonic() + PAST_SPEND_SECONDS, _days(rows))
+            self._past_spend = kept
+        today = await self.driver.read(
+            fetch_all(QUERIES["dashboard_spend_per_day"], midnight, midnight + timedelta(days=1))
+        )
+        return _days(today) + kept.days
+
+
+@dataclass(frozen=True, slots=True)
+class _PastSpend:
+    midnight: datetime  # the days before this one
+    expires: float  # time.monotonic()
+    days: list[DaySpend]
+
+
+def _days(rows: list[Any]) -> list[DaySpend]:
+    return [DaySpend(str(r["day"]), float(r["costUsd"]), int(r["jobs"])) for r in rows]
 
 
 def _buckets(starts: list[datetime], rows: list[Any]) -> list[Bucket]:

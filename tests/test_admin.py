@@ -16,13 +16,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import httpx
 import pytest
 
 from storage.dashboard import STALE_WORKER_AFTER, WorkerRow, bucket_starts
 from storage.store import JobStore
-from storage.timeutil import utcnow
-from tests.support import ROOT, Server, data_url, start_process, wait_for_status
+from storage.timeutil import to_sqlite, utcnow
+from tests.support import ROOT, Server, data_url, sql, start_process, wait_for_status
 
 ADMIN = "dash-admin"
 
@@ -234,3 +235,47 @@ def test_the_last_hours_buckets_are_aligned_to_five_minutes() -> None:
     starts = bucket_starts(now)
     assert starts[0].isoformat() == "2026-03-04T09:10:00+00:00"
     assert starts[-1].isoformat() == "2026-03-04T10:05:00+00:00"
+
+
+async def _finished_job(
+    url: str, status: str, at: datetime, cost: float, stage: str | None
+) -> None:
+    stamp: object = to_sqlite(at) if url.startswith("sqlite") else at
+    await anyio.to_thread.run_sync(
+        sql,
+        url, """INSERT INTO "visionJobs" ("userId", "imageUrl", "analysisPurpose",
+        "outputFormat", "creativityLevel", status, progress, "retryCount", "maxRetries",
+        "createdAt", "updatedAt", "runAfter", attempt, "cancelRequested", "costUsd",
+        "errorStage") VALUES (1, 'http://x/a.png', 'p', 'bullet_points', 1.0, ?, 100, 0, 3,
+        ?, ?, ?, 1, FALSE, ?, ?)""",
+        status, stamp, stamp, stamp, cost, stage,
+    )  # fmt: skip
+
+
+@pytest.mark.anyio
+async def test_spend_per_day_and_the_last_hour_by_when_jobs_finished(
+    store: JobStore, database_url: str
+) -> None:
+    now = utcnow().replace(hour=12)
+    ago = [now - timedelta(minutes=m) for m in (1, 7, 90)]
+    await _finished_job(database_url, "complete", ago[0], 0.25, None)
+    await _finished_job(database_url, "error", ago[1], 0.125, "gemini")
+    await _finished_job(database_url, "error", ago[0], 0.0, "cancelled")  # not a failure
+    await _finished_job(database_url, "complete", ago[2], 0.5, None)  # over an hour ago
+    await _finished_job(database_url, "complete", now - timedelta(days=1), 1.0, None)
+    await _finished_job(database_url, "complete", now - timedelta(days=14), 9.0, None)  # too old
+    view = await store.overview(now)
+    day = [(d.day, d.cost_usd, d.jobs) for d in view.spend_per_day]
+    assert day == [(now.strftime("%Y-%m-%d"), 0.875, 4),
+                   ((now - timedelta(days=1)).strftime("%Y-%m-%d"), 1.0, 1)]  # fmt: skip
+    assert sum(b.completed for b in view.last_hour) == 1
+    assert [b.failed for b in view.last_hour][-2:] in ([1, 0], [0, 1])
+    assert sum(b.failed for b in view.last_hour) == 1
+    assert [(f.job_id, f.error_stage) for f in view.recent_failures] == [(2, "gemini")]
+    assert view.counts == {"pending": 0, "gemini_analyzing": 0, "deepseek_generating": 0,
+                           "complete": 4, "error": 2}  # fmt: skip
+    # Today's spend is read each time; the days before are kept by the process a while.
+    await _finished_job(database_url, "complete", now - timedelta(minutes=2), 2.0, None)
+    await _finished_job(database_url, "complete", now - timedelta(days=2), 4.0, None)
+    again = [(d.day, d.cost_usd, d.jobs) for d in (await store.overview(now)).spend_per_day]
+    assert again == [(now.strftime("%Y-%m-%d"), 2.875, 5), day[1]]

@@ -688,8 +688,10 @@ WHERE status IN ('complete', 'error') AND status = 'error'
 ORDER BY "updatedAt" DESC, id DESC LIMIT $1;
 
 -- name: dashboard_spend_per_day --
--- What the jobs that finished since $1 cost, per UTC day they finished, newest day first.
+-- What the jobs that finished from $1 to before $2 cost, per UTC day, newest day first.
+--   Called for today alone, and for the days before (which a process keeps for a while).
 SELECT to_char("updatedAt" AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day,
     COALESCE(SUM("costUsd"), 0) AS "costUsd", COUNT(*) AS jobs
-FROM "visionJobs" WHERE status IN ('complete', 'error') AND "updatedAt" >= $1
+FROM "visionJobs"
+WHERE status IN ('complete', 'error') AND "updatedAt" >= $1 AND "updatedAt" < $2
 GROUP BY day ORDER BY day DESC;
