@@ -256,7 +256,7 @@ async def _finished_job(
 async def test_spend_per_day_and_the_last_hour_by_when_jobs_finished(
     store: JobStore, database_url: str
 ) -> None:
-    now = utcnow().replace(hour=12)
+    now = utcnow().replace(hour=12, minute=32, second=0)  # buckets from 11:35 to 12:30
     ago = [now - timedelta(minutes=m) for m in (1, 7, 90)]
     await _finished_job(database_url, "complete", ago[0], 0.25, None)
     await _finished_job(database_url, "error", ago[1], 0.125, "gemini")
@@ -268,9 +268,8 @@ async def test_spend_per_day_and_the_last_hour_by_when_jobs_finished(
     day = [(d.day, d.cost_usd, d.jobs) for d in view.spend_per_day]
     assert day == [(now.strftime("%Y-%m-%d"), 0.875, 4),
                    ((now - timedelta(days=1)).strftime("%Y-%m-%d"), 1.0, 1)]  # fmt: skip
-    assert sum(b.completed for b in view.last_hour) == 1
-    assert [b.failed for b in view.last_hour][-2:] in ([1, 0], [0, 1])
-    assert sum(b.failed for b in view.last_hour) == 1
+    assert [b.completed for b in view.last_hour] == [0] * 11 + [1]  # 12:31
+    assert [b.failed for b in view.last_hour] == [0] * 10 + [1, 0]  # 12:25
     assert [(f.job_id, f.error_stage) for f in view.recent_failures] == [(2, "gemini")]
     assert view.counts == {"pending": 0, "gemini_analyzing": 0, "deepseek_generating": 0,
                            "complete": 4, "error": 2}  # fmt: skip
