@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from pipeline.retention import Housekeeping
 from pipeline.runner import trim_memory_periodically
 from pipeline.service import build_worker
-from rpc import gate, probes, security, static
+from rpc import gate, probes, security, static, ui
 from rpc.auth import callback
 from rpc.auth.sessions import Authenticator
 from rpc.auth.tokens import secret_warning
@@ -148,6 +148,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         Route("/api/jobs/{job_id}/events", progress.job_events, methods=["GET"]),
         *images.routes(),
         *callback.routes(),
+        *ui.routes(settings),  # the built-in page and dashboard
     ]
     # STATIC_DIR's mount catches every path: it must stay after every other route.
     cold = Starlette(
