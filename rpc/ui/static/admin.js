@@ -7,6 +7,7 @@ import {
 
 const POLL_MS = 3000;
 const COUNTED = ["pending", "gemini_analyzing", "deepseek_generating", "complete", "error"];
+const STAGE_WORDS = { gemini: "Vision", deepseek: "Content", cancelled: "Cancelled" };
 let timer = null;
 
 function rows(table, items, cells, empty) {
@@ -88,7 +89,7 @@ function draw(data) {
   rows("in-flight", data.inFlight || [], (j) => [`#${j.jobId}`, j.userId, statusWord(j.status), j.workerId || "–", j.attempt, ago(j.leaseAgeMs)], "No job is running.");
   rows("workers", data.workers || [], (w) => [w.workerId, w.host, w.pid, `${w.running} of ${w.concurrency}`, when(w.startedAt), when(w.lastSeenAt),
     el("span", { class: `badge ${w.alive ? "complete" : "error"}`, text: w.alive ? "alive" : "silent" })], "No worker has reported.");
-  rows("failures", data.recentFailures || [], (f) => [`#${f.jobId}`, f.userId, statusWord(f.errorStage) || "–", f.errorMessage || "", f.retryCount, when(f.updatedAt), failureActions(f)], "No failures.");
+  rows("failures", data.recentFailures || [], (f) => [`#${f.jobId}`, f.userId, STAGE_WORDS[f.errorStage] || f.errorStage || "–", f.errorMessage || "", f.retryCount, when(f.updatedAt), failureActions(f)], "No failures.");
   rows("spend", data.spendPerDay || [], (d) => [d.day, d.jobs, money(d.costUsd)], "No spend yet.");
   $("#updated").textContent = `Updated ${new Date().toLocaleTimeString()}.`;
 }

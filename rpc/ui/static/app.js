@@ -7,10 +7,11 @@ import {
 import { renderResult } from "./result.js";
 
 const STAGES = ["pending", "gemini_analyzing", "deepseek_generating", "complete"];
-const STAGE_OF_ERROR = {
-  gemini_analyzing: "while analysing the image",
-  deepseek_generating: "while writing the content",
-  pending: "before it started",
+// errorStage (storage/jobstate.py's Stage) → the status it failed in, and how to say it.
+const FAILED_STAGE = {
+  gemini: ["gemini_analyzing", "while analysing the image (vision stage)"],
+  deepseek: ["deepseek_generating", "while writing the content (content stage)"],
+  cancelled: ["pending", "because it was cancelled"],
 };
 const HISTORY_PAGE = 100;
 const HISTORY_PAGES = 5; // getJobHistory is oldest first: read up to 500 to show the newest
@@ -122,7 +123,8 @@ async function start(event) {
 
 function showStages(state) {
   const reached = STAGES.indexOf(state.status);
-  const failedAt = state.status === "error" ? STAGES.indexOf(state.errorStage || "pending") : -1;
+  const failedStatus = (FAILED_STAGE[state.errorStage] || ["pending"])[0];
+  const failedAt = state.status === "error" ? STAGES.indexOf(failedStatus) : -1;
   for (const item of document.querySelectorAll("#stages li")) {
     const index = STAGES.indexOf(item.dataset.stage);
     item.className = "";
@@ -144,7 +146,7 @@ function showState(state) {
   const failure = $("#failure");
   failure.hidden = state.status !== "error";
   if (state.status === "error") {
-    const where = STAGE_OF_ERROR[state.errorStage] || (state.errorStage ? `at ${state.errorStage}` : "");
+    const where = (FAILED_STAGE[state.errorStage] || [null, state.errorStage ? `at ${state.errorStage}` : ""])[1];
     failure.replaceChildren(
       el("h3", { text: `The job failed ${where}`.trim() }),
       el("p", { text: state.errorMessage || "No reason was given." }),
