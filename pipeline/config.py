@@ -69,6 +69,9 @@ class PipelineSettings(BaseSettings):
     # only serve live-progress resumes: pruned after EVENT_RETENTION_HOURS (0: kept).
     retention_days: int = Field(default=0, ge=0)
     event_retention_hours: float = Field(default=24, ge=0)
+    # Uploaded images (uploadImage) that no job uses are deleted this long after their upload
+    # (0: kept until their user's last job goes, as every other stored image).
+    upload_retention_hours: float = Field(default=24, ge=0)
     # How often the workers' housekeeping runs (one process at a time does it).
     retention_interval_seconds: float = Field(default=300, gt=0)
     # serve and worker upgrade an older schema at start (storage.migrate); false: they refuse

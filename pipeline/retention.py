@@ -1,6 +1,7 @@
 """Housekeeping beside the worker: every RETENTION_INTERVAL_SECONDS, the events of jobs that
-finished more than EVENT_RETENTION_HOURS ago, and (RETENTION_DAYS > 0) the finished jobs
-older than that, are pruned (``storage.retention``, in bounded batches), and the space of
+finished more than EVENT_RETENTION_HOURS ago, (RETENTION_DAYS > 0) the finished jobs older
+than that, and the uploaded images no job uses older than UPLOAD_RETENTION_HOURS, are pruned
+(``storage.retention``, in bounded batches), and the space of
 what was deleted made reusable (``JobStore.reclaim_space``: PostgreSQL VACUUMs, autovacuum or
 not).
 
@@ -34,11 +35,19 @@ class Pruned:
 
     events: int = 0
     jobs: int = 0
+    uploads: int = 0  # uploaded images no job used
 
 
 def job_cutoff(retention_days: int, now: datetime) -> datetime | None:
     """Jobs that finished before this go (None: RETENTION_DAYS is 0, keep them)."""
     return now - timedelta(days=retention_days) if retention_days > 0 else None
+
+
+def upload_cutoff(upload_retention_hours: float, now: datetime) -> datetime | None:
+    """Unused uploaded images stored before this go (None: UPLOAD_RETENTION_HOURS is 0)."""
+    if upload_retention_hours <= 0:
+        return None
+    return now - timedelta(hours=upload_retention_hours)
 
 
 def event_cutoff(event_retention_hours: float, now: datetime) -> datetime | None:
@@ -53,29 +62,35 @@ class Housekeeping:
         self.store = store
         self.retention_days = settings.retention_days
         self.event_retention_hours = settings.event_retention_hours
+        self.upload_retention_hours = settings.upload_retention_hours
         self.interval = settings.retention_interval_seconds
 
     @property
     def enabled(self) -> bool:
-        return self.retention_days > 0 or self.event_retention_hours > 0
+        hours = self.event_retention_hours, self.upload_retention_hours
+        return self.retention_days > 0 or any(h > 0 for h in hours)
 
     async def run_once(self) -> Pruned | None:
-        """One run under the lock: events, then jobs. None when another process holds it."""
+        """One run under the lock: events, jobs, then unused uploads. None when another
+        process holds it."""
         async with self.store.driver.exclusive(LOCK_NAME) as mine:
             if not mine:
                 log.debug("housekeeping: another process is at it; skipped")
                 return None
             now = utcnow()
-            events = jobs = 0
+            events = jobs = uploads = 0
             if (cutoff := event_cutoff(self.event_retention_hours, now)) is not None:
                 events = await self.store.prune_events(cutoff)
             if (cutoff := job_cutoff(self.retention_days, now)) is not None:
                 jobs = await self.store.prune_jobs(cutoff)
-            if events or jobs:  # under the lock: one VACUUM at a time
+            if (cutoff := upload_cutoff(self.upload_retention_hours, now)) is not None:
+                uploads = await self.store.prune_unused_images(cutoff)
+            if events or jobs or uploads:  # under the lock: one VACUUM at a time
                 await self.store.reclaim_space()
-        if events or jobs:
-            log.info("housekeeping: pruned %d finished jobs and %d events", jobs, events)
-        return Pruned(events, jobs)
+        if events or jobs or uploads:
+            log.info("housekeeping: pruned %d finished jobs, %d events and %d unused uploaded "
+                     "images", jobs, events, uploads)  # fmt: skip
+        return Pruned(events, jobs, uploads)
 
     async def run(self) -> None:
         """Until cancelled: a run at start, then one every ``interval`` seconds. A database

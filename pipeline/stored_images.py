@@ -1,5 +1,6 @@
 """The pipeline's side of the image store (``storage.images``): an inline image checked and
-hashed for createJob, and the worker's reading of a job's stored image.
+hashed for createJob, an uploaded one checked and hashed for uploadImage, and the worker's
+reading of a job's stored image.
 
 createJob refuses at once what the worker would refuse (not an image, a format we do not
 take, too many pixels) with the worker's own message, from the image's header: no pixel is
@@ -61,6 +62,16 @@ def inline_image(
     sha256 = hashlib.sha256(data).hexdigest()
     mime_type, width, height = headers.read(sha256, data, max_pixels)
     return NewImage(sha256, mime_type, width, height, data)
+
+
+def uploaded_image(data: bytes, *, max_pixels: int) -> NewImage:
+    """uploadImage's bytes as an image for the store: the worker's whole check of the file
+    (Pillow's ``verify()`` as well as the header: a damaged file is refused before it is
+    stored, with the worker's message), then hashed. No pixel is decoded (the pixel cap
+    applies from the header), so no decode budget is taken. CPU-bound for a large image:
+    callers run it in a thread."""
+    mime_type, width, height = read_header(data, max_pixels, verify=True)
+    return NewImage(hashlib.sha256(data).hexdigest(), mime_type, width, height, data)
 
 
 class StoredImageLoader:

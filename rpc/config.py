@@ -47,6 +47,11 @@ class Settings(PipelineSettings):
     jobs_per_minute_per_user: int = Field(default=60, ge=0)
     max_waiting_jobs_per_user: int = Field(default=100, ge=0)
     max_waiting_jobs: int = Field(default=100_000, ge=0)
+    # Limits on uploadImage (rpc.procedures.upload_quotas); 0 turns a limit off. Uploads per
+    # user per minute (counted per API process), and the megabytes of stored images a user
+    # may hold (images their jobs use included).
+    uploads_per_minute_per_user: int = Field(default=60, ge=0)
+    max_stored_images_mb_per_user: float = Field(default=500, ge=0)
     # rpc.security: origins (comma-separated) a separate frontend is served from; empty: CORS
     # off (same-origin frontend). A Content-Security-Policy for STATIC_DIR's files (none if "").
     cors_allow_origins: str = ""

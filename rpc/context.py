@@ -17,6 +17,7 @@ from starlette.requests import Request
 from rpc import security
 from rpc.procedures.live import LiveProgress
 from rpc.procedures.quotas import Quotas
+from rpc.procedures.upload_quotas import UploadQuotas
 
 if TYPE_CHECKING:
     from pipeline.worker import Worker
@@ -33,6 +34,8 @@ class Services:
     worker: Worker | None = None
     # createJob's quota state (the cached global count, the per-user admission locks).
     quotas: Quotas = field(default_factory=Quotas)
+    # uploadImage's limits (the per-minute window, the per-user storing locks).
+    uploads: UploadQuotas = field(default_factory=UploadQuotas)
     # The calls of streamed (JSON Lines) batches, kept until they finish: a call keeps
     # running when its client leaves mid-stream (rpc.wire.jsonl).
     running: set[asyncio.Future[Any]] = field(default_factory=set)

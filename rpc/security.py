@@ -22,6 +22,10 @@ What this module promises:
   then Starlette's ``CORSMiddleware`` answers preflights and allows credentials (cookies)
   from those origins only, for GET/POST/OPTIONS and the headers tRPC clients send
   (TRPC_WIRE §8.1–§8.2). Without it, the same-origin frontend needs none.
+- ``cross_site`` judges a request whose body a page may send cross-site without a preflight
+  (a form, an octet-stream: uploadImage): accepted only when ``Origin`` is absent (curl, the
+  CLI), this server's own origin or one of CORS_ALLOW_ORIGINS, and ``Sec-Fetch-Site`` (when
+  sent) is not ``cross-site``; in every mode, local mode included.
 """
 
 from __future__ import annotations
@@ -120,6 +124,43 @@ def cors_origins(settings: Settings) -> list[str]:
     """CORS_ALLOW_ORIGINS as a list, without blanks and trailing slashes."""
     origins = (o.strip().rstrip("/") for o in settings.cors_allow_origins.split(","))
     return [o for o in origins if o]
+
+
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
+def _origin(scheme: str, host: str) -> str:
+    """``scheme://host`` in lowercase, without the scheme's default port (as browsers write
+    ``Origin``)."""
+    host = host.strip().lower()
+    port = _DEFAULT_PORTS.get(scheme)
+    return f"{scheme}://{host.removesuffix(port) if port else host}"
+
+
+def cross_site(scope: Scope, settings: Settings) -> str | None:
+    """Why a request must be refused as cross-site (see the module's promise), or None. Its
+    own origin is its ``Host`` under the scheme it arrived by (``X-Forwarded-Proto`` from a
+    TLS proxy included)."""
+    origin = host = fetch_site = None
+    for name, value in scope.get("headers", ()):
+        if name == b"origin":
+            origin = value.decode("latin-1").strip()
+        elif name == b"host":
+            host = value.decode("latin-1")
+        elif name == b"sec-fetch-site":
+            fetch_site = value.decode("latin-1").strip().lower()
+    if fetch_site == "cross-site":
+        return "Cross-site request refused (Sec-Fetch-Site: cross-site)"
+    if origin is None:
+        return None
+    scheme, _, rest = origin.lower().rstrip("/").partition("://")
+    if rest and _origin(scheme, rest) in {o.lower() for o in cors_origins(settings)}:
+        return None
+    own = _origin("https" if is_https(scope) else "http", host) if host is not None else None
+    if rest and _origin(scheme, rest) == own:
+        return None
+    return (f"Cross-site request refused: Origin {origin[:200]} is neither this server's "
+            "origin nor one of CORS_ALLOW_ORIGINS")  # fmt: skip
 
 
 def middleware(settings: Settings) -> list[Middleware]:

@@ -3,9 +3,12 @@ them as ``/api/images/<sha256>``, and the conversion of the whole data: URLs old
 in ``visionJobs.imageUrl``.
 
 An image lives as long as a job of its user refers to it: the deletion trigger
-(``storage.triggers``) removes it with the last one. A job and the image it refers to are
-written in one transaction, with the image held (``hold_image``) until it commits, so a
-concurrent deletion of the user's last other job cannot take the image away in between.
+(``storage.triggers``) removes it with the last one. An uploaded image (``keep_upload``) no job
+uses yet lives until the housekeeping's ``prune_unused_images`` (``storage.retention``) finds it
+older than UPLOAD_RETENTION_HOURS; an upload of an image the user has starts that time again.
+A job and the image it refers to are written in one transaction, with the image held
+(``hold_image``) until it commits, so a concurrent deletion of the user's last other job (or
+the housekeeping) cannot take the image away in between.
 """
 
 from __future__ import annotations
@@ -72,6 +75,35 @@ def keep_image(user_id: int, image: NewImage) -> Work[bool]:
         )))  # fmt: skip
         held = yield fetch_one(QUERIES["hold_image"], user_id, image.sha256)
     raise RuntimeError(f"image {image.sha256} of user {user_id} kept vanishing while stored")
+
+
+@dataclass(frozen=True, slots=True)
+class KeptUpload:
+    """What ``keep_upload`` did: ``kept`` False when storing the image would take the user's
+    stored images past the limit (nothing was written); ``stored_bytes``: their bytes before."""
+
+    kept: bool
+    stored_bytes: int
+
+
+def keep_upload(user_id: int, image: NewImage, max_stored_bytes: int) -> Work[KeptUpload]:
+    """An uploaded image in the user's store, in one transaction: refused when it is new to
+    them and their stored images would then hold more than ``max_stored_bytes`` (0: no
+    limit); an image they have gets a fresh createdAt instead (no bytes sent again)."""
+    row = yield fetch_one(QUERIES["stored_image_bytes"], user_id, image.sha256)
+    stored, has = int(row["total"]), bool(row["has"])
+    now = utcnow()
+    if has and (yield execute(QUERIES["touch_image"], user_id, image.sha256, now)):
+        return KeptUpload(True, stored)
+    if max_stored_bytes and stored + len(image.data) > max_stored_bytes:
+        return KeptUpload(False, stored)
+    inserted = yield execute(
+        QUERIES["insert_image"], user_id, image.sha256, image.mime_type, len(image.data),
+        image.width, image.height, image.data, now,
+    )  # fmt: skip
+    if not inserted:  # a concurrent upload of the same image stored it first
+        yield execute(QUERIES["touch_image"], user_id, image.sha256, now)
+    return KeptUpload(True, stored)
 
 
 # A createJob that refers to the image store: its job, and the inline image it brought or
@@ -141,6 +173,12 @@ class ImageStore:
         if job_id is not None:
             self._created()
         return job_id
+
+    async def keep_upload(
+        self, user_id: int, image: NewImage, *, max_stored_bytes: int = 0
+    ) -> KeptUpload:
+        """uploadImage's write: see the function ``keep_upload``."""
+        return await self._write(lambda: keep_upload(user_id, image, max_stored_bytes))
 
     async def get_image(
         self, user_id: int | None, sha256: str, *, with_data: bool = True

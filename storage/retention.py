@@ -7,7 +7,8 @@ writes go on between batches; a run loops until nothing is left. The batches are
 one lets it grow back, up to ``batch`` jobs or ``window`` events. What goes with a job: its
 events, attempts (``visionJobSessions``) and outputs; its stored image goes with the last job
 of its user that uses it (the deletion trigger, ``storage.triggers``). Pending and running
-jobs are never touched.
+jobs are never touched. Uploaded images no job uses go after UPLOAD_RETENTION_HOURS
+(``prune_unused_images``), never one a createJob is being made with (see that method).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ BATCH_TARGET_SECONDS = 0.05
 JOB_BATCH = 50
 # Events read per window and deleted per transaction, at most.
 EVENT_WINDOW = 500
+# Unused images per transaction at most (each up to IMAGE_MAX_BYTES: kept small).
+IMAGE_BATCH = 20
 # The least a slow batch shrinks to: progress is made whatever the machine's load.
 SMALLEST = 10
 
@@ -108,6 +111,23 @@ class RetentionStore:
                 return deleted  # the rest is newer than the cutoff
             await anyio.lowlevel.checkpoint()
 
+    async def prune_unused_images(self, cutoff: datetime, *, batch: int = IMAGE_BATCH) -> int:
+        """Delete the stored images created before ``cutoff`` that no job of their user
+        refers to (uploads nobody made a job from), at most ``batch`` per transaction (paced).
+        Each batch locks its images, then deletes them in a statement of its own that looks
+        at the jobs again: a createJob holding one of them (``hold_image``) is skipped or has
+        committed its job by then, so an image is never deleted under a job being created
+        with it. Returns how many were deleted."""
+        deleted, pace = 0, Pace(batch)
+        while True:
+            size, started = pace.size, time.perf_counter()
+            found, gone = await self._write(functools.partial(_prune_image_batch, cutoff, size))
+            pace.took(time.perf_counter() - started)
+            deleted += gone
+            if found < size:
+                return deleted
+            await anyio.lowlevel.checkpoint()
+
     async def reclaim_space(self) -> None:
         """After a prune that deleted rows: make their space reusable by later rows
         (``Driver.reclaim_space``: PostgreSQL VACUUMs the pruned tables, autovacuum or not;
@@ -124,3 +144,13 @@ def _prune_job_batch(cutoff: datetime, batch: int) -> Work[int]:
     yield execute(QUERIES["delete_jobs_attempts"], ids)
     yield execute(QUERIES["delete_jobs_outputs"], ids)
     return len(rows)
+
+
+def _prune_image_batch(cutoff: datetime, batch: int) -> Work[tuple[int, int]]:
+    """One batch of unused images: (how many were found, how many were deleted)."""
+    rows = yield fetch_all(QUERIES["unused_images"], cutoff, batch)
+    if not rows:
+        return 0, 0
+    ids = json.dumps([int(r["id"]) for r in rows])
+    gone = yield execute(QUERIES["delete_unused_images"], ids, cutoff)
+    return len(rows), int(gone)

@@ -238,7 +238,8 @@ async def test_housekeeping_keeps_jobs_when_retention_days_is_zero(store: JobSto
     job_id = await store.create_job(_job())
     await _age(store, job_id, "complete", 400 * DAY)
     await store.create_job(_job())
-    settings = PipelineSettings(retention_days=0, event_retention_hours=0)
+    settings = PipelineSettings(retention_days=0, event_retention_hours=0,
+                                upload_retention_hours=0)  # fmt: skip
     assert not Housekeeping(store, settings).enabled
     assert await Housekeeping(store, PipelineSettings()).run_once() == Pruned(events=2, jobs=0)
     assert job_id in await _job_ids(store)

@@ -4,7 +4,7 @@ rooms, importable and testable alone; to add a procedure, write it there and lis
 
 from __future__ import annotations
 
-from rpc.procedures import jobs, progress, template
+from rpc.procedures import jobs, progress, template, uploads
 from rpc.wire.router import Procedure, Router
 
 PROCEDURES: tuple[Procedure, ...] = (
@@ -22,6 +22,8 @@ PROCEDURES: tuple[Procedure, ...] = (
               progress.JobProgressInput, guard="user"),
     Procedure("visionPipeline.onMyJobs", "subscription", progress.on_my_jobs,
               progress.MyJobsInput, input_optional=True, guard="user"),
+    Procedure("visionPipeline.uploadImage", "mutation", uploads.upload_image, guard="user",
+              binary=True),
     # The template's companions (rpc.procedures.template)
     Procedure("auth.me", "query", template.me),
     Procedure("auth.logout", "mutation", template.logout),

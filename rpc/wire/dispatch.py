@@ -19,7 +19,8 @@ MAX_BODY_BYTES (413, counted while the body streams); JSON text through ``rpc.wi
 points at missing paths or names unknown types (400, ``rpc.wire.superjson``); NUL characters
 anywhere in an input (400, ``rpc.wire.limits.refuse_nul``); a body (any method but GET) whose
 content type is not ``application/json`` (415, before it is read: text/plain, forms and
-multipart are what a page may send cross-site without a preflight, issue 13). A fault nobody
+multipart are what a page may send cross-site without a preflight, issue 13), except to a
+binary procedure (uploadImage), whose requests ``rpc.wire.nonjson`` answers whole. A fault nobody
 foresaw is logged and answered as an INTERNAL_SERVER_ERROR envelope. Header floods are
 uvicorn's to bound (README); an oversized Cookie header is ``rpc.gate``'s (431)."""
 
@@ -36,11 +37,12 @@ from starlette.types import Receive, Scope, Send
 
 from rpc import security
 from rpc.context import Context, Services
-from rpc.wire import jsonl, limits, sse, superjson
+from rpc.wire import jsonl, limits, nonjson, sse, superjson
 from rpc.wire.encoding import dumps, to_plain
 from rpc.wire.errors import TRPCError, internal_error
 from rpc.wire.request import (
     Call,
+    check_url,
     last_event_id_of,
     looks_superjson,
     query_params,
@@ -72,6 +74,8 @@ _ALLOW = ", ".join(sorted(METHODS))
 # The only body a browser cannot send cross-site without a CORS preflight: text/plain, forms
 # and multipart (or no type at all) would let any page act with a user's cookie.
 _JSON_TYPE = "application/json"
+# Every answer's Vary (Starlette's Response copies it, never changes it).
+_VARY = {"vary": "trpc-accept, accept"}
 
 
 class Dispatcher:
@@ -123,6 +127,8 @@ class Dispatcher:
         path = full_path[len(BASE_PATH) :] if full_path.startswith(BASE_PATH) else ""
         params = query_params(request.scope)
         batch = params.get("batch") == "1"
+        if path in self.router.binary_paths:  # uploadImage: not JSON (rpc.wire.nonjson)
+            return await nonjson.handle(self.services, request, self.router.procedures[path], batch)
         calls: list[Call] | None = None
         try:
             _check_request(request, method, settings.max_url_bytes)
@@ -165,10 +171,9 @@ class Dispatcher:
             for (_, (value, error)), call in zip(results, calls, strict=True)
         ]
         body = envelopes if batch else envelopes[0]
-        headers = {"vary": "trpc-accept, accept"}
         # Headers the errors carry (405's allow, a quota's retry-after), once each.
         extra = list(dict.fromkeys(h for _, (_, e) in results if e for h in e.headers.items()))
-        response = Response(dumps(body), status_code=status, headers=headers,
+        response = Response(dumps(body), status_code=status, headers=_VARY,
                             media_type="application/json")  # fmt: skip
         for name, value in [*ctx.response_headers, *extra]:
             response.headers.append(name, value)
@@ -200,6 +205,9 @@ class Dispatcher:
                 headers={"allow": expected},
             )
             raise call.error
+        if procedure.binary:  # in a batch (alone, it is rpc.wire.nonjson's)
+            raise TRPCError("UNSUPPORTED_MEDIA_TYPE", f'"{call.path}" takes a non-JSON input '
+                            "(FormData or binary), which cannot be batched")  # fmt: skip
         raw = call.raw
         if superjson.is_superjson(raw):
             try:
@@ -291,11 +299,7 @@ class Dispatcher:
 def _check_request(request: Request, method: str, max_url_bytes: int) -> None:
     """Request-level refusals before any input is read: a URL over the limit (400), a body
     that is not JSON (415)."""
-    scope = request.scope
-    url_bytes = len(scope.get("raw_path") or b"") + len(scope["query_string"])
-    if url_bytes > max_url_bytes:
-        raise TRPCError("BAD_REQUEST", f"Request URL is too long ({url_bytes} bytes; "
-                        f"the limit is {max_url_bytes})")  # fmt: skip
+    check_url(request.scope, max_url_bytes)
     if method != "GET":  # JSON only: no cross-site form or no-cors fetch (§2.3)
         content_type = request.headers.get("content-type", "")
         if not content_type:

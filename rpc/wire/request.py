@@ -71,6 +71,14 @@ async def read_inputs(
     return False
 
 
+def check_url(scope: Scope, max_url_bytes: int) -> None:
+    """400 when the URL (path + query) is longer than ``max_url_bytes``."""
+    url_bytes = len(scope.get("raw_path") or b"") + len(scope["query_string"])
+    if url_bytes > max_url_bytes:
+        raise TRPCError("BAD_REQUEST", f"Request URL is too long ({url_bytes} bytes; "
+                        f"the limit is {max_url_bytes})")  # fmt: skip
+
+
 def query_params(scope: Scope) -> dict[str, str]:
     """``request.query_params`` as a dict, the same pairs (the last of a repeated name wins),
     at a third of the cost: a request's query is usually the single ``input`` pair, unquoted

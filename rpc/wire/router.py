@@ -30,12 +30,15 @@ class Procedure:
     # failing, as zod's `.optional()`/defaults would.
     input_optional: bool = False
     guard: Guard = "public"
+    # Takes a non-JSON body (multipart/form-data or application/octet-stream, read by
+    # rpc.wire.nonjson): the handler gets a `BinaryInput` to read, never JSON.
+    binary: bool = False
 
     def parse_input(self, raw: Any, *, lenient: bool = False) -> Any:
         """Validate the decoded input. ``lenient``: values came from a query string as text
         (the docs' curl form ``?jobId=1``) and are coerced; JSON input is checked strictly."""
         if self.input_model is None:
-            return None
+            return raw if self.binary else None
         if raw is UNDEFINED or (raw is None and self.input_optional):
             if not self.input_optional:
                 raise missing_input()
@@ -58,11 +61,14 @@ class Procedure:
 class Router:
     def __init__(self) -> None:
         self.procedures: dict[str, Procedure] = {}
+        self.binary_paths: set[str] = set()  # the procedures rpc.wire.nonjson serves
 
     def add(self, procedure: Procedure) -> None:
         if procedure.path in self.procedures:
             raise ValueError(f"procedure {procedure.path!r} defined twice")
         self.procedures[procedure.path] = procedure
+        if procedure.binary:
+            self.binary_paths.add(procedure.path)
 
     def procedure(
         self,

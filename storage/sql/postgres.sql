@@ -360,6 +360,16 @@ INSERT INTO "visionImages" ("userId", sha256, "mimeType", "byteSize", width, hei
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT ("userId", sha256) DO NOTHING;
 
+-- name: stored_image_bytes --
+-- The bytes of user $1's stored images, and whether they have image $2 already (uploadImage).
+SELECT COALESCE(SUM("byteSize"), 0) AS total, COALESCE(bool_or(sha256 = $2), FALSE) AS has
+FROM "visionImages" WHERE "userId" = $1;
+
+-- name: touch_image --
+-- An upload of the image $2 user $1 has: its createdAt becomes $3.
+--   The unused upload's retention (UPLOAD_RETENTION_HOURS) starts again from this upload.
+UPDATE "visionImages" SET "createdAt" = $3 WHERE "userId" = $1 AND sha256 = $2;
+
 -- name: hold_image --
 -- Whether user $1 has the image $2, share-locked until the transaction ends.
 --   The job about to refer to it commits before the deletion trigger (which locks the image
@@ -567,6 +577,31 @@ WHERE "jobId" IN (SELECT j.id::int FROM jsonb_array_elements_text($1::jsonb) AS 
 -- The outputs rows of the jobs prune_finished_jobs deleted ($1: JSON [id, …]).
 DELETE FROM "visionJobOutputs"
 WHERE "jobId" IN (SELECT j.id::int FROM jsonb_array_elements_text($1::jsonb) AS j(id));
+
+-- name: unused_images --
+-- Up to $2 stored images created before $1 that no job of their user refers to (ids).
+--   Uploads nobody made a job from (every other image goes with its user's last job: the
+--   deletion trigger). The job probe is idx_stored_image_jobs.
+--   Locked FOR UPDATE, skipping an image a createJob holds (hold_image, FOR SHARE): that one
+--   waits for the next run.
+SELECT i.id FROM "visionImages" AS i
+WHERE i."createdAt" < $1 AND NOT EXISTS (
+        SELECT 1 FROM "visionJobs" AS j
+        WHERE j."userId" = i."userId" AND substr(j."imageUrl", 1, 12) = '/api/images/'
+            AND j."imageUrl" = '/api/images/' || i.sha256)
+ORDER BY i.id LIMIT $2
+FOR UPDATE OF i SKIP LOCKED;
+
+-- name: delete_unused_images --
+-- Delete the images $1 (JSON ids) still created before $2 and still used by no job.
+--   A statement of its own after unused_images: on PostgreSQL its fresh snapshot sees a job
+--   committed since (a createJob that held the image), and a createdAt an upload refreshed.
+DELETE FROM "visionImages" AS i
+WHERE i.id IN (SELECT j.id::int FROM jsonb_array_elements_text($1::jsonb) AS j(id)) AND i."createdAt" < $2
+    AND NOT EXISTS (
+        SELECT 1 FROM "visionJobs" AS j
+        WHERE j."userId" = i."userId" AND substr(j."imageUrl", 1, 12) = '/api/images/'
+            AND j."imageUrl" = '/api/images/' || i.sha256);
 
 -- name: events_window --
 -- The $3 events after id $1, each with whether it may go (a read, no lock taken).
