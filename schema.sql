@@ -130,6 +130,8 @@ CREATE INDEX idx_claim ON "visionJobs" ("runAfter", id) WHERE status = 'pending'
 
 CREATE INDEX "idx_createdAt" ON "visionJobs" ("createdAt");
 
+CREATE INDEX idx_finished ON "visionJobs" ("updatedAt") WHERE status IN ('complete', 'error');
+
 CREATE INDEX idx_inline_image_jobs ON "visionJobs" (id) WHERE lower(substr("imageUrl", 1, 5)) = 'data:';
 
 CREATE INDEX idx_lease ON "visionJobs" ("leaseExpiresAt") WHERE status IN ('gemini_analyzing', 'deepseek_generating');
@@ -141,6 +143,17 @@ CREATE INDEX idx_stored_image_jobs ON "visionJobs" ("userId", "imageUrl") WHERE 
 CREATE INDEX "idx_userId_createdAt" ON "visionJobs" ("userId", "createdAt", id);
 
 CREATE INDEX "idx_userId_status" ON "visionJobs" ("userId", status);
+
+CREATE TABLE "visionWorkers" (
+	"workerId" VARCHAR(64) NOT NULL,
+	host VARCHAR(255) NOT NULL,
+	pid INTEGER NOT NULL,
+	"startedAt" DATETIME NOT NULL,
+	"lastSeenAt" DATETIME NOT NULL,
+	concurrency INTEGER NOT NULL,
+	running INTEGER NOT NULL,
+	PRIMARY KEY ("workerId")
+);
 
 CREATE TRIGGER IF NOT EXISTS trg_job_created AFTER INSERT ON "visionJobs"
 BEGIN
@@ -298,6 +311,8 @@ CREATE INDEX idx_claim ON "visionJobs" ("runAfter", id) WHERE status = 'pending'
 
 CREATE INDEX "idx_createdAt" ON "visionJobs" ("createdAt");
 
+CREATE INDEX idx_finished ON "visionJobs" ("updatedAt") WHERE status IN ('complete', 'error');
+
 CREATE INDEX idx_inline_image_jobs ON "visionJobs" (id) WHERE lower(substr("imageUrl", 1, 5)) = 'data:';
 
 CREATE INDEX idx_lease ON "visionJobs" ("leaseExpiresAt") WHERE status IN ('gemini_analyzing', 'deepseek_generating');
@@ -309,6 +324,17 @@ CREATE INDEX idx_stored_image_jobs ON "visionJobs" ("userId", "imageUrl") WHERE 
 CREATE INDEX "idx_userId_createdAt" ON "visionJobs" ("userId", "createdAt", id);
 
 CREATE INDEX "idx_userId_status" ON "visionJobs" ("userId", status);
+
+CREATE TABLE "visionWorkers" (
+	"workerId" VARCHAR(64) NOT NULL,
+	host VARCHAR(255) NOT NULL,
+	pid INTEGER NOT NULL,
+	"startedAt" TIMESTAMP WITH TIME ZONE NOT NULL,
+	"lastSeenAt" TIMESTAMP WITH TIME ZONE NOT NULL,
+	concurrency INTEGER NOT NULL,
+	running INTEGER NOT NULL,
+	PRIMARY KEY ("workerId")
+);
 
 CREATE OR REPLACE FUNCTION vision_jobs_inserted() RETURNS trigger AS $$
 DECLARE

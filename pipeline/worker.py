@@ -26,6 +26,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from pipeline.config import PipelineSettings
 from pipeline.errors import StageError
 from pipeline.policy import CANCELLED, SHUT_DOWN, lease_expired, verdict
+from pipeline.presence import Presence
 from pipeline.reporting import Reporter, Tally
 from pipeline.retry import retry_delay
 from pipeline.stages import Stages, outputs_of, parse_stored_analysis, pieces_json
@@ -68,6 +69,7 @@ class Worker:
         self.stages = stages
         self.settings = settings
         self.worker_id = worker_id or new_worker_id()
+        self.presence = Presence(store, self.worker_id, settings.worker_concurrency)
         self.state = WorkerState()
         self.report = Reporter(self.state, stages.vision.name, stages.content.name, settings)
         self._lease = timedelta(seconds=settings.lease_seconds)
@@ -114,6 +116,7 @@ class Worker:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self.state.running = True
+        self.presence.started()
         log.info("worker %s started (concurrency %d)", self.worker_id,
                  self.settings.worker_concurrency)  # fmt: skip
         try:
@@ -137,6 +140,7 @@ class Worker:
             self._jobs = None
             self.state.running = False
             with anyio.CancelScope(shield=True):
+                await self.presence.gone()
                 for provider in (self.stages.vision, self.stages.content):
                     close = getattr(provider, "aclose", None)
                     if close is not None:
@@ -245,8 +249,10 @@ class Worker:
 
     async def _heartbeat_loop(self) -> None:
         interval = self.settings.lease_seconds / 3
+        await self.presence.seen(len(self.state.in_flight))  # known from its start
         while True:
             await anyio.sleep(interval)
+            await self.presence.seen(len(self.state.in_flight))
             try:
                 # Judge only the attempts running before the renewal was sent: one claimed
                 # meanwhile is not in its answer and must not be taken for lost.

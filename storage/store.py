@@ -17,6 +17,7 @@ from typing import Any, TypeVar, cast
 from storage import batches
 from storage.changes import ChangeFeed
 from storage.coalesce import Coalescer
+from storage.dashboard import DashboardStore
 from storage.driver import Driver, Row, Statement, Work, execute, fetch_all, fetch_one
 from storage.images import ImageStore
 from storage.jobstate import ExpiryPolicy, Outcome, Stage, stage_of
@@ -57,7 +58,7 @@ def _attempt_args(
     )  # fmt: skip
 
 
-class JobStore(UserStore, ImageStore, OperatorStore, RetentionStore, ProbeStore):
+class JobStore(UserStore, ImageStore, OperatorStore, DashboardStore, RetentionStore, ProbeStore):
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
         self.feed = ChangeFeed(driver)

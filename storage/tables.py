@@ -28,6 +28,7 @@ def _ts(nullable: bool = True) -> Any:
 # repeat word for word (a partial index serves a query only when it names its condition).
 STORED_IMAGE_JOB = """substr("imageUrl", 1, 12) = '/api/images/'"""
 INLINE_IMAGE_JOB = """lower(substr("imageUrl", 1, 5)) = 'data:'"""
+FINISHED_JOB = "status IN ('complete', 'error')"
 
 
 class User(SQLModel, table=True):
@@ -87,6 +88,16 @@ class VisionJob(SQLModel, table=True):
             "id",
             sqlite_where=sa.text(INLINE_IMAGE_JOB),
             postgresql_where=sa.text(INLINE_IMAGE_JOB),
+        ),
+        # Finished jobs by when they finished (a completion sets updatedAt = completedAt, and
+        # nothing touches a finished job but a retry, which takes it out): the dashboard's
+        # last hour, recent failures and spend per day read a range of it. Partial: one
+        # entry per job, written by its final transition only.
+        sa.Index(
+            "idx_finished",
+            "updatedAt",
+            sqlite_where=sa.text(FINISHED_JOB),
+            postgresql_where=sa.text(FINISHED_JOB),
         ),
     )
 
@@ -219,6 +230,23 @@ class VisionImage(SQLModel, table=True):
     height: int | None = Field(default=None)
     data: bytes = Field(sa_type=sa.LargeBinary, nullable=False)  # BLOB / BYTEA
     createdAt: datetime = Field(sa_type=_TS, nullable=False)
+
+
+class VisionWorker(SQLModel, table=True):
+    """One worker process (``vision-pipeline worker``, or ``serve``'s own), written by its
+    heartbeat, deleted when it stops cleanly; a row not seen for a day is deleted by any
+    other worker's heartbeat (a process that was killed). The dashboard's view of every
+    process on every host: ``getWorkerStatus`` knows only its own."""
+
+    __tablename__ = "visionWorkers"
+
+    workerId: str = Field(sa_type=sa.String(64), primary_key=True)  # as in lockedBy
+    host: str = Field(sa_type=sa.String(255), nullable=False)
+    pid: int = Field(nullable=False)
+    startedAt: datetime = Field(sa_type=_TS, nullable=False)
+    lastSeenAt: datetime = Field(sa_type=_TS, nullable=False)
+    concurrency: int = Field(nullable=False)
+    running: int = Field(nullable=False)  # jobs in flight at the last heartbeat
 
 
 def metadata() -> sa.MetaData:

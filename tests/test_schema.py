@@ -59,7 +59,7 @@ def test_applying_schema_sql_gives_the_tables_the_models_create(tmp_path: Path) 
     tables = _describe(from_models)["tables"]
     assert isinstance(tables, dict)
     assert set(tables) == {"users", "visionJobs", "visionJobOutputs", "visionJobSessions",
-                           "visionJobEvents", "visionImages"}  # fmt: skip
+                           "visionJobEvents", "visionImages", "visionWorkers"}  # fmt: skip
     assert _describe(from_models)["triggers"] == [
         "trg_job_changed", "trg_job_created", "trg_job_deleted",
     ]  # fmt: skip

@@ -4,7 +4,7 @@ rooms, importable and testable alone; to add a procedure, write it there and lis
 
 from __future__ import annotations
 
-from rpc.procedures import jobs, progress, template, uploads
+from rpc.procedures import admin, jobs, progress, template, uploads
 from rpc.wire.router import Procedure, Router
 
 PROCEDURES: tuple[Procedure, ...] = (
@@ -24,6 +24,12 @@ PROCEDURES: tuple[Procedure, ...] = (
               progress.MyJobsInput, input_optional=True, guard="user"),
     Procedure("visionPipeline.uploadImage", "mutation", uploads.upload_image, guard="user",
               binary=True),
+    # The admin dashboard (rpc.procedures.admin)
+    Procedure("visionPipeline.admin.overview", "query", admin.overview, guard="admin"),
+    Procedure("visionPipeline.admin.retryJobs", "mutation", admin.retry_jobs,
+              admin.JobIdsInput, guard="admin"),
+    Procedure("visionPipeline.admin.cancelJobs", "mutation", admin.cancel_jobs,
+              admin.JobIdsInput, guard="admin"),
     # The template's companions (rpc.procedures.template)
     Procedure("auth.me", "query", template.me),
     Procedure("auth.logout", "mutation", template.logout),

@@ -668,3 +668,63 @@ GROUP BY status;
 -- name: ping --
 -- One round trip to the database (/readyz).
 SELECT 1 AS ok;
+
+-- === the workers table (storage.dashboard, pipeline.worker's heartbeat) =====================
+
+-- name: worker_seen --
+-- A worker's heartbeat: its row in visionWorkers written, or refreshed (running: jobs in flight).
+INSERT INTO "visionWorkers" ("workerId", host, pid, "startedAt", "lastSeenAt", concurrency,
+    running)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT ("workerId") DO UPDATE SET "lastSeenAt" = excluded."lastSeenAt",
+    concurrency = excluded.concurrency, running = excluded.running;
+
+-- name: forget_stale_workers --
+-- The rows of workers not seen since $1 (killed processes), deleted beside a heartbeat.
+--   A handful of rows: no index needed.
+DELETE FROM "visionWorkers" WHERE "lastSeenAt" < $1;
+
+-- name: forget_worker --
+-- A worker stopping cleanly deletes its row.
+DELETE FROM "visionWorkers" WHERE "workerId" = $1;
+
+-- name: list_workers --
+-- Every worker process's row, by host and start (`vision-pipeline workers`, the dashboard).
+SELECT "workerId", host, pid, "startedAt", "lastSeenAt", concurrency, running
+FROM "visionWorkers" ORDER BY host, "startedAt", "workerId" LIMIT $1;
+
+
+-- === the dashboard (storage.dashboard, visionPipeline.admin.overview) ======================
+-- Each read is a range of an index: the running jobs (idx_status, a handful), finished jobs
+-- by when they finished (idx_finished, the last hour or 14 days of them).
+
+-- name: dashboard_finished_per_bucket --
+-- Jobs finished since $1 per 5-minute bucket (0: the one starting at $1): completed, failed.
+--   A cancelled job (errorStage 'cancelled') is not counted as failed.
+SELECT floor(extract(epoch FROM ("updatedAt" - $1::timestamptz)) / 300)::int AS bucket,
+    COUNT(*) FILTER (WHERE status = 'complete') AS completed,
+    COUNT(*) FILTER (WHERE status = 'error' AND "errorStage" IS DISTINCT FROM 'cancelled')
+        AS failed
+FROM "visionJobs" WHERE status IN ('complete', 'error') AND "updatedAt" >= $1
+GROUP BY bucket;
+
+-- name: dashboard_in_flight --
+-- The running jobs, longest held first, at most $1: stage, worker, attempt, when claimed.
+SELECT id AS "jobId", "userId", status, "lockedBy" AS "workerId", attempt, "lockedAt"
+FROM "visionJobs" WHERE status IN ('gemini_analyzing', 'deepseek_generating')
+ORDER BY "lockedAt", id LIMIT $1;
+
+-- name: dashboard_recent_failures --
+-- The $1 jobs that failed last (in error, not cancelled), newest first, with their message.
+SELECT id AS "jobId", "userId", "errorStage", "errorMessage", "retryCount", "updatedAt"
+FROM "visionJobs"
+WHERE status IN ('complete', 'error') AND status = 'error'
+    AND "errorStage" IS DISTINCT FROM 'cancelled'
+ORDER BY "updatedAt" DESC, id DESC LIMIT $1;
+
+-- name: dashboard_spend_per_day --
+-- What the jobs that finished since $1 cost, per UTC day they finished, newest day first.
+SELECT to_char("updatedAt" AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day,
+    COALESCE(SUM("costUsd"), 0) AS "costUsd", COUNT(*) AS jobs
+FROM "visionJobs" WHERE status IN ('complete', 'error') AND "updatedAt" >= $1
+GROUP BY day ORDER BY day DESC;
