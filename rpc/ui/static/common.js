@@ -211,7 +211,14 @@ export function showSignIn(container, config) {
       const response = await fetch("/api/auth/session", { method: "POST",
         credentials: "same-origin", headers: { "content-type": "application/json" },
         body: JSON.stringify({ token }) });
-      if (response.status === 204) { location.reload(); return; }
+      if (response.status === 204) {
+        // Browsers drop a SameSite=None cookie that is not Secure: over plain http (no TLS
+        // proxy saying X-Forwarded-Proto: https) the session never arrives. Say so.
+        if (await query("auth.me")) { location.reload(); return; }
+        message.textContent = "The token is valid, but this browser did not keep the session "
+          + "cookie: serve the API over https (or behind a proxy that sends X-Forwarded-Proto: https).";
+        return;
+      }
       let reason = `The server answered ${response.status}`;
       try { reason = (await response.json()).error || reason; } catch { /* keep it */ }
       message.textContent = `That token was not accepted: ${reason}`;
