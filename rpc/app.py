@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from pipeline.retention import Housekeeping
 from pipeline.runner import trim_memory_periodically
 from pipeline.service import build_worker
-from rpc import gate, probes, security, static
+from rpc import gate, probes, security, static, ui
 from rpc.auth import callback, signin
 from rpc.auth.sessions import Authenticator
 from rpc.auth.tokens import secret_warning
@@ -149,6 +149,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         *images.routes(),
         *callback.routes(),
         *signin.routes(),  # POST /api/auth/session: a pasted token becomes the session cookie
+        *ui.routes(settings),  # the built-in page and dashboard
     ]
     # STATIC_DIR's mount catches every path: it must stay after every other route.
     cold = Starlette(

@@ -26,6 +26,11 @@ class Settings(PipelineSettings):
     built_in_forge_api_url: str | None = None
     built_in_forge_api_key: str | None = None
     static_dir: str | None = None
+    # The login portal of the built-in page's "sign in" link (the template's
+    # VITE_OAUTH_PORTAL_URL, TEMPLATE_FLOWS §1.2); OAUTH_SERVER_URL when not set.
+    oauth_portal_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("OAUTH_PORTAL_URL", "VITE_OAUTH_PORTAL_URL")
+    )
     # Timeout of each call to those services (the template's axios uses 30 s, §1.4).
     platform_timeout_seconds: float = Field(default=30.0, gt=0)
     # A level name in any case; "debug" also shows the traceback behind a one-line error.

@@ -91,7 +91,8 @@ def test_functions_stay_small(package: str) -> None:
 
 
 def test_the_wheel_holds_every_module_and_sql_file(tmp_path: Path) -> None:
-    """A non-editable install works: every package, module and .sql file is in the wheel."""
+    """A non-editable install works: every package, module, .sql file and the page's files
+    (rpc/ui/static) are in the wheel."""
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
          "-w", str(tmp_path), str(ROOT)],
@@ -102,10 +103,11 @@ def test_the_wheel_holds_every_module_and_sql_file(tmp_path: Path) -> None:
     expected = {
         str(p.relative_to(ROOT))
         for package in PACKAGES
-        for pattern in ("*.py", "*.sql", "py.typed")
+        for pattern in ("*.py", "*.sql", "py.typed", "*.html", "*.js", "*.css")  # ui: rpc/ui/static
         for p in (ROOT / package).rglob(pattern)
         if "__pycache__" not in p.parts
     }
     missing = sorted(expected - names)
     assert not missing, f"not in the wheel: {missing}"
     assert any(n.endswith(".sql") for n in names), "no SQL file shipped"
+    assert "rpc/ui/static/index.html" in names, "the built-in page is not shipped"

@@ -146,10 +146,12 @@ def test_what_counts_as_hidden(path: str, hidden: bool) -> None:
 
 
 def test_without_static_dir_unknown_paths_are_404(tmp_path: Path) -> None:
+    """``/`` and ``/admin`` are then the built-in page and dashboard (rpc.ui); nothing else."""
     srv = start_server(tmp_path / "jobs.db", tmp_path / "server.log", "--no-worker")
     try:
-        assert get(srv, "/").status_code == 404
+        assert get(srv, "/").status_code == 200
         assert get(srv, "/some/client/route").status_code == 404
+        assert get(srv, "/index.html").status_code == 404
     finally:
         srv.stop()
 

@@ -177,3 +177,24 @@ async def get_job_history(ctx: Context, data: HistoryInput) -> Encoded:
     assert caller is not None
     jobs = await ctx.services.store.list_user_jobs(caller.user_id, data.limit, data.offset)
     return encoded_history(jobs)
+
+
+_TOKENS = ("geminiInputTokens", "geminiOutputTokens", "deepseekInputTokens", "deepseekOutputTokens")
+
+
+async def get_job_usage(ctx: Context, data: JobIdInput) -> dict[str, Any]:
+    """``visionPipeline.getJobUsage``: what the caller's job used over all its attempts (the
+    sums of its ``visionJobSessions`` rows), for the page's result; getJobStatus's rules."""
+    caller = await ctx.caller()
+    assert caller is not None
+    detail = await ctx.services.store.job_detail(data.jobId)
+    if detail is None:
+        raise TRPCError("NOT_FOUND", "Job not found")
+    if detail.job["userId"] != caller.user_id:
+        raise TRPCError("FORBIDDEN", "You do not have access to this job")
+    usage: dict[str, Any] = {
+        name: sum(int(a[name] or 0) for a in detail.attempts) for name in _TOKENS
+    }
+    usage["attempts"] = len(detail.attempts)
+    usage["costUsd"] = round(float(detail.job["costUsd"] or 0), 6)
+    return usage

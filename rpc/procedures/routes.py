@@ -14,6 +14,8 @@ PROCEDURES: tuple[Procedure, ...] = (
     Procedure("visionPipeline.getJobStatus", "query", jobs.get_job_status,
               jobs.JobIdInput, guard="user"),
     Procedure("visionPipeline.getWorkerStatus", "query", jobs.get_worker_status, guard="admin"),
+    Procedure("visionPipeline.getJobUsage", "query", jobs.get_job_usage,
+              jobs.JobIdInput, guard="user"),
     Procedure("visionPipeline.getJobHistory", "query", jobs.get_job_history,
               jobs.HistoryInput, input_optional=True, guard="user"),
     Procedure("visionPipeline.onJobProgress", "subscription", progress.on_job_progress,
