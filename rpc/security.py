@@ -141,8 +141,9 @@ def _origin(scheme: str, host: str) -> str:
 
 def cross_site(scope: Scope, settings: Settings) -> str | None:
     """Why a request must be refused as cross-site (see the module's promise), or None. Its
-    own origin is its ``Host`` under the scheme it arrived by (``X-Forwarded-Proto`` from a
-    TLS proxy included)."""
+    own origin is its ``Host``, compared by host and port under the Origin's own scheme: behind
+    a TLS proxy that does not say so (no ``X-Forwarded-Proto``), the scheme seen here is not
+    the browser's, and another site never shares the host."""
     origin = host = fetch_site = None
     for name, value in scope.get("headers", ()):
         if name == b"origin":
@@ -158,8 +159,7 @@ def cross_site(scope: Scope, settings: Settings) -> str | None:
         return "Cross-site request refused (Sec-Fetch-Site: cross-site)"
     if origin is None:
         return None
-    own = _origin("https" if is_https(scope) else "http", host) if host is not None else None
-    if rest and _origin(scheme, rest) == own:
+    if rest and host is not None and _origin(scheme, rest) == _origin(scheme, host):
         return None
     return (f"Cross-site request refused: Origin {origin[:200]} is neither this server's "
             "origin nor one of CORS_ALLOW_ORIGINS")  # fmt: skip

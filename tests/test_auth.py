@@ -463,7 +463,7 @@ def test_logout_clears_the_session_cookie(server: Server, anonymous: httpx.Clien
     assert len(headers) == 1, headers
     name, value, attributes = set_cookie_parts(headers[0])
     assert (name, value) == ("app_session_id", "")
-    assert attributes == {"max-age=0", "path=/", "httponly", "samesite=none"}
+    assert attributes == {"max-age=0", "path=/", "httponly", "samesite=lax"}
     # logged out without a session is fine too
     r = post(anonymous, "auth.logout")
     assert r.json() == {"result": {"data": {"success": True}}}

@@ -166,7 +166,7 @@ def test_gen1_login_sends_the_templates_requests_and_sets_the_session(
     cookies = set_cookies(r)
     assert set(cookies) == {"app_session_id"}  # no state cookie to clear in Gen-1
     token, attributes = cookies["app_session_id"]
-    assert {f"max-age={ONE_YEAR}", "path=/", "httponly", "samesite=none"} <= attributes
+    assert {f"max-age={ONE_YEAR}", "path=/", "httponly", "samesite=lax"} <= attributes
     assert "secure" not in attributes
     assert not any(a.startswith("domain") for a in attributes)
     assert jwt.get_unverified_header(token)["alg"] == "HS256"

@@ -4,7 +4,9 @@ whose content stage is the local fake DeepSeek (made slow or made to fail per te
 vision stage is the offline provider, so the palette comes from the image's real pixels.
 
 Every test fails on a console error, an uncaught page error or a CSP violation. The module
-writes docs/screenshots/page.png, page-dark.png and admin.png (the README shows them).
+takes screenshots of the page (light and dark) and the dashboard: into a temporary folder, or,
+with ``SCREENSHOTS=docs``, into docs/screenshots/ (the README shows those), so an ordinary
+test run leaves the checkout as it was.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import dataclasses
 import io
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,7 +46,11 @@ ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
 ]  # fmt: skip
-SHOTS = ROOT / "docs" / "screenshots"
+SHOTS = (
+    ROOT / "docs" / "screenshots"
+    if os.environ.get("SCREENSHOTS") == "docs"
+    else Path(tempfile.mkdtemp(prefix="vp-screenshots-"))
+)
 TIMEOUT_MS = 20_000
 # Until the other helpers' branches are merged (the integrator removes these marks then).
 NEEDS_UPLOAD = pytest.mark.skip(reason="needs visionPipeline.uploadImage (helper `uploads`)")
@@ -155,8 +162,8 @@ def open_tab(browser: Any, fake: FakeAI) -> Iterator[Any]:
     problems: list[str] = []
 
     def make(srv: Server, *, dark: bool = False, tls_proxy: bool = False) -> Tab:
-        # tls_proxy: as behind a TLS proxy, so the session cookie is Secure; a browser drops
-        # the SameSite=None cookie the template's login writes over plain http.
+        # tls_proxy: as behind a TLS proxy, so the session cookie is SameSite=None; Secure
+        # (over plain http it is SameSite=Lax).
         headers = {"x-forwarded-proto": "https"} if tls_proxy else None
         context = browser.new_context(
             color_scheme="dark" if dark else "light",
@@ -365,14 +372,15 @@ def test_a_pasted_token_signs_in(signed_server: Server, open_tab: Any) -> None:
     sync_api.expect(tab.page.locator("#who")).to_contain_text("Page User")
 
 
-def test_a_pasted_token_over_plain_http_says_why_it_cannot_sign_in(
-    signed_server: Server, open_tab: Any
-) -> None:
+def test_a_pasted_token_signs_in_over_plain_http(signed_server: Server, open_tab: Any) -> None:
+    # A laptop's http://localhost: the cookie is SameSite=Lax there (a SameSite=None cookie
+    # without Secure is dropped by Chromium), so the session sticks.
     tab = open_tab(signed_server)
     tab.open("/")
     tab.page.get_by_label("Session token").fill(signed_server.token("page-user", "Page User"))
     tab.page.get_by_role("button", name="Sign in with this token").click()
-    sync_api.expect(tab.page.locator("#signin-error")).to_contain_text("over https")
+    sync_api.expect(tab.page.locator("#workspace")).to_be_visible()
+    sync_api.expect(tab.page.locator("#who")).to_contain_text("Page User")
 
 
 def test_a_bad_token_is_refused_in_words(signed_server: Server, open_tab: Any) -> None:

@@ -29,7 +29,7 @@ def test_a_valid_token_sets_the_logins_session_cookie(server: Server) -> None:
     # The OAuth callback's cookie, word for word but for its Expires date.
     expected = session_cookie(token, secure=False)
     assert cookie.split("; Expires=")[0] == expected.split("; Expires=")[0]
-    assert cookie.split("; ", 4)[4] == expected.split("; ", 4)[4] == "HttpOnly; SameSite=None"
+    assert cookie.split("; ", 4)[4] == expected.split("; ", 4)[4] == "HttpOnly; SameSite=Lax"
     assert r.headers["x-content-type-options"] == "nosniff"
     # The cookie is a session: auth.me names the token's user.
     with httpx.Client(base_url=server.trpc, cookies={"app_session_id": token}) as client:

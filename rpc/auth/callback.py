@@ -53,11 +53,19 @@ def _clear_state_cookie() -> str:
     )
 
 
+def same_site_flags(secure: bool) -> str:
+    """The session cookie's ``SameSite``: ``None; Secure`` over https, as the template sets it
+    (§1.6); ``Lax`` over plain http, where browsers drop a ``SameSite=None`` cookie without
+    ``Secure`` (Chromium does): the template's own apps switched to this (TEMPLATE_FLOWS §1.6),
+    and a laptop's http://localhost sign-in would otherwise never stick."""
+    return "; Secure; SameSite=None" if secure else "; SameSite=Lax"
+
+
 def session_cookie(token: str, secure: bool) -> str:
-    """``res.cookie(COOKIE_NAME, token, {httpOnly, path:"/", sameSite:"none", secure,
+    """``res.cookie(COOKIE_NAME, token, {httpOnly, path:"/", sameSite, secure,
     maxAge: ONE_YEAR_MS})`` as Express writes it (§1.6): no Domain (host-only)."""
     expires = formatdate(time.time() + ONE_YEAR_SECONDS, usegmt=True)
-    flags = "; Secure; SameSite=None" if secure else "; SameSite=None"
+    flags = same_site_flags(secure)
     return (
         f"{COOKIE_NAME}={token}; Max-Age={ONE_YEAR_SECONDS}; Path=/; Expires={expires}; "
         f"HttpOnly{flags}"

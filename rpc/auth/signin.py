@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -34,7 +33,6 @@ from rpc.auth.callback import session_cookie
 from rpc.auth.tokens import verify_token
 
 if TYPE_CHECKING:
-    from rpc.config import Settings
     from rpc.context import Services
 
 log = logging.getLogger("rpc.auth")
@@ -50,24 +48,6 @@ INVALID_TOKEN = "invalid or expired token: make a new one with `vision-pipeline 
 
 def _error(message: str, status: int) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
-
-
-def cross_site(request: Request, settings: Settings) -> bool:
-    """Whether a browser sent this request from another site: ``Sec-Fetch-Site: cross-site``,
-    or an ``Origin`` that is neither this server's own nor in CORS_ALLOW_ORIGINS. The own
-    origin is compared by host and port (the ``Host`` header): behind a TLS proxy that does
-    not say so, the scheme seen here is not the browser's."""
-    if request.headers.get("sec-fetch-site", "").strip().lower() == "cross-site":
-        return True
-    origin = request.headers.get("origin")
-    if origin is None:
-        return False
-    origin = origin.strip().rstrip("/")
-    if origin in security.cors_origins(settings):
-        return False
-    parts = urlsplit(origin)
-    host = request.headers.get("host", "").strip().lower()
-    return parts.scheme not in ("http", "https") or not host or parts.netloc.lower() != host
 
 
 async def _body(request: Request) -> bytes | None:
@@ -94,7 +74,7 @@ def _token_of(body: bytes) -> str | None:
 async def sign_in(request: Request) -> Response:
     services: Services = request.app.state.services
     settings = services.settings
-    if cross_site(request, settings):
+    if security.cross_site(request.scope, settings) is not None:
         return _error(CROSS_SITE, 403)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from rpc.auth.callback import same_site_flags
 from rpc.auth.tokens import COOKIE_NAME
 from rpc.context import Context
 from rpc.procedures import notify
@@ -36,7 +37,7 @@ async def me(ctx: Context, _: None) -> dict[str, Any] | None:
 async def logout(ctx: Context, _: None) -> dict[str, bool]:
     """``auth.logout``: the session forgotten and its cookie cleared."""
     ctx.services.auth.forget(ctx.request)
-    flags = "; Secure; SameSite=None" if ctx.secure else "; SameSite=None"
+    flags = same_site_flags(ctx.secure)
     ctx.response_headers.append(
         ("set-cookie", f"{COOKIE_NAME}=; Max-Age=0; Path=/; HttpOnly{flags}")
     )

@@ -212,11 +212,11 @@ export function showSignIn(container, config) {
         credentials: "same-origin", headers: { "content-type": "application/json" },
         body: JSON.stringify({ token }) });
       if (response.status === 204) {
-        // Browsers drop a SameSite=None cookie that is not Secure: over plain http (no TLS
-        // proxy saying X-Forwarded-Proto: https) the session never arrives. Say so.
+        // A browser that refuses the cookie (cookies blocked, or a proxy serving https that
+        // does not send X-Forwarded-Proto) never sends the session back. Say so.
         if (await query("auth.me")) { location.reload(); return; }
         message.textContent = "The token is valid, but this browser did not keep the session "
-          + "cookie: serve the API over https (or behind a proxy that sends X-Forwarded-Proto: https).";
+          + "cookie: allow cookies for this site (behind a TLS proxy, have it send X-Forwarded-Proto: https).";
         return;
       }
       let reason = `The server answered ${response.status}`;
