@@ -52,12 +52,6 @@ SHOTS = (
     else Path(tempfile.mkdtemp(prefix="vp-screenshots-"))
 )
 TIMEOUT_MS = 20_000
-# Until the other helpers' branches are merged (the integrator removes these marks then).
-NEEDS_UPLOAD = pytest.mark.skip(reason="needs visionPipeline.uploadImage (helper `uploads`)")
-NEEDS_ADMIN = pytest.mark.skip(
-    reason="needs visionPipeline.admin.overview/retryJobs (helper `admin`)"
-)
-NEEDS_SESSION = pytest.mark.skip(reason="needs POST /api/auth/session (helper `admin`)")
 
 
 def brand_png(color: tuple[int, int, int], size: tuple[int, int] = (320, 220)) -> bytes:
