@@ -52,7 +52,9 @@ async def measure(
 ) -> dict[str, Any]:
     """``cwd``: the checkout whose processes run (a ``--baseline`` revision's, or ours)."""
     tag = f"pickup_{backend}_{'sep' if layout != 'serve' else 'in'}"
-    async with database(backend, tmp, tag) as url:
+    # A baseline revision's serve makes its own schema: one pushed by this checkout may be
+    # newer than it knows, and it rightly refuses to run on that.
+    async with database(backend, tmp, tag, schema=cwd == ROOT) as url:
         procs = []
         try:
             if layout == "serve":

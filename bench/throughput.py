@@ -69,7 +69,9 @@ async def _lifecycle(
     """Create ``jobs`` through the API while one worker runs them; figures from the rows.
     ``cwd``: the checkout whose processes run (a ``--baseline`` revision's, or ours)."""
     tag = f"tp_{backend}_{concurrency}_{int(vision * 10)}"
-    async with database(backend, tmp, tag) as url:
+    # A baseline revision's serve makes its own schema: one pushed by this checkout may be
+    # newer than it knows, and it rightly refuses to run on that.
+    async with database(backend, tmp, tag, schema=cwd == ROOT) as url:
         api = await start_serve(
             url, tmp / f"{tag}_api.log", "--no-worker", cwd=cwd, LOG_LEVEL="warning"
         )
