@@ -33,6 +33,7 @@ UNAUTHED: Final = "Please login (10001)"
 CREATE: Final = "visionPipeline.createJob"
 STATUS: Final = "visionPipeline.getJobStatus"
 HISTORY: Final = "visionPipeline.getJobHistory"
+USAGE: Final = "visionPipeline.getJobUsage"
 NO_INPUT: Final = {"json": None, "meta": {"values": ["undefined"]}}
 USER_KEYS: Final = [
     "id",
@@ -427,6 +428,14 @@ def test_a_user_cannot_read_another_users_job(server: Server, images: str) -> No
         owned = get(owner, HISTORY).json()["result"]["data"]
         assert [item["jobId"] for item in owned] == [job_id]
         assert get(owner, STATUS, {"jobId": job_id}).status_code == 200
+        # getJobUsage (the page's tokens and cost) follows getJobStatus's rules
+        r = get(other, USAGE, {"jobId": job_id})
+        assert r.status_code == 403
+        assert r.json()["error"]["message"] == "You do not have access to this job"
+        assert get(owner, USAGE, {"jobId": 10**9}).json()["error"]["data"]["code"] == "NOT_FOUND"
+        usage = get(owner, USAGE, {"jobId": job_id}).json()["result"]["data"]
+        assert set(usage) == {"geminiInputTokens", "geminiOutputTokens", "deepseekInputTokens",
+                              "deepseekOutputTokens", "attempts", "costUsd"}  # fmt: skip
 
 
 def test_an_unknown_job_is_not_found(server: Server) -> None:
