@@ -54,9 +54,26 @@ GLOBAL_COUNT_TTL = 1.0
 
 
 @dataclass
-class _UserLock:
+class UserLock:
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     holders: int = 0  # holding or waiting; the entry goes when it drops to 0
+
+
+@asynccontextmanager
+async def holding(users: dict[int, UserLock], user_id: int) -> AsyncIterator[None]:
+    """The body runs while no other holder of ``user_id``'s lock in ``users`` does; the entry
+    is dropped when nobody holds or waits for it, so the table stays as small as the traffic."""
+    entry = users.get(user_id)
+    if entry is None:
+        entry = users[user_id] = UserLock()
+    entry.holders += 1
+    try:
+        async with entry.lock:
+            yield
+    finally:
+        entry.holders -= 1
+        if entry.holders == 0:
+            users.pop(user_id, None)
 
 
 @dataclass
@@ -67,7 +84,7 @@ class Quotas:
     waiting: int = 0  # the cached global count
     expires: float = 0.0  # time.monotonic() when it must be counted again
     count_lock: anyio.Lock = field(default_factory=anyio.Lock)
-    users: dict[int, _UserLock] = field(default_factory=dict)
+    users: dict[int, UserLock] = field(default_factory=dict)
 
 
 @asynccontextmanager
@@ -85,20 +102,11 @@ async def admit(
     ):
         yield  # every quota is off
         return
-    entry = state.users.get(user_id)
-    if entry is None:
-        entry = state.users[user_id] = _UserLock()
-    entry.holders += 1
-    try:
-        async with entry.lock:
-            await _check_user(settings, store, user_id)
-            await _check_global(settings, store, state)
-            yield
-            state.waiting += 1  # this job, until the next count sees it
-    finally:
-        entry.holders -= 1
-        if entry.holders == 0:
-            state.users.pop(user_id, None)
+    async with holding(state.users, user_id):
+        await _check_user(settings, store, user_id)
+        await _check_global(settings, store, state)
+        yield
+        state.waiting += 1  # this job, until the next count sees it
 
 
 async def _check_user(settings: Settings, store: JobStore, user_id: int) -> None:

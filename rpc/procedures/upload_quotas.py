@@ -29,8 +29,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-import anyio
-
+from rpc.procedures.quotas import UserLock, holding
 from rpc.wire.errors import TRPCError
 
 WINDOW_SECONDS = 60.0
@@ -40,18 +39,12 @@ _SWEEP_AT = 1024
 
 
 @dataclass
-class _UserLock:
-    lock: anyio.Lock = field(default_factory=anyio.Lock)
-    holders: int = 0  # holding or waiting; the entry goes when it drops to 0
-
-
-@dataclass
 class UploadQuotas:
     """The app's upload-limit state: each user's recent uploads (monotonic times) and the
     per-user locks of ``admitted``."""
 
     recent: dict[int, deque[float]] = field(default_factory=dict)
-    users: dict[int, _UserLock] = field(default_factory=dict)
+    users: dict[int, UserLock] = field(default_factory=dict)
 
     def count(self, user_id: int, per_minute: int, now: float | None = None) -> None:
         """Count one upload of ``user_id``, or raise TOO_MANY_REQUESTS (not counted) when they
@@ -83,17 +76,8 @@ class UploadQuotas:
     @asynccontextmanager
     async def admitted(self, user_id: int) -> AsyncIterator[None]:
         """The body runs while no other upload of ``user_id`` (in this process) is stored."""
-        entry = self.users.get(user_id)
-        if entry is None:
-            entry = self.users[user_id] = _UserLock()
-        entry.holders += 1
-        try:
-            async with entry.lock:
-                yield
-        finally:
-            entry.holders -= 1
-            if entry.holders == 0:
-                self.users.pop(user_id, None)
+        async with holding(self.users, user_id):
+            yield
 
 
 def too_much_stored(limit_mb: float, stored_bytes: int) -> TRPCError:
