@@ -108,8 +108,13 @@ async function refresh() {
     $("#updated").textContent = `Could not refresh: ${failure.message}`;
     $("#board").hidden = false;
   }
-  timer = setTimeout(refresh, POLL_MS);
+  // A hidden tab asks nothing: the overview counts every job, so polls cost the database.
+  if (!document.hidden) timer = setTimeout(refresh, POLL_MS);
 }
+
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden && !$("#board").hidden) refresh();
+});
 
 async function main() {
   const config = await loadConfig();
