@@ -105,9 +105,21 @@ def _push_0_1_0(conn: sa.Connection) -> list[str]:
     return added
 
 
+def columns_added_by_revisions() -> set[tuple[str, str]]:
+    """(table, column) pairs a revision after the baseline adds: each such revision module lists
+    them in ``adds_columns``. Completing a 0.1.0 database adds them too (the current models'
+    indexes and triggers need them; such a revision adds only what is missing), but reports only
+    the columns 0.1.0 itself had."""
+    found: set[tuple[str, str]] = set()
+    for script in ScriptDirectory.from_config(alembic_config()).walk_revisions():
+        found.update(getattr(script.module, "adds_columns", ()))
+    return found
+
+
 def _add_missing_columns(conn: sa.Connection) -> list[str]:
     inspector = sa.inspect(conn)
     added: list[str] = []
+    later = columns_added_by_revisions()
     for table in metadata().sorted_tables:
         existing = {c["name"] for c in inspector.get_columns(table.name)}
         for column in table.columns:
@@ -120,7 +132,8 @@ def _add_missing_columns(conn: sa.Connection) -> list[str]:
             null = "" if column.nullable else " NOT NULL"
             conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" '
                                  f"{col_type}{default}{null}")  # fmt: skip
-            added.append(f"{table.name}.{column.name}")
+            if (table.name, column.name) not in later:
+                added.append(f"{table.name}.{column.name}")
     return added
 
 
