@@ -151,11 +151,16 @@ class ImageStore:
     async def _write(self, work: Callable[[], Work[T]]) -> T:
         raise NotImplementedError  # JobStore's
 
-    def _created(self) -> None:
+    def _jobs_committed(self, created: bool) -> None:
+        raise NotImplementedError  # JobStore's
+
+    async def _yield_to_claim(self) -> None:
         raise NotImplementedError  # JobStore's
 
     async def _image_batch(self, items: list[ImageJob]) -> list[int | None]:
-        return await self._write(lambda: image_jobs(items))
+        ids = await self.driver.run(lambda: image_jobs(items))
+        self._jobs_committed(any(job_id is not None for job_id in ids))
+        return ids
 
     async def create_job_with_image(self, job: NewJob, image: NewImage) -> int:
         """createJob with an inline image: the image (the user's existing row when they have
@@ -163,7 +168,7 @@ class ImageStore:
         same moment)."""
         job_id = await self._image_creates.submit((job, image))
         assert job_id is not None  # an inline image is always kept
-        self._created()
+        await self._yield_to_claim()
         return job_id
 
     async def create_job_with_stored_image(self, job: NewJob, sha256: str) -> int | None:
@@ -171,7 +176,7 @@ class ImageStore:
         image (whoever else may have it)."""
         job_id = await self._image_creates.submit((job, sha256))
         if job_id is not None:
-            self._created()
+            await self._yield_to_claim()
         return job_id
 
     async def keep_upload(
