@@ -134,6 +134,19 @@ def _check_url(url: str | httpx.URL, policy: FetchPolicy) -> httpx.URL:
     return parsed
 
 
+def check_url_offline(
+    url: str, *, allow_private: bool, allowed_ports: Collection[int] | None
+) -> None:
+    """What can be decided about ``url`` without the network, with the message the fetch
+    would give: scheme, userinfo, a malformed host, the port, and an address written out
+    (``127.0.0.1``, ``[::1]``) that is not public. Names that need DNS are left to the fetch."""
+    parsed = _check_url(url, FetchPolicy(0, allow_private, allowed_ports, 0.0))
+    host = parsed.raw_host.decode("ascii", "replace")
+    # `is_public_address` is looked up at call time, the seam tests widen (as in `_addresses`).
+    if not allow_private and netguard.is_ip_literal(host) and not is_public_address(host):
+        raise ImageError(_PRIVATE)
+
+
 def _host_of(url: str) -> str | None:
     try:
         return urllib.parse.urlsplit(url).hostname

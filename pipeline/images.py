@@ -34,13 +34,19 @@ from PIL import UnidentifiedImageError
 
 from pipeline.decoding import without_png_text
 from pipeline.errors import ImageError
-from pipeline.fetching import MAX_REDIRECTS, FetchPolicy, fetch_image, format_size
+from pipeline.fetching import (
+    MAX_REDIRECTS,
+    FetchPolicy,
+    check_url_offline,
+    fetch_image,
+    format_size,
+)
 from pipeline.netguard import is_public_address
 from pipeline.providers.base import Image
 from storage import dataurl
 
-__all__ = ["ALLOWED_FORMATS", "MAX_REDIRECTS", "check_image", "decode_data_url", "format_size",
-           "is_public_address", "load_image"]  # fmt: skip
+__all__ = ["ALLOWED_FORMATS", "MAX_REDIRECTS", "check_image", "check_url_offline",
+           "decode_data_url", "format_size", "is_public_address", "load_image"]  # fmt: skip
 
 # Pillow format name -> MIME type; the MIME type is derived from this, never from a header.
 ALLOWED_FORMATS: dict[str, str] = {

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipeline import metrics
 from pipeline.errors import ImageError
-from pipeline.images import data_url_payload
+from pipeline.images import check_url_offline, data_url_payload
 from pipeline.stored_images import inline_image
 from rpc.config import Settings
 from rpc.context import Context
@@ -94,6 +94,20 @@ async def _inline_image(url: str, settings: Settings) -> NewImage:
         raise TRPCError("BAD_REQUEST", exc.message) from None
 
 
+def _check_url_now(url: str, settings: Settings) -> None:
+    """An http(s) URL the worker would refuse without asking DNS (scheme, port, a private
+    address written out, a malformed host) is BAD_REQUEST now, with the worker's message,
+    rather than a job that fails seconds later."""
+    try:
+        check_url_offline(
+            url,
+            allow_private=settings.image_fetch_allow_private,
+            allowed_ports=settings.image_ports(),
+        )
+    except ImageError as exc:
+        raise TRPCError("BAD_REQUEST", exc.message) from None
+
+
 async def _create(ctx: Context, job: NewJob, image: NewImage | None) -> int:
     """The job in the store: with its inline ``image``, the caller's stored image and the job
     referring to it, in one transaction; ``/api/images/<sha256>`` only if the caller has that
@@ -127,6 +141,8 @@ async def create_job(ctx: Context, data: CreateJobInput) -> dict[str, Any]:
     image = None
     if data.imageUrl[:5].lower() == "data:":  # checked before the quotas, as the input
         image = await _inline_image(data.imageUrl, settings)
+    elif not is_image_path(data.imageUrl):
+        _check_url_now(data.imageUrl, settings)
     # 429/503 when over a quota; one user's creations are admitted one at a time.
     async with quotas.admit(ctx.services.quotas, settings, ctx.services.store, caller.user_id):
         job_id = await _create(
