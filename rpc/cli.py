@@ -1,4 +1,4 @@
-"""The ``vision-pipeline`` command: serve, worker, db, token, jobs, users (SEED_API §7).
+"""The vision-pipeline command: run the service, and operate its queue and users.
 
 Each group of subcommands lives in ``rpc/commands/`` with a ``register(sub)``; this module
 only assembles the parser, reads the settings and runs the chosen command."""

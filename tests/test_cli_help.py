@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 from importlib.metadata import version
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +60,22 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         parser().parse_args(["--version"])
     assert done.value.code == 0
     assert capsys.readouterr().out == f"vision-pipeline {version('vision-pipeline')}\n"
+
+
+# Documents a reader of this repository does not have (the design's working papers).
+OUTSIDE_DOCUMENTS = ("SEED_API", "PROVIDERS.md", "TRPC_WIRE", "TEMPLATE_FLOWS", "PERF_NOTES",
+                     "STYLE.md", "shared/")  # fmt: skip
+
+
+def test_no_help_text_cites_a_document_outside_the_repository() -> None:
+    texts = [each.format_help() for each in walk_parsers(parser())]
+    assert len(texts) > 10
+    cited = [(text.splitlines()[0], name) for text in texts for name in OUTSIDE_DOCUMENTS
+             if name in text]  # fmt: skip
+    assert cited == []
+
+
+@pytest.mark.parametrize("document", ["README.md", "ARCHITECTURE.md"])
+def test_the_readme_and_the_map_cite_only_what_the_repository_holds(document: str) -> None:
+    text = (Path(__file__).parent.parent / document).read_text()
+    assert [name for name in OUTSIDE_DOCUMENTS if name in text] == []
