@@ -14,7 +14,7 @@ from importlib.metadata import version
 
 from pydantic import ValidationError
 
-from rpc.commands import db, jobs, serving, token, users, workers
+from rpc.commands import analyze, db, jobs, serving, token, users, workers
 from rpc.commands.common import HelpFormatter, use_help_formatter
 from rpc.config import Settings, settings_problem
 from rpc.logs import setup_logging
@@ -29,7 +29,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {version('vision-pipeline')}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (serving, db, token, jobs, users, workers):
+    for group in (serving, db, token, jobs, users, workers, analyze):
         group.register(sub)
     use_help_formatter(p)
     return p
@@ -46,6 +46,8 @@ def _refuse(problem: str, *, traceback: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if getattr(args, "standalone", False):  # a client of a running server: no settings
+        return int(args.run(args))
     try:
         settings = Settings()
     except ValidationError as exc:
