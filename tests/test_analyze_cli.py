@@ -25,7 +25,7 @@ from rich.console import Console
 
 from rpc.terminal.client import error_message
 from rpc.terminal.events import parse
-from rpc.terminal.follow import PlainProgress
+from rpc.terminal.follow import PlainProgress, _LiveView
 from rpc.terminal.render import render_result
 from tests.support import ROOT, Server, backend_server, free_port, png_bytes, wait_for_status
 
@@ -164,7 +164,9 @@ def test_ctrl_c_stops_following_and_the_job_goes_on(server: Server, images: str)
     assert process.returncode == 130, err
     job_id = int(seen[0].split()[1])
     assert f"Stopped following job {job_id}; it goes on" in err
-    assert f"vision-pipeline analyze --job {job_id} --server {server.base}" in err
+    assert f"vision-pipeline analyze --job {job_id} --server {server.base} --token TOKEN" in err
+    assert f'curl -H "authorization: Bearer TOKEN" \'{server.base}/api/trpc/' in err
+    assert server.token("analyst") not in err  # named, never shown
     assert "Traceback" not in out + err
     # Not cancelled: it ends complete, and --job follows it to its end.
     assert status_of(server, job_id)["status"] == "complete"
@@ -257,3 +259,23 @@ def test_render_reads_loose_outputs_without_failing() -> None:
     assert "#112233  primary" in text and "nonsense" not in text
     assert "Layout: a, b" in text and "1. a plain string piece" in text and "2. Piece 2" in text
     assert "Cost: not reported" in text and ESC not in text
+
+
+def test_the_live_view_shows_the_content_as_it_streams_in() -> None:
+    view = _LiveView(5)
+
+    def shown() -> str:
+        out = io.StringIO()
+        Console(file=out, width=100, highlight=False).print(view)
+        return out.getvalue()
+
+    view.update({"status": "gemini_analyzing", "progress": 25})
+    assert "job 5: analysing the image  25%" in shown()
+    view.update({"status": "deepseek_generating", "progress": 60, "partialContent": "Red le"})
+    assert "writing the content" in shown() and "Red le" in shown()
+    pieces = [{"title": "Colour story", "body": "Red leads."}, {"title": "Mood", "body": "Bo"}]
+    view.update({"status": "deepseek_generating", "progress": 60, "partialContent": "raw",
+                 "partialPieces": pieces})  # fmt: skip
+    assert "Colour story: Red leads.\nMood: Bo" in shown() and "raw" not in shown()
+    view.update({"status": "complete", "progress": 100, "partialPieces": pieces})
+    assert "done  100%" in shown() and "Colour story" not in shown()

@@ -88,14 +88,17 @@ def job_input(args: argparse.Namespace, url: str) -> dict[str, Any]:
     return job
 
 
-def lookup_hint(job_id: int, server: str, token: bool) -> str:
-    """How to find the job again after Ctrl-C: this command, or curl."""
+def lookup_hint(job_id: int, server: str, token_from: str | None) -> str:
+    """How to find the job again after Ctrl-C: this command, or curl. ``token_from``: where
+    the token came from ("option", "environment", or None): the hint names it, never shows it."""
     where = "" if server.rstrip("/") == DEFAULT_SERVER else f" --server {server}"
-    auth = f'-H "authorization: Bearer ${TOKEN_VARIABLE}" ' if token else ""
+    bearer = "TOKEN" if token_from == "option" else f"${TOKEN_VARIABLE}"
+    again = " --token TOKEN" if token_from == "option" else ""
+    auth = f'-H "authorization: Bearer {bearer}" ' if token_from else ""
     query = quote(json.dumps({"jobId": job_id}, separators=(",", ":")))
     url = f"{server.rstrip('/')}/api/trpc/visionPipeline.getJobStatus?input={query}"
-    return (f"Stopped following job {job_id}; it goes on on the server. Look it up with:\n"
-            f"  vision-pipeline analyze --job {job_id}{where}\n"
+    return (f"Stopped following job {job_id}; it goes on. Look it up with:\n"
+            f"  vision-pipeline analyze --job {job_id}{where}{again}\n"
             f"  curl {auth}'{url}'")  # fmt: skip
 
 
@@ -105,6 +108,7 @@ class Run:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.token = args.token or os.environ.get(TOKEN_VARIABLE) or None
+        self.token_from = "option" if args.token else "environment" if self.token else None
         self.out = Console(highlight=False)
         self.err = Console(stderr=True, highlight=False)
         self.out.soft_wrap = not self.out.is_terminal  # a pipe gets whole lines
@@ -114,7 +118,7 @@ class Run:
         self.creating = False
 
     def say(self, message: str, style: str | None = None) -> None:
-        self.err.print(Text(message, style=style or ""))
+        self.err.print(Text(message, style=style or ""), soft_wrap=True)
 
     def submit(self) -> int:
         url = image_url(self.api, self.args.image)
@@ -137,7 +141,7 @@ class Run:
 
     def interrupted(self) -> int:
         if self.job_id is not None:
-            self.say(lookup_hint(self.job_id, self.api.base, self.token is not None))
+            self.say(lookup_hint(self.job_id, self.api.base, self.token_from))
         elif self.creating:
             self.say("Stopped while the job was being created: it may exist; see "
                      "visionPipeline.getJobHistory.")  # fmt: skip
