@@ -23,7 +23,8 @@ import httpx
 import pytest
 from rich.console import Console
 
-from rpc.terminal.client import error_message
+from rpc.cli import main
+from rpc.terminal.client import error_message, refusal
 from rpc.terminal.events import parse
 from rpc.terminal.follow import PlainProgress, _LiveView
 from rpc.terminal.render import render_result
@@ -186,22 +187,43 @@ def test_another_users_job_is_not_shown(server: Server, red_png: Path) -> None:
 
 @pytest.fixture(scope="module")
 def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server in local mode (no JWT_SECRET): every request is the local user's."""
-    with backend_server("sqlite", tmp_path_factory.mktemp("local"), JWT_SECRET="") as srv:
+    """A server in local mode (no JWT_SECRET): every request is the local user's; its event
+    streams end every 300 ms without ``end``, as SSE_MAX_DURATION_MS does."""
+    tmp = tmp_path_factory.mktemp("local")
+    with backend_server("sqlite", tmp, JWT_SECRET="", SSE_MAX_DURATION_MS="300") as srv:
         yield srv
 
 
-def test_local_mode_needs_no_token(local_server: Server, red_png: Path) -> None:
-    done = analyze(str(red_png), "--server", local_server.base)
+def test_local_mode_needs_no_token_and_streams_are_reopened(local_server: Server, images: str
+                                                            ) -> None:  # fmt: skip
+    # The job waits 2 s for its image: its stream ends several times before it does.
+    done = analyze(f"{images}/slow/2/red.png", "--server", local_server.base)
     assert done.returncode == 0, done.stderr
     assert RED_HEX in done.stdout
+    stages = [line.split("] ", 1)[1] for line in done.stderr.splitlines() if "] job" in line]
+    assert stages[-3:] == [f"job {job_id_of(done)}: {name}" for name in
+                           ("analysing the image (25%)", "writing the content (60%)",
+                            "done (100%)")]  # fmt: skip
+    assert local_server.log().count("/events") > 2
 
 
-def test_usage_errors_exit_2() -> None:
-    assert analyze().returncode == 2  # neither an image nor --job
-    both = analyze("x.png", "--job", "3")
-    assert both.returncode == 2 and "not both" in both.stderr
-    assert analyze("x.png", "--creativity", "3").returncode == 2
+def usage_exit(*args: str) -> int:
+    """The exit code of ``analyze ARGS`` in this process (argparse's refusals included)."""
+    try:
+        return main(["analyze", *args])
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert usage_exit() == 2  # neither an image nor --job
+    assert usage_exit("x.png", "--job", "3") == 2
+    assert "not both" in capsys.readouterr().err
+    assert usage_exit("x.png", "--creativity", "3") == 2
+    assert "is not a number from 0 to 2" in capsys.readouterr().err
+    assert usage_exit("x.png", "--server", "localhost:3000") == 2
+    assert "is not an http(s) URL" in capsys.readouterr().err
+    assert usage_exit("x.png", "--format", "haiku") == 2
 
 
 # The parts without a server.
@@ -231,6 +253,15 @@ def test_error_messages_from_every_envelope(body: Any, message: str) -> None:
     content = json.dumps(body).encode() if isinstance(body, dict) else body.encode()
     response = httpx.Response(502 if isinstance(body, str) else 400, content=content)
     assert error_message(response) == message
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [(400, 2), (404, 2), (413, 2), (415, 2), (401, 3), (403, 3), (429, 3),
+                         (500, 3), (503, 3)]
+)  # fmt: skip
+def test_refusals_map_to_exit_codes(status: int, code: int) -> None:
+    refused = refusal(httpx.Response(status, json={"error": {"message": "no"}}), "the job")
+    assert refused.code == code and "no" in refused.message
 
 
 def test_plain_progress_shows_streamed_pieces_once_each() -> None:

@@ -59,6 +59,12 @@ def creativity(text: str) -> float:
     return value
 
 
+def server_url(text: str) -> str:
+    if not text.lower().startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http(s) URL like {DEFAULT_SERVER}")
+    return text
+
+
 def image_url(api: Api, given: str) -> str:
     """What createJob gets: a URL as is, a local file's uploaded ``/api/images/<sha256>``."""
     if given.lower().startswith(SENT_AS_IS):
@@ -190,7 +196,13 @@ def register(sub: Any) -> None:
                    help="how free the writing is, from 0 to 2")  # fmt: skip
     p.add_argument("--context", metavar="TEXT", help="what the image is, for the analysis")
     p.add_argument("--instructions", metavar="TEXT", help="additional instructions for the writing")
-    p.add_argument("--server", default=DEFAULT_SERVER, metavar="URL", help="the server's address")
+    p.add_argument(
+        "--server",
+        type=server_url,
+        default=DEFAULT_SERVER,
+        metavar="URL",
+        help="the server's address",
+    )
     p.add_argument(
         "--token",
         help=f"a session token (`vision-pipeline token`); default: ${TOKEN_VARIABLE}; none in "
