@@ -290,6 +290,24 @@ def test_render_reads_loose_outputs_without_failing() -> None:
     assert "#112233  primary" in text and "nonsense" not in text
     assert "Layout: a, b" in text and "1. a plain string piece" in text and "2. Piece 2" in text
     assert "Cost: not reported" in text and ESC not in text
+    assert text.startswith("Job 3 complete\n")  # no times: no duration
+
+
+def test_no_color_keeps_the_hex_codes_and_drops_the_swatches() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, color_system="truecolor", no_color=True)
+    colors = {"palette": [{"hex": "#E61414", "name": "red"}]}
+    status = {
+        "jobId": 4,
+        "status": "complete",
+        "createdAt": "2026-01-01T00:00:00.000Z",
+        "completedAt": "2026-01-01T00:00:02.500Z",
+        "geminOutput": {"colors": colors},
+    }
+    render_result(console, status, None)
+    text = out.getvalue()
+    assert "Job 4 complete in 2.5s" in text and "#e61414" in text
+    assert "48;2" not in text and "      #e61414" not in text
 
 
 def test_the_live_view_shows_the_content_as_it_streams_in() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
@@ -67,7 +68,7 @@ def palette_of(colors: dict[str, Any]) -> list[tuple[str, str, float | None]]:
 
 def render_palette(console: Console, colors: dict[str, Any]) -> None:
     _heading(console, "Palette")
-    swatches = console.color_system is not None
+    swatches = console.color_system is not None and not console.no_color
     for hex_code, name, share in palette_of(colors):
         line = Text("  ")
         if swatches:
@@ -141,6 +142,16 @@ def render_usage(console: Console, status: dict[str, Any], usage: dict[str, Any]
     console.print(Text(f"  Cost: {cost_text}"))
 
 
+def took(status: dict[str, Any]) -> str:
+    """ " in 2.4s" from createdAt to completedAt, or nothing when either is missing."""
+    try:
+        start = datetime.fromisoformat(str(status["createdAt"]))
+        end = datetime.fromisoformat(str(status["completedAt"]))
+    except (KeyError, ValueError):
+        return ""
+    return f" in {(end - start).total_seconds():.1f}s"
+
+
 def render_result(console: Console, status: dict[str, Any], usage: dict[str, Any] | None) -> None:
     """The whole result of a finished job (complete, or error with its message)."""
     job_id, state = status.get("jobId"), status.get("status")
@@ -149,7 +160,7 @@ def render_result(console: Console, status: dict[str, Any], usage: dict[str, Any
         console.print(Text(f"Job {job_id} failed{stage}: {status.get('errorMessage')}",
                            style="bold red"))  # fmt: skip
     else:
-        console.print(Text(f"Job {job_id} {state}", style="bold green"))
+        console.print(Text(f"Job {job_id} {state}{took(status)}", style="bold green"))
     render_analysis(console, status.get("geminOutput"))
     render_content(console, status.get("deepseekOutput"))
     render_usage(console, status, usage)
