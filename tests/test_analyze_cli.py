@@ -28,7 +28,15 @@ from rpc.terminal.client import error_message, refusal
 from rpc.terminal.events import parse
 from rpc.terminal.follow import PlainProgress, _LiveView
 from rpc.terminal.render import render_result
-from tests.support import ROOT, Server, backend_server, free_port, png_bytes, wait_for_status
+from tests.support import (
+    ROOT,
+    Server,
+    backend_server,
+    data_url,
+    free_port,
+    png_bytes,
+    wait_for_status,
+)
 
 RED = (230, 20, 20)
 RED_HEX = "#e61414"
@@ -122,8 +130,8 @@ def test_a_url_whose_job_ends_in_error_exits_1(server: Server, images: str) -> N
     assert status["errorMessage"] in done.stdout
 
 
-def test_a_missing_file_exits_2_in_words(server: Server, tmp_path: Path) -> None:
-    done = analyze(str(tmp_path / "nowhere.png"), *against(server))
+def test_a_missing_file_exits_2_in_words(tmp_path: Path) -> None:
+    done = analyze(str(tmp_path / "nowhere.png"), "--server", f"http://127.0.0.1:{free_port()}")
     no_traceback(done)
     assert done.returncode == 2
     assert "nowhere.png: no such file" in done.stderr
@@ -176,28 +184,33 @@ def test_ctrl_c_stops_following_and_the_job_goes_on(server: Server, images: str)
     assert RED_HEX in again.stdout
 
 
-def test_another_users_job_is_not_shown(server: Server, red_png: Path) -> None:
-    mine = analyze(str(red_png), "--json", *against(server, "owner"))
-    job_id = json.loads(mine.stdout)["jobId"]
+def test_another_users_job_is_not_shown(server: Server) -> None:
+    job = {"imageUrl": data_url(RED), "analysisPurpose": "p", "outputFormat": "bullet_points"}
+    with server.client("owner") as client:
+        job_id = client.post("/visionPipeline.createJob", json=job).json()["result"]["data"][
+            "jobId"
+        ]
+        assert wait_for_status(client, job_id)["status"] == "complete"
     done = analyze("--job", str(job_id), *against(server, "someone-else"))
     no_traceback(done)
     assert done.returncode == 3
+    assert f"following job {job_id} refused" in done.stderr
     assert RED_HEX not in done.stdout
 
 
 @pytest.fixture(scope="module")
 def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server in local mode (no JWT_SECRET): every request is the local user's; its event
-    streams end every 300 ms without ``end``, as SSE_MAX_DURATION_MS does."""
+    streams end every 200 ms without ``end``, as SSE_MAX_DURATION_MS does."""
     tmp = tmp_path_factory.mktemp("local")
-    with backend_server("sqlite", tmp, JWT_SECRET="", SSE_MAX_DURATION_MS="300") as srv:
+    with backend_server("sqlite", tmp, JWT_SECRET="", SSE_MAX_DURATION_MS="200") as srv:
         yield srv
 
 
 def test_local_mode_needs_no_token_and_streams_are_reopened(local_server: Server, images: str
                                                             ) -> None:  # fmt: skip
-    # The job waits 2 s for its image: its stream ends several times before it does.
-    done = analyze(f"{images}/slow/2/red.png", "--server", local_server.base)
+    # The job waits 1 s for its image: its stream ends several times before it does.
+    done = analyze(f"{images}/slow/1/red.png", "--server", local_server.base)
     assert done.returncode == 0, done.stderr
     assert RED_HEX in done.stdout
     stages = [line.split("] ", 1)[1] for line in done.stderr.splitlines() if "] job" in line]
