@@ -204,9 +204,11 @@ def test_another_users_job_is_not_shown(server: Server) -> None:
 @pytest.fixture(scope="module")
 def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server in local mode (no JWT_SECRET): every request is the local user's; its event
-    streams end every 200 ms without ``end``, as SSE_MAX_DURATION_MS does."""
+    streams end every 200 ms without ``end``, as SSE_MAX_DURATION_MS does; two uploads a
+    minute at most."""
     tmp = tmp_path_factory.mktemp("local")
-    with backend_server("sqlite", tmp, JWT_SECRET="", SSE_MAX_DURATION_MS="200") as srv:
+    with backend_server("sqlite", tmp, JWT_SECRET="", SSE_MAX_DURATION_MS="200",
+                        UPLOADS_PER_MINUTE_PER_USER="2") as srv:  # fmt: skip
         yield srv
 
 
@@ -221,6 +223,17 @@ def test_local_mode_needs_no_token_and_streams_are_reopened(local_server: Server
                            ("analysing the image (25%)", "writing the content (60%)",
                             "done (100%)")]  # fmt: skip
     assert local_server.log().count("/events") > 2
+
+
+def test_over_a_quota_exits_3(local_server: Server, red_png: Path) -> None:
+    upload = local_server.trpc + "/visionPipeline.uploadImage"
+    headers = {"content-type": "application/octet-stream"}
+    for _ in range(2):  # the minute's two uploads
+        assert httpx.post(upload, content=red_png.read_bytes(), headers=headers).is_success
+    done = analyze(str(red_png), "--server", local_server.base)
+    no_traceback(done)
+    assert done.returncode == 3
+    assert "the upload refused (over a quota)" in done.stderr
 
 
 def usage_exit(*args: str) -> int:
