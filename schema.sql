@@ -127,7 +127,7 @@ CREATE TABLE "visionJobs" (
 	"costUsd" FLOAT NOT NULL,
 	"visionCacheKey" VARCHAR(64),
 	"contentCacheKey" VARCHAR(64),
-	"bypassCache" BOOLEAN NOT NULL,
+	"bypassCache" BOOLEAN DEFAULT FALSE NOT NULL,
 	PRIMARY KEY (id)
 );
 
@@ -317,7 +317,7 @@ CREATE TABLE "visionJobs" (
 	"costUsd" FLOAT NOT NULL,
 	"visionCacheKey" VARCHAR(64),
 	"contentCacheKey" VARCHAR(64),
-	"bypassCache" BOOLEAN NOT NULL,
+	"bypassCache" BOOLEAN DEFAULT FALSE NOT NULL,
 	PRIMARY KEY (id)
 );
 

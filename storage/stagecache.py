@@ -10,7 +10,10 @@ from storage.driver import Driver, fetch_one
 from storage.jobstate import Stage
 from storage.queries import QUERIES
 
-_LOOKUP = {Stage.VISION: "cache_vision_answer", Stage.CONTENT: "cache_content_answer"}
+_LOOKUP = {
+    Stage.VISION: QUERIES["cache_vision_answer"],
+    Stage.CONTENT: QUERIES["cache_content_answer"],
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +33,7 @@ class StageCacheStore:
     ) -> CachedAnswer | None:
         """The newest answer of ``stage`` stored under ``key`` at ``since`` or later, of
         ``user_id``'s jobs (None: anyone's); None when there is none."""
-        row = await self.driver.read(fetch_one(QUERIES[_LOOKUP[stage]], key, since, user_id))
+        row = await self.driver.read(fetch_one(_LOOKUP[stage], key, since, user_id))
         if row is None or row["answer"] is None:
             return None
         return CachedAnswer(int(row["id"]), str(row["answer"]))

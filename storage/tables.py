@@ -144,7 +144,9 @@ class VisionJob(SQLModel, table=True):
     # ``cache: false`` asks for fresh answers (bypassCache: no lookup).
     visionCacheKey: str | None = Field(default=None, sa_type=sa.String(64))
     contentCacheKey: str | None = Field(default=None, sa_type=sa.String(64))
-    bypassCache: bool = Field(default=False, nullable=False)
+    bypassCache: bool = Field(
+        default=False, nullable=False, sa_column_kwargs={"server_default": sa.text("FALSE")}
+    )
 
 
 class VisionJobOutput(SQLModel, table=True):

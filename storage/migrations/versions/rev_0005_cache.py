@@ -32,7 +32,7 @@ def _columns() -> dict[str, list[sa.Column[object]]]:
             sa.Column("visionCacheKey", sa.String(64), nullable=True),
             sa.Column("contentCacheKey", sa.String(64), nullable=True),
             # Existing jobs take the cache as every job did: not bypassed.
-            sa.Column("bypassCache", sa.Boolean(), nullable=False, server_default=sa.false()),
+            sa.Column("bypassCache", sa.Boolean(), nullable=False, server_default=sa.text("FALSE")),
         ],
         "visionJobSessions": [
             sa.Column("geminiCachedFrom", sa.Integer(), nullable=True),
