@@ -7,6 +7,7 @@ prompt text, one provider call for two jobs of one key at once, the offline prov
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -26,12 +27,14 @@ from pipeline.service import build_stages
 from pipeline.stages import Stages
 from pipeline.worker import Worker
 from rpc.commands.jobs_read import cached_lines
+from rpc.config import Settings
 from storage.driver import execute
 from storage.engine import open_store
 from storage.jobstate import Stage
 from storage.records import ClaimedJob, NewJob
 from storage.store import JobStore
 from tests.fakes import ANALYSIS, FakeContent, FakeVision, Step
+from tests.inprocess import metric, running_app
 from tests.support import adhoc, data_url, rows
 from tests.test_worker import finished
 
@@ -432,3 +435,60 @@ async def test_the_offline_providers_are_cached_the_same_way(database_url: str) 
         assert key != hashlib.sha256(image.encode()).hexdigest()
     finally:
         await store.driver.close()
+
+
+# -- over the API: createJob's cache input, getJobUsage, the dashboard, /metrics --------------
+
+TRPC = "/api/trpc/visionPipeline."
+
+
+async def _create(client: Any, body: dict[str, Any]) -> Any:
+    return await client.post(TRPC + "createJob", json=body)
+
+
+async def _data(client: Any, procedure: str, **query: Any) -> Any:
+    params = {"input": json.dumps(query)} if query else None
+    r = await client.get(TRPC + procedure, params=params)
+    assert r.status_code == 200, r.text
+    return r.json()["result"]["data"]
+
+
+async def _done(client: Any, job_id: int) -> Any:
+    with anyio.fail_after(30):
+        while (status := await _data(client, "getJobStatus", jobId=job_id))["status"] not in (
+            "complete", "error",
+        ):  # fmt: skip
+            await anyio.sleep(0.05)
+    return status
+
+
+async def test_create_job_takes_cache_false_and_get_job_usage_names_the_source(
+    database_url: str,
+) -> None:
+    settings = Settings(database_url=database_url, providers="offline", poll_interval_ms=50)
+    body = {"imageUrl": data_url((10, 90, 200)), "analysisPurpose": "api",
+            "outputFormat": "bullet_points"}  # fmt: skip
+    async with running_app(settings, run_worker=True) as (_, client):
+        ids = []
+        for extra in ({}, {}, {"cache": False}):
+            r = await _create(client, {**body, **extra})
+            assert r.status_code == 200, r.text
+            ids.append(r.json()["result"]["data"]["jobId"])
+            assert (await _done(client, ids[-1]))["status"] == "complete"
+        first, second, fresh = ids
+        usage = await _data(client, "getJobUsage", jobId=second)
+        assert (usage["visionCachedFrom"], usage["contentCachedFrom"]) == (first, first)
+        assert usage["costUsd"] == 0
+        for job_id in (first, fresh):
+            usage = await _data(client, "getJobUsage", jobId=job_id)
+            assert (usage["visionCachedFrom"], usage["contentCachedFrom"]) == (None, None)
+        # Not a boolean: refused, nothing created.
+        r = await _create(client, {**body, "cache": "false"})
+        assert r.status_code == 400 and r.json()["error"]["data"]["code"] == "BAD_REQUEST"
+        history = await _data(client, "getJobHistory", limit=100)
+        assert len(history["jobs"] if isinstance(history, dict) else history) == 3
+        overview = await _data(client, "admin.overview")
+        assert overview["cacheHitsToday"] == 2
+        scraped = (await client.get("/metrics")).text
+        assert metric(scraped, "vision_cache_hits_total", stage="gemini") >= 1
+        assert metric(scraped, "vision_cache_hits_total", stage="deepseek") >= 1
