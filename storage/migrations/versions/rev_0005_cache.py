@@ -62,7 +62,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     for index, _ in _INDEXES:
         op.drop_index(index, table_name="visionJobs")
+    # Plain DROP COLUMN (SQLite 3.35+): a batch would copy visionJobs into a new table and
+    # lose its triggers.
     for table, columns in _columns().items():
-        with op.batch_alter_table(table) as batch:
-            for column in columns:
-                batch.drop_column(column.name)
+        for column in columns:
+            op.drop_column(table, column.name)
