@@ -89,6 +89,8 @@ CREATE TABLE "visionJobSessions" (
 	"deepseekOutputTokens" INTEGER NOT NULL,
 	"deepseekLatencyMs" INTEGER NOT NULL,
 	"costUsd" FLOAT NOT NULL,
+	"geminiCachedFrom" INTEGER,
+	"deepseekCachedFrom" INTEGER,
 	PRIMARY KEY (id)
 );
 
@@ -123,10 +125,15 @@ CREATE TABLE "visionJobs" (
 	"leaseExpiresAt" DATETIME,
 	"cancelRequested" BOOLEAN NOT NULL,
 	"costUsd" FLOAT NOT NULL,
+	"visionCacheKey" VARCHAR(64),
+	"contentCacheKey" VARCHAR(64),
+	"bypassCache" BOOLEAN DEFAULT FALSE NOT NULL,
 	PRIMARY KEY (id)
 );
 
 CREATE INDEX idx_claim ON "visionJobs" ("runAfter", id) WHERE status = 'pending';
+
+CREATE INDEX "idx_contentCacheKey" ON "visionJobs" ("contentCacheKey");
 
 CREATE INDEX "idx_createdAt" ON "visionJobs" ("createdAt");
 
@@ -143,6 +150,8 @@ CREATE INDEX idx_stored_image_jobs ON "visionJobs" ("userId", "imageUrl") WHERE 
 CREATE INDEX "idx_userId_createdAt" ON "visionJobs" ("userId", "createdAt", id);
 
 CREATE INDEX "idx_userId_status" ON "visionJobs" ("userId", status);
+
+CREATE INDEX "idx_visionCacheKey" ON "visionJobs" ("visionCacheKey");
 
 CREATE TABLE "visionWorkers" (
 	"workerId" VARCHAR(64) NOT NULL,
@@ -270,6 +279,8 @@ CREATE TABLE "visionJobSessions" (
 	"deepseekOutputTokens" INTEGER NOT NULL,
 	"deepseekLatencyMs" INTEGER NOT NULL,
 	"costUsd" FLOAT NOT NULL,
+	"geminiCachedFrom" INTEGER,
+	"deepseekCachedFrom" INTEGER,
 	PRIMARY KEY (id)
 );
 
@@ -304,10 +315,15 @@ CREATE TABLE "visionJobs" (
 	"leaseExpiresAt" TIMESTAMP WITH TIME ZONE,
 	"cancelRequested" BOOLEAN NOT NULL,
 	"costUsd" FLOAT NOT NULL,
+	"visionCacheKey" VARCHAR(64),
+	"contentCacheKey" VARCHAR(64),
+	"bypassCache" BOOLEAN DEFAULT FALSE NOT NULL,
 	PRIMARY KEY (id)
 );
 
 CREATE INDEX idx_claim ON "visionJobs" ("runAfter", id) WHERE status = 'pending';
+
+CREATE INDEX "idx_contentCacheKey" ON "visionJobs" ("contentCacheKey");
 
 CREATE INDEX "idx_createdAt" ON "visionJobs" ("createdAt");
 
@@ -324,6 +340,8 @@ CREATE INDEX idx_stored_image_jobs ON "visionJobs" ("userId", "imageUrl") WHERE 
 CREATE INDEX "idx_userId_createdAt" ON "visionJobs" ("userId", "createdAt", id);
 
 CREATE INDEX "idx_userId_status" ON "visionJobs" ("userId", status);
+
+CREATE INDEX "idx_visionCacheKey" ON "visionJobs" ("visionCacheKey");
 
 CREATE TABLE "visionWorkers" (
 	"workerId" VARCHAR(64) NOT NULL,

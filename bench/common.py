@@ -223,8 +223,9 @@ class Proc:
 
 
 def process_env(database_url: str, **overrides: str) -> dict[str, str]:
-    """Our processes' environment: offline providers, a session secret, and the createJob
-    quotas off (the bench creates thousands of jobs as one user; it measures the queue)."""
+    """Our processes' environment: offline providers, a session secret, the createJob quotas
+    off (the bench creates thousands of jobs as one user; it measures the queue), and the
+    result cache off (its jobs are identical: cached, they would not measure the queue)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI", "DEEPSEEK"))}
     env.update(
         DATABASE_URL=database_url,
@@ -235,6 +236,7 @@ def process_env(database_url: str, **overrides: str) -> dict[str, str]:
         JOBS_PER_MINUTE_PER_USER="0",
         MAX_WAITING_JOBS_PER_USER="0",
         MAX_WAITING_JOBS="0",
+        CACHE_TTL_HOURS="0",
     )
     env.update(overrides)
     return env

@@ -74,6 +74,11 @@ class PipelineSettings(BaseSettings):
     upload_retention_hours: float = Field(default=24, ge=0)
     # How often the workers' housekeeping runs (one process at a time does it).
     retention_interval_seconds: float = Field(default=300, gt=0)
+    # The result cache (pipeline.cache): a stage's answer stored less than this many hours ago
+    # is reused by a job with the same key instead of calling the provider (0: off); only
+    # the same user's answers, unless CACHE_SCOPE=global.
+    cache_ttl_hours: float = Field(default=168, ge=0, le=876_000)  # 100 years at most
+    cache_scope: Literal["user", "global"] = "user"
     # serve and worker upgrade an older schema at start (storage.migrate); false: they refuse
     # it instead, for fleets that run `vision-pipeline db upgrade` as a step of their own.
     migrate_on_start: bool = True

@@ -110,6 +110,9 @@ TOKENS = LoopCounter(
     "provider_tokens", "Tokens of ended attempts' provider calls.", ("provider", "direction")
 )
 COST = LoopCounter("provider_cost_usd", "What ended attempts' calls cost (USD).", ("provider",))
+CACHE_HITS = LoopCounter(
+    "cache_hits", "Stage answers reused from the result cache, no provider call.", ("stage",)
+)
 HTTP_REQUESTS = LoopCounter(
     "http_requests", "HTTP requests by tRPC procedure (or route) and status.",
     ("procedure", "status"),
@@ -147,7 +150,7 @@ class LoopMetrics(Collector):
 
 REGISTRY.register(LoopMetrics(
     JOBS_CREATED, JOBS_COMPLETED, JOBS_FAILED, JOBS_RETRIED, JOBS_CANCELLED, STAGE_SECONDS,
-    PROVIDER_SECONDS, TOKENS, COST, HTTP_REQUESTS, HTTP_SECONDS,
+    PROVIDER_SECONDS, TOKENS, COST, HTTP_REQUESTS, HTTP_SECONDS, CACHE_HITS,
 ))  # fmt: skip
 
 

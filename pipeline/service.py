@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from functools import partial
 
+from pipeline.cache import StageCache
 from pipeline.config import PipelineSettings
 from pipeline.decoding import DecodeBudget, ImageDecoder
 from pipeline.images import load_image
@@ -50,7 +51,8 @@ def build_providers(settings: PipelineSettings) -> tuple[VisionProvider, Content
 
 def build_stages(settings: PipelineSettings, store: JobStore | None = None) -> Stages:
     """The stages with the real image loaders: URLs and data: URLs by ``load_image``, a
-    job's ``/api/images/…`` from ``store``'s image store (without a store, only the former)."""
+    job's ``/api/images/…`` from ``store``'s image store (without a store, only the former),
+    and the result cache over ``store`` (CACHE_TTL_HOURS, CACHE_SCOPE; none without one)."""
     vision, content = build_providers(settings)
     loader = partial(
         load_image,
@@ -63,7 +65,12 @@ def build_stages(settings: PipelineSettings, store: JobStore | None = None) -> S
     stored = (
         None if store is None else StoredImageLoader(store, max_pixels=settings.image_max_pixels)
     )
-    return Stages(vision, content, loader, settings.stage_timeout_seconds, stored)
+    cache = (
+        None
+        if store is None
+        else StageCache(store.cached_answer, settings.cache_ttl_hours, settings.cache_scope)
+    )
+    return Stages(vision, content, loader, settings.stage_timeout_seconds, stored, cache)
 
 
 def build_worker(store: JobStore, settings: PipelineSettings) -> Worker:

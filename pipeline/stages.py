@@ -8,12 +8,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import anyio
 
 from pipeline import metrics
 from pipeline.analysis import GeneratedContent, OutputFormat, VisionAnalysis
+from pipeline.cache import Cached, StageCache, content_key, model_of, vision_key
 from pipeline.errors import RetryableError, StageError
 from pipeline.providers.base import (
     ContentProvider,
@@ -27,6 +28,8 @@ from storage.images import is_image_path
 from storage.jobstate import Stage
 from storage.records import ClaimedJob, Outputs, StageUsage
 
+T = TypeVar("T")
+R = TypeVar("R", VisionRequest, ContentRequest)
 ImageLoader = Callable[[str], Awaitable[Image]]
 # A job's image from the image store, by the job's user id and its /api/images/… imageUrl.
 StoredImageLoader = Callable[[int, str], Awaitable[Image]]
@@ -39,6 +42,7 @@ class Stages:
     load_image: ImageLoader
     timeout: float
     load_stored: StoredImageLoader | None = None  # None: every imageUrl goes to load_image
+    cache: StageCache | None = None  # None: every stage asks its provider (pipeline.cache)
 
     async def analyze(self, job: ClaimedJob) -> tuple[VisionAnalysis, StageUsage]:
         started = time.perf_counter()
@@ -47,32 +51,56 @@ class Stages:
                 image = await self.load_stored(job.user_id, job.image_url)
             else:
                 image = await self.load_image(job.image_url)
-            result = await self.vision.analyze(
-                VisionRequest(
-                    image=image,
-                    analysis_purpose=job.analysis_purpose,
-                    image_context=job.image_context or "",
-                    creativity_level=job.creativity_level,
-                )
+            request = VisionRequest(
+                image=image,
+                analysis_purpose=job.analysis_purpose,
+                image_context=job.image_context or "",
+                creativity_level=job.creativity_level,
             )
-        return result.value, _usage(result, started, self.vision.name)
+            answer = await self._ask(
+                Stage.VISION, job, request, self.vision, lambda: self.vision.analyze(request),
+                parse_stored_analysis, started,
+            )  # fmt: skip
+        return answer
 
     async def write(
         self, job: ClaimedJob, analysis: VisionAnalysis
     ) -> tuple[GeneratedContent, StageUsage]:
         started = time.perf_counter()
         with metrics.StageTimer(Stage.CONTENT), _Deadline(self.timeout, Stage.CONTENT):
-            result = await self.content.generate(
-                ContentRequest(
-                    analysis=analysis,
-                    analysis_purpose=job.analysis_purpose,
-                    image_context=job.image_context or "",
-                    output_format=cast(OutputFormat, job.output_format),
-                    creativity_level=job.creativity_level,
-                    additional_instructions=job.additional_instructions,
-                )
+            request = ContentRequest(
+                analysis=analysis,
+                analysis_purpose=job.analysis_purpose,
+                image_context=job.image_context or "",
+                output_format=cast(OutputFormat, job.output_format),
+                creativity_level=job.creativity_level,
+                additional_instructions=job.additional_instructions,
             )
-        return result.value, _usage(result, started, self.content.name)
+            answer = await self._ask(
+                Stage.CONTENT, job, request, self.content,
+                lambda: self.content.generate(request), parse_stored_content, started,
+            )  # fmt: skip
+        return answer
+
+    async def _ask(
+        self, stage: Stage, job: ClaimedJob, request: R, provider: object,
+        call: Callable[[], Awaitable[StageResult[T]]], parse: Callable[[str], T], started: float,
+    ) -> tuple[T, StageUsage]:  # fmt: skip
+        """The stage's answer with its usage: from the provider, or from the result cache
+        when it is on (a hit: no tokens, no cost, the job it came from)."""
+        name = str(getattr(provider, "name", "provider"))
+        cache = self.cache
+        if cache is None or not cache.enabled:
+            result = await call()
+            return result.value, _usage(result, started, name)
+        if isinstance(request, VisionRequest):
+            key = vision_key(provider, request)
+        else:
+            key = content_key(provider, request)
+        answer = await cache.run(stage, job, key, call, parse)
+        if isinstance(answer, Cached):
+            return answer.value, StageUsage(model_of(provider), cached_from=answer.job_id)
+        return answer.value, _usage(answer, started, name, key)
 
 
 class _Deadline:
@@ -100,11 +128,13 @@ class _Deadline:
         return suppressed
 
 
-def _usage(result: StageResult[Any], started: float, provider: str) -> StageUsage:
+def _usage(
+    result: StageResult[Any], started: float, provider: str, key: str | None = None
+) -> StageUsage:
     u = result.usage
     latency = u.latency_ms or (time.perf_counter() - started) * 1000
     metrics.provider_call(provider, latency)
-    return StageUsage(u.model, u.input_tokens, u.output_tokens, round(latency))
+    return StageUsage(u.model, u.input_tokens, u.output_tokens, round(latency), cache_key=key)
 
 
 def parse_stored_analysis(text: str) -> VisionAnalysis:
@@ -112,6 +142,14 @@ def parse_stored_analysis(text: str) -> VisionAnalysis:
         return VisionAnalysis.model_validate_json(text)
     except ValueError as exc:  # a row written by hand or an older version
         raise StageError(f"the stored vision analysis is unreadable: {exc}") from exc
+
+
+def parse_stored_content(text: str) -> GeneratedContent:
+    """A job's stored ``deepseekOutput`` (the pieces JSON of ``pieces_json``) read back."""
+    try:
+        return GeneratedContent.model_validate({"content_pieces": json.loads(text)})
+    except ValueError as exc:
+        raise StageError(f"the stored content is unreadable: {exc}") from exc
 
 
 def pieces_json(content: GeneratedContent) -> str:

@@ -300,7 +300,7 @@ class Worker:
                 analysis, vision = await self.stages.analyze(job)
                 output = analysis.model_dump_json()
                 cancel = await self._durably(
-                    job, lambda: self.store.store_vision_output(job, output)
+                    job, lambda: self.store.store_vision_output(job, output, vision.cache_key)
                 )
                 if cancel is None:
                     return  # the lease is gone: someone else runs this job now

@@ -29,6 +29,7 @@ class VisionOutput:
 
     job: ClaimedJob
     output_json: str
+    cache_key: str | None = None  # the result cache's key of a fresh analysis
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,7 @@ def attempt_row(job: ClaimedJob, record: AttemptRecord) -> dict[str, Any]:
         "vision_model": v.model, "vision_in": v.input_tokens, "vision_out": v.output_tokens,
         "vision_ms": v.latency_ms, "content_model": c.model, "content_in": c.input_tokens,
         "content_out": c.output_tokens, "content_ms": c.latency_ms, "cost": record.cost_usd,
+        "vision_from": v.cached_from, "content_from": c.cached_from,
     }  # fmt: skip
 
 
@@ -79,7 +81,7 @@ def store_vision_outputs(items: list[VisionOutput]) -> Statement:
     """The stage boundaries of a batch as one statement (see ``cancel_asked``)."""
     return fetch_all(QUERIES["store_vision_outputs"], utcnow(), _rows([
         {"id": i.job.id, "attempt": i.job.attempt, "worker": i.job.worker_id,
-         "output": i.output_json}
+         "output": i.output_json, "key": i.cache_key}
         for i in items
     ]))  # fmt: skip
 
@@ -92,7 +94,7 @@ def cancel_asked(items: list[VisionOutput], rows: list[Row]) -> Iterator[bool | 
 
 def _completion_rows(items: list[Completion]) -> str:
     return _rows([
-        {"id": i.job.id, "content": i.content_json,
+        {"id": i.job.id, "content": i.content_json, "content_key": i.attempt.content.cache_key,
          **_output_fields(i.outputs), **attempt_row(i.job, i.attempt)}
         for i in items
     ])  # fmt: skip
@@ -174,7 +176,7 @@ def insert_jobs(jobs: list[NewJob]) -> Statement:
         {"owner": j.user_id, "url": j.image_url, "context": j.image_context,
          "purpose": j.analysis_purpose, "format": j.output_format,
          "creativity": float(j.creativity_level), "instructions": j.additional_instructions,
-         "retries": j.max_retries}
+         "retries": j.max_retries, "bypass": j.bypass_cache}
         for j in jobs
     ]  # fmt: skip
     return fetch_all(QUERIES["insert_jobs"], utcnow(), _rows(rows))

@@ -91,6 +91,7 @@ class Overview:
     recent_failures: list[Failure]
     spend_per_day: list[DaySpend]  # days with finished jobs, newest first
     oldest_waiting: datetime | None  # the oldest pending job's createdAt
+    cache_hits_today: int = 0  # stage answers reused by the jobs finished today (UTC)
 
 
 def _worker(row: Any) -> WorkerRow:
@@ -154,6 +155,8 @@ class DashboardStore:
         failures = await read(fetch_all(QUERIES["dashboard_recent_failures"], MAX_FAILURES))
         spend = await self._spend_per_day(now)
         oldest = await read(fetch_one(QUERIES["operator_oldest_pending"]))
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        hits = await read(fetch_one(QUERIES["dashboard_cache_hits"], midnight))
         return Overview(
             now=now,
             counts={s.value: by_status.get(s.value, 0) for s in JobStatus},
@@ -163,6 +166,7 @@ class DashboardStore:
             recent_failures=[_failure(r) for r in failures],
             spend_per_day=spend,
             oldest_waiting=as_datetime(oldest["oldest"]),
+            cache_hits_today=int(hits["hits"]),
         )
 
     async def _spend_per_day(self, now: datetime) -> list[DaySpend]:

@@ -38,6 +38,7 @@ class NewJob:
     creativity_level: float
     additional_instructions: str | None
     max_retries: int
+    bypass_cache: bool = False  # createJob's ``cache: false``: fresh answers, no lookup
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,7 @@ class ClaimedJob:
     attempt: int
     worker_id: str
     locked_at: datetime
+    bypass_cache: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,10 @@ class StageUsage:
     input_tokens: int = 0
     output_tokens: int = 0
     latency_ms: int = 0
+    # The result cache (pipeline.cache): the key a fresh answer is stored under (None: the
+    # cache is off, or the answer came from it), or the job a cached answer came from.
+    cache_key: str | None = None
+    cached_from: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,4 +48,5 @@ def claimed_job(row: Row, worker_id: str) -> ClaimedJob:
         attempt=row["attempt"],
         worker_id=worker_id,
         locked_at=timestamp(row["lockedAt"]),
+        bypass_cache=bool(row["bypassCache"]),
     )

@@ -38,6 +38,7 @@ from storage.records import (
 )
 from storage.retention import RetentionStore
 from storage.rows import claimed_job, timestamp
+from storage.stagecache import StageCacheStore
 from storage.timeutil import as_datetime, as_timestamp, stored_timestamp, utcnow
 from storage.users import UserStore
 
@@ -57,10 +58,14 @@ def _attempt_args(
         job_id, attempt, worker_id, record.stage_reached, record.outcome, record.error_message,
         started, now, v.model, v.input_tokens, v.output_tokens, v.latency_ms,
         c.model, c.input_tokens, c.output_tokens, c.latency_ms, record.cost_usd,
+        v.cached_from, c.cached_from,
     )  # fmt: skip
 
 
-class JobStore(UserStore, ImageStore, OperatorStore, DashboardStore, RetentionStore, ProbeStore):
+class JobStore(
+    UserStore, ImageStore, OperatorStore, DashboardStore, RetentionStore, ProbeStore,
+    StageCacheStore,
+):  # fmt: skip
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
         self.feed = ChangeFeed(driver)
@@ -199,9 +204,12 @@ class JobStore(UserStore, ImageStore, OperatorStore, DashboardStore, RetentionSt
         row = await self.driver.read(fetch_one(QUERIES["next_run_after"]))
         return None if row is None else as_datetime(row["next"])
 
-    async def store_vision_output(self, job: ClaimedJob, output_json: str) -> bool | None:
-        """Fenced stage boundary. None: the lease is lost; else whether a cancel was asked."""
-        held, _ = await self._stage_writes.submit(batches.VisionOutput(job, output_json))
+    async def store_vision_output(
+        self, job: ClaimedJob, output_json: str, cache_key: str | None = None
+    ) -> bool | None:
+        """Fenced stage boundary. None: the lease is lost; else whether a cancel was asked.
+        ``cache_key``: the result cache's key of a fresh analysis (None for a cached one)."""
+        held, _ = await self._stage_writes.submit(batches.VisionOutput(job, output_json, cache_key))
         return held
 
     async def complete_job(

@@ -99,6 +99,11 @@ class VisionJob(SQLModel, table=True):
             sqlite_where=sa.text(FINISHED_JOB),
             postgresql_where=sa.text(FINISHED_JOB),
         ),
+        # The result cache (pipeline.cache): a stage's answer by its key, newest first; a
+        # lookup also names the user unless CACHE_SCOPE=global (a key is a SHA-256: a few
+        # rows at most share one).
+        sa.Index("idx_visionCacheKey", "visionCacheKey"),
+        sa.Index("idx_contentCacheKey", "contentCacheKey"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -133,6 +138,15 @@ class VisionJob(SQLModel, table=True):
     # What every attempt so far cost (the sum of its visionJobSessions rows), kept on the job so
     # getJobStatus stays a single-row read.
     costUsd: float = Field(default=0.0, sa_type=sa.Float, nullable=False)
+    # The result cache (pipeline.cache): each stage's key (hex SHA-256), set when the stage's
+    # provider answered this job (not when its answer came from the cache: a hit's source is
+    # always the job that paid, and the TTL counts from that answer); createJob's
+    # ``cache: false`` asks for fresh answers (bypassCache: no lookup).
+    visionCacheKey: str | None = Field(default=None, sa_type=sa.String(64))
+    contentCacheKey: str | None = Field(default=None, sa_type=sa.String(64))
+    bypassCache: bool = Field(
+        default=False, nullable=False, sa_column_kwargs={"server_default": sa.text("FALSE")}
+    )
 
 
 class VisionJobOutput(SQLModel, table=True):
@@ -182,6 +196,10 @@ class VisionJobSession(SQLModel, table=True):
     deepseekOutputTokens: int = Field(default=0, nullable=False)
     deepseekLatencyMs: int = Field(default=0, nullable=False)
     costUsd: float = Field(default=0.0, sa_type=sa.Float, nullable=False)
+    # A stage answered from the result cache: the job whose answer it reused (no tokens,
+    # no cost); NULL when the provider was called or the stage was not reached.
+    geminiCachedFrom: int | None = Field(default=None)
+    deepseekCachedFrom: int | None = Field(default=None)
 
 
 class VisionJobEvent(SQLModel, table=True):

@@ -272,3 +272,33 @@ def _healthy(port: int, process: subprocess.Popen[bytes], timeout: float = 120) 
             pass
         time.sleep(0.1)
     return False
+
+
+async def _alembic_to(url: str, action: str, revision: str) -> None:
+    engine = migrate.engine_for(parse_database_url(url))
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: migrate._alembic(c, action, revision))
+    finally:
+        await engine.dispose()
+
+
+def test_revision_0005_adds_the_result_cache_to_a_database_at_0002_with_its_rows(
+    fresh: str,
+) -> None:
+    """The result cache's revision (issue 17) on a database at 0002 holding a job and its
+    attempt: the job is not bypassing the cache and has no keys, the attempt no cached-from;
+    the schema is the models'; down to 0002 and up again gives the same."""
+    anyio.run(_alembic_to, fresh, "upgrade", "0002")
+    _fill_previous_release(fresh)
+    anyio.run(_alembic_to, fresh, "upgrade", "0005")
+    assert _differences(fresh) == []
+    assert sql(fresh, 'SELECT "bypassCache", "visionCacheKey", "contentCacheKey" '
+                      'FROM "visionJobs"') == [(False, None, None)]  # fmt: skip
+    assert sql(fresh, 'SELECT "geminiCachedFrom", "deepseekCachedFrom" '
+                      'FROM "visionJobSessions"') == [(None, None)]  # fmt: skip
+    anyio.run(_alembic_to, fresh, "downgrade", "0002")
+    assert sql(fresh, "SELECT version_num FROM alembic_version") == [("0002",)]
+    anyio.run(_alembic_to, fresh, "upgrade", "0005")
+    assert _differences(fresh) == []
+    assert _rows(fresh)[2] == [(1, "complete", 100, 0.25, '{"mood": "calm"}')]

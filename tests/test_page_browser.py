@@ -180,10 +180,14 @@ def api(srv: Server) -> httpx.Client:
     return httpx.Client(base_url=srv.trpc, timeout=30)
 
 
-def create_job(srv: Server, image_url: str, purpose: str = "launch posts") -> int:
+def create_job(
+    srv: Server, image_url: str, purpose: str = "launch posts", *, cache: bool = False
+) -> int:
+    """A job through the API; fresh answers unless ``cache`` (the tests script the fake
+    providers per job: a cached answer would skip their slow or failing reply)."""
     with api(srv) as client:
         job = {"imageUrl": image_url, "analysisPurpose": purpose,
-               "outputFormat": "social_media_post"}  # fmt: skip
+               "outputFormat": "social_media_post", "cache": cache}  # fmt: skip
         r = client.post("/visionPipeline.createJob", json=job)
         assert r.status_code == 200, r.text
         return int(r.json()["result"]["data"]["jobId"])
@@ -283,6 +287,30 @@ def test_a_failure_is_said_in_words_with_its_stage(
     sync_api.expect(tab.page.locator("#stages li.failed")).to_have_attribute(
         "data-stage", "deepseek_generating")  # fmt: skip
     assert tab.page.locator("#result").is_hidden()
+
+
+def test_a_cached_answer_has_its_badge_per_stage_and_the_dashboard_counts_it(
+    server: Server, open_tab: Any
+) -> None:
+    image = data_url(brand_png((20, 140, 60)))
+    first = create_job(server, image, purpose="cache badge", cache=True)
+    finished(server, first)
+    second = create_job(server, image, purpose="cache badge", cache=True)
+    assert finished(server, second)["status"] == "complete"
+    tab = open_tab(server)
+    tab.open(f"/?job={first}")
+    expect_complete(tab)
+    sync_api.expect(tab.page.locator("#usage")).to_contain_text("tokens")
+    assert tab.page.locator("#cache-badges .badge").count() == 0  # it asked the providers
+    tab.open(f"/?job={second}")
+    expect_complete(tab)
+    sync_api.expect(tab.page.locator("#vision-cached")).to_have_text("Vision: cached")
+    sync_api.expect(tab.page.locator("#content-cached")).to_have_text("Content: cached")
+    assert f"job {first}" in str(tab.page.locator("#vision-cached").get_attribute("title"))
+    tab.open("/admin")
+    sync_api.expect(tab.page.locator("#cache-hits")).to_contain_text("Cache hits today:")
+    hits = tab.text("#cache-hits").split(":")[1].split()[0]
+    assert int(hits) >= 2
 
 
 def test_the_history_shows_new_jobs_and_their_status_live(

@@ -94,9 +94,14 @@ def test_an_attempt_record_is_a_visionJobSessions_row() -> None:
     columns = set(_columns(tables.VisionJobSession))
     own = [_camel(f.name) for f in dataclasses.fields(AttemptRecord) if f.type != "StageUsage"]
     assert set(own) <= columns
-    for prefix in ("gemini", "deepseek"):  # vision, content
-        usage = [prefix + _camel("_" + f.name) for f in dataclasses.fields(StageUsage)]
+    # The result cache's key of a stage is the job's (visionCacheKey, contentCacheKey).
+    on_job = {"cache_key": ("visionCacheKey", "contentCacheKey")}
+    for i, prefix in enumerate(("gemini", "deepseek")):  # vision, content
+        fields = [f.name for f in dataclasses.fields(StageUsage)]
+        usage = [prefix + _camel("_" + f) for f in fields if f not in on_job]
         assert set(usage) <= columns
+        job_columns = {on_job[f][i] for f in fields if f in on_job}
+        assert job_columns <= set(_columns(tables.VisionJob))
 
 
 def _expected() -> list[tuple[str, list[str]]]:

@@ -44,6 +44,7 @@ class OfflineVision:
     """A vision provider that reads the image's pixels instead of asking a model."""
 
     name = "offline"
+    model = "offline-vision"  # as its usage names it (the result cache's key names it too)
 
     def __init__(self, decoder: ImageDecoder | None = None) -> None:
         """``decoder`` holds the process's decode budget (``pipeline.service`` passes it);
@@ -67,6 +68,7 @@ class OfflineContent:
     """A content provider that writes from templates, seeded by the request."""
 
     name = "offline"
+    model = "offline-content"
 
     async def generate(self, request: ContentRequest) -> StageResult[GeneratedContent]:
         """Write the pieces ``request.output_format`` asks for: 5–6 bullets, six analysis

@@ -77,6 +77,8 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
             ([a[c] for c in ATTEMPT_COLUMNS] for a in detail.attempts),
             title=f"attempts ({len(detail.attempts)})",
         )
+        for line in cached_lines(detail.attempts):
+            print(line)
         print_table(
             EVENT_COLUMNS,
             ([e[c] for c in EVENT_COLUMNS] for e in detail.events),
@@ -85,6 +87,17 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     return with_store(settings, body)
+
+
+def cached_lines(attempts: list[dict[str, Any]]) -> list[str]:
+    """A line per stage whose answer an attempt took from the result cache."""
+    lines = []
+    for attempt in attempts:
+        for stage, column in (("vision", "geminiCachedFrom"), ("content", "deepseekCachedFrom")):
+            if attempt.get(column) is not None:
+                lines.append(f"attempt {attempt['attempt']}: {stage} stage cached from job "
+                             f"{attempt[column]} (no provider call, no cost)")  # fmt: skip
+    return lines
 
 
 def _job_fields(job: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -69,6 +69,7 @@ def overview_json(view: Overview, lease_seconds: float) -> dict[str, Any]:
         "spendPerDay": [
             {"day": d.day, "costUsd": d.cost_usd, "jobs": d.jobs} for d in view.spend_per_day
         ],
+        "cacheHitsToday": view.cache_hits_today,
         "oldestWaitingAgeMs": None
         if view.oldest_waiting is None
         else _ms(now - view.oldest_waiting),

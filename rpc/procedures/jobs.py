@@ -8,7 +8,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import anyio.to_thread
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from pipeline import metrics
 from pipeline.errors import ImageError
@@ -37,6 +37,9 @@ class CreateJobInput(BaseModel):
     outputFormat: Literal["bullet_points", "detailed_analysis", "social_media_post"]
     creativityLevel: float = Field(default=1.0, ge=0, le=2)
     additionalInstructions: str | None = Field(default=None, max_length=10_000)
+    # false: fresh answers from the providers, whatever the result cache holds (strict: a
+    # string "false" is refused rather than taken for true).
+    cache: StrictBool = True
 
     @field_validator("imageUrl")
     @classmethod
@@ -156,6 +159,7 @@ async def create_job(ctx: Context, data: CreateJobInput) -> dict[str, Any]:
                 creativity_level=data.creativityLevel,
                 additional_instructions=data.additionalInstructions,
                 max_retries=settings.max_retries,
+                bypass_cache=not data.cache,
             ),
             image,
         )
@@ -212,5 +216,14 @@ async def get_job_usage(ctx: Context, data: JobIdInput) -> dict[str, Any]:
         name: sum(int(a[name] or 0) for a in detail.attempts) for name in _TOKENS
     }
     usage["attempts"] = len(detail.attempts)
+    # The job each stage's answer was reused from (the result cache), None when it was not.
+    usage["visionCachedFrom"] = _cached_from(detail.attempts, "geminiCachedFrom")
+    usage["contentCachedFrom"] = _cached_from(detail.attempts, "deepseekCachedFrom")
     usage["costUsd"] = round(float(detail.job["costUsd"] or 0), 6)
     return usage
+
+
+def _cached_from(attempts: list[dict[str, Any]], column: str) -> int | None:
+    """The job the last attempt that reached a stage took its cached answer from."""
+    found = [a[column] for a in attempts if a.get(column) is not None]
+    return int(found[-1]) if found else None

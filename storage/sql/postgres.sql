@@ -66,11 +66,11 @@ RETURNING id, role;
 INSERT INTO "visionJobs" ("userId", "imageUrl", "imageContext", "analysisPurpose",
     "outputFormat", "creativityLevel", "additionalInstructions", status, progress,
     "retryCount", "maxRetries", "createdAt", "updatedAt", "runAfter", attempt,
-    "cancelRequested", "costUsd")
+    "cancelRequested", "costUsd", "bypassCache")
 SELECT v.owner, v.url, v.context, v.purpose, v.format, v.creativity, v.instructions,
-    'pending', 0, 0, v.retries, $1, $1, $1, 0, FALSE, 0
+    'pending', 0, 0, v.retries, $1, $1, $1, 0, FALSE, 0, v.bypass
 FROM json_to_recordset($2::json) AS v(owner int, url text, context text, purpose text,
-    format text, creativity float8, instructions text, retries int)
+    format text, creativity float8, instructions text, retries int, bypass boolean)
 WHERE TRUE
 RETURNING id;
 
@@ -108,7 +108,7 @@ claimed AS (
     FROM picked WHERE j.id = picked.id
     RETURNING j.id, "userId", "imageUrl", "imageContext", "analysisPurpose", "outputFormat",
         "creativityLevel", "additionalInstructions", status, "geminOutput", "retryCount",
-        "maxRetries", attempt, "lockedAt")
+        "maxRetries", attempt, "lockedAt", "bypassCache")
 SELECT * FROM claimed;
 
 -- name: next_run_after --
@@ -118,11 +118,13 @@ SELECT MIN("runAfter") AS next FROM "visionJobs" WHERE status = 'pending';
 -- name: store_vision_outputs --
 -- Stage boundary (fenced, a batch): keep each vision analysis, move to the content stage.
 --   A retry of the content stage then does not pay for the vision stage again. $2: JSON rows
---   {id, attempt, worker, output}. Returns the rows still held, with whether a cancel was
---   requested meanwhile.
+--   {id, attempt, worker, output, key: its cache key, NULL for a cached answer}. Returns the
+--   rows still held, with whether a cancel was requested meanwhile.
 UPDATE "visionJobs" AS j SET status = 'deepseek_generating', progress = 60,
-    "geminOutput" = v.output, "geminAnalyzedAt" = $1, "updatedAt" = $1
-FROM json_to_recordset($2::json) AS v(id bigint, attempt int, worker text, output text)
+    "geminOutput" = v.output, "geminAnalyzedAt" = $1, "updatedAt" = $1,
+    "visionCacheKey" = v.key
+FROM json_to_recordset($2::json) AS v(id bigint, attempt int, worker text, output text,
+    key text)
 WHERE j.id = v.id AND j.attempt = v.attempt AND j."lockedBy" = v.worker
     AND j.status IN ('gemini_analyzing', 'deepseek_generating')
 RETURNING j.id, j.attempt, j."cancelRequested";
@@ -140,12 +142,14 @@ WITH v AS (
         tone text, composition_layout text, brand_personality text, perceived_industry text,
         target_audience text, content_pieces text, worker text, stage text, outcome text,
         error text, vision_model text, vision_in int, vision_out int, vision_ms int,
-        content_model text, content_in int, content_out int, content_ms int, cost float8)),
+        content_model text, content_in int, content_out int, content_ms int, cost float8,
+        vision_from bigint, content_from bigint, content_key text)),
 done AS (
     UPDATE "visionJobs" AS j SET status = 'complete', progress = 100,
         "deepseekOutput" = v.content, "deepseekGeneratedAt" = $1, "completedAt" = $1,
         "updatedAt" = $1, "errorMessage" = NULL, "errorStage" = NULL, "lockedBy" = NULL,
-        "leaseExpiresAt" = NULL, "costUsd" = j."costUsd" + v.cost
+        "leaseExpiresAt" = NULL, "costUsd" = j."costUsd" + v.cost,
+        "contentCacheKey" = v.content_key
     FROM v WHERE j.id = v.id AND j.attempt = v.attempt AND j."lockedBy" = v.worker
         AND j.status IN ('gemini_analyzing', 'deepseek_generating') AND NOT j."cancelRequested"
     RETURNING j.id, j.attempt, j."userId", j."lockedAt"),
@@ -162,10 +166,11 @@ attempts AS (
     INSERT INTO "visionJobSessions" ("jobId", attempt, "workerId", "stageReached", outcome,
         "errorMessage", "startedAt", "endedAt", "geminiModel", "geminiInputTokens",
         "geminiOutputTokens", "geminiLatencyMs", "deepseekModel", "deepseekInputTokens",
-        "deepseekOutputTokens", "deepseekLatencyMs", "costUsd")
+        "deepseekOutputTokens", "deepseekLatencyMs", "costUsd", "geminiCachedFrom",
+        "deepseekCachedFrom")
     SELECT d.id, d.attempt, v.worker, v.stage, v.outcome, v.error, d."lockedAt", $1,
         v.vision_model, v.vision_in, v.vision_out, v.vision_ms, v.content_model, v.content_in,
-        v.content_out, v.content_ms, v.cost
+        v.content_out, v.content_ms, v.cost, v.vision_from, v.content_from
     FROM done AS d JOIN v ON v.id = d.id AND v.attempt = d.attempt)
 SELECT id, attempt, "userId" FROM done;
 
@@ -180,12 +185,14 @@ WITH v AS (
         tone text, composition_layout text, brand_personality text, perceived_industry text,
         target_audience text, content_pieces text, worker text, stage text, outcome text,
         error text, vision_model text, vision_in int, vision_out int, vision_ms int,
-        content_model text, content_in int, content_out int, content_ms int, cost float8)),
+        content_model text, content_in int, content_out int, content_ms int, cost float8,
+        vision_from bigint, content_from bigint, content_key text)),
 done AS (
     UPDATE "visionJobs" AS j SET status = 'complete', progress = 100,
         "deepseekOutput" = v.content, "deepseekGeneratedAt" = $1, "completedAt" = $1,
         "updatedAt" = $1, "errorMessage" = NULL, "errorStage" = NULL, "lockedBy" = NULL,
-        "leaseExpiresAt" = NULL, "costUsd" = j."costUsd" + v.cost
+        "leaseExpiresAt" = NULL, "costUsd" = j."costUsd" + v.cost,
+        "contentCacheKey" = v.content_key
     FROM v WHERE j.id = v.id AND j.attempt = v.attempt AND j."lockedBy" = v.worker
         AND j.status IN ('gemini_analyzing', 'deepseek_generating') AND NOT j."cancelRequested"
     RETURNING j.id, j.attempt, j."userId", j."lockedAt"),
@@ -202,10 +209,11 @@ attempts AS (
     INSERT INTO "visionJobSessions" ("jobId", attempt, "workerId", "stageReached", outcome,
         "errorMessage", "startedAt", "endedAt", "geminiModel", "geminiInputTokens",
         "geminiOutputTokens", "geminiLatencyMs", "deepseekModel", "deepseekInputTokens",
-        "deepseekOutputTokens", "deepseekLatencyMs", "costUsd")
+        "deepseekOutputTokens", "deepseekLatencyMs", "costUsd", "geminiCachedFrom",
+        "deepseekCachedFrom")
     SELECT d.id, d.attempt, v.worker, v.stage, v.outcome, v.error, d."lockedAt", $1,
         v.vision_model, v.vision_in, v.vision_out, v.vision_ms, v.content_model, v.content_in,
-        v.content_out, v.content_ms, v.cost
+        v.content_out, v.content_ms, v.cost, v.vision_from, v.content_from
     FROM done AS d JOIN v ON v.id = d.id AND v.attempt = d.attempt),
 picked AS (
     SELECT id FROM "visionJobs"
@@ -222,7 +230,7 @@ claimed AS (
     FROM picked WHERE j.id = picked.id
     RETURNING j.id, "userId", "imageUrl", "imageContext", "analysisPurpose", "outputFormat",
         "creativityLevel", "additionalInstructions", status, "geminOutput", "retryCount",
-        "maxRetries", attempt, "lockedAt")
+        "maxRetries", attempt, "lockedAt", "bypassCache")
 SELECT id, attempt, "userId", NULL::json AS claimed FROM done
 UNION ALL
 SELECT NULL, NULL, NULL, row_to_json(c) FROM claimed AS c;
@@ -277,8 +285,10 @@ ORDER BY "leaseExpiresAt" LIMIT 100 FOR UPDATE SKIP LOCKED;
 INSERT INTO "visionJobSessions" ("jobId", attempt, "workerId", "stageReached", outcome,
     "errorMessage", "startedAt", "endedAt", "geminiModel", "geminiInputTokens",
     "geminiOutputTokens", "geminiLatencyMs", "deepseekModel", "deepseekInputTokens",
-    "deepseekOutputTokens", "deepseekLatencyMs", "costUsd")
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17);
+    "deepseekOutputTokens", "deepseekLatencyMs", "costUsd", "geminiCachedFrom",
+    "deepseekCachedFrom")
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+    $19);
 
 
 -- === operators ===============================================================================
@@ -487,7 +497,7 @@ FROM "visionJobs" j LEFT JOIN users u ON u.id = j."userId" WHERE j.id = $1;
 SELECT attempt, "workerId", "stageReached", outcome, "errorMessage", "startedAt", "endedAt",
     "geminiModel", "geminiInputTokens", "geminiOutputTokens", "geminiLatencyMs",
     "deepseekModel", "deepseekInputTokens", "deepseekOutputTokens", "deepseekLatencyMs",
-    "costUsd"
+    "costUsd", "geminiCachedFrom", "deepseekCachedFrom"
 FROM "visionJobSessions" WHERE "jobId" = $1 ORDER BY attempt, id;
 
 -- name: operator_job_events --
@@ -730,3 +740,34 @@ SELECT to_char("updatedAt" AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day,
 FROM "visionJobs"
 WHERE status IN ('complete', 'error') AND "updatedAt" >= $1 AND "updatedAt" < $2
 GROUP BY day ORDER BY day DESC;
+
+
+-- === the result cache (storage.stagecache, pipeline.cache) =================================
+-- A stage's key is set only on a job whose provider answered it, so a hit always names the
+-- job that paid, and the TTL counts from that answer. Served by idx_visionCacheKey /
+-- idx_contentCacheKey (a key is a SHA-256: a few rows at most share one).
+
+-- name: cache_vision_answer --
+-- Stage 1: the newest stored vision analysis under key $1, analysed at $2 or later.
+--   Only user $3's jobs, unless $3 is NULL (CACHE_SCOPE=global). The analysis stays once
+--   stored, whatever became of its job's content stage.
+SELECT id, "geminOutput" AS answer FROM "visionJobs"
+WHERE "visionCacheKey" = $1 AND "geminOutput" IS NOT NULL AND "geminAnalyzedAt" >= $2
+    AND ($3::integer IS NULL OR "userId" = $3::integer)
+ORDER BY "geminAnalyzedAt" DESC, id DESC LIMIT 1;
+
+-- name: cache_content_answer --
+-- Stage 2: the newest completed job's content under key $1, completed at $2 or later.
+--   Only user $3's jobs, unless $3 is NULL (CACHE_SCOPE=global).
+SELECT id, "deepseekOutput" AS answer FROM "visionJobs"
+WHERE "contentCacheKey" = $1 AND status = 'complete' AND "completedAt" >= $2
+    AND ($3::integer IS NULL OR "userId" = $3::integer)
+ORDER BY "completedAt" DESC, id DESC LIMIT 1;
+
+-- name: dashboard_cache_hits --
+-- Stage answers the result cache gave the attempts of the jobs finished at $1 or later.
+--   The dashboard's "cache hits today": a range of idx_finished, then each job's attempts.
+SELECT COALESCE(SUM(CASE WHEN s."geminiCachedFrom" IS NOT NULL THEN 1 ELSE 0 END
+        + CASE WHEN s."deepseekCachedFrom" IS NOT NULL THEN 1 ELSE 0 END), 0) AS hits
+FROM "visionJobs" AS j JOIN "visionJobSessions" AS s ON s."jobId" = j.id
+WHERE j.status IN ('complete', 'error') AND j."updatedAt" >= $1;

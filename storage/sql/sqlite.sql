@@ -67,15 +67,16 @@ RETURNING id, role;
 INSERT INTO "visionJobs" ("userId", "imageUrl", "imageContext", "analysisPurpose",
     "outputFormat", "creativityLevel", "additionalInstructions", status, progress,
     "retryCount", "maxRetries", "createdAt", "updatedAt", "runAfter", attempt,
-    "cancelRequested", "costUsd")
+    "cancelRequested", "costUsd", "bypassCache")
 SELECT v.owner, v.url, v.context, v.purpose, v.format, v.creativity, v.instructions,
-    'pending', 0, 0, v.retries, ?1, ?1, ?1, 0, FALSE, 0
+    'pending', 0, 0, v.retries, ?1, ?1, ?1, 0, FALSE, 0, v.bypass
 FROM (SELECT json_extract(value, '$.owner') AS owner, json_extract(value, '$.url') AS url,
         json_extract(value, '$.context') AS context, json_extract(value, '$.purpose') AS purpose,
         json_extract(value, '$.format') AS format,
         json_extract(value, '$.creativity') AS creativity,
         json_extract(value, '$.instructions') AS instructions,
-        json_extract(value, '$.retries') AS retries
+        json_extract(value, '$.retries') AS retries,
+        json_extract(value, '$.bypass') AS bypass
     FROM json_each(?2)) AS v
 WHERE TRUE
 RETURNING id;
@@ -110,7 +111,7 @@ WHERE id IN (SELECT id FROM "visionJobs"
              ORDER BY "runAfter", id LIMIT ?4)
 RETURNING id, "userId", "imageUrl", "imageContext", "analysisPurpose", "outputFormat",
     "creativityLevel", "additionalInstructions", status, "geminOutput", "retryCount",
-    "maxRetries", attempt, "lockedAt";
+    "maxRetries", attempt, "lockedAt", "bypassCache";
 
 -- name: next_run_after --
 -- When the earliest waiting job becomes eligible, so an idle worker sleeps exactly that long.
@@ -119,12 +120,15 @@ SELECT MIN("runAfter") AS next FROM "visionJobs" WHERE status = 'pending';
 -- name: store_vision_outputs --
 -- Stage boundary (fenced, a batch): keep each vision analysis, move to the content stage.
 --   A retry of the content stage then does not pay for the vision stage again. ?2: JSON rows
---   {id, attempt, worker, output}. Returns the rows still held, with whether a cancel was
---   requested meanwhile. (SQLite's RETURNING names the target table's columns bare.)
+--   {id, attempt, worker, output, key: its cache key, NULL for a cached answer}. Returns the
+--   rows still held, with whether a cancel was requested meanwhile. (SQLite's RETURNING
+--   names the target table's columns bare.)
 UPDATE "visionJobs" AS j SET status = 'deepseek_generating', progress = 60,
-    "geminOutput" = v.output, "geminAnalyzedAt" = ?1, "updatedAt" = ?1
+    "geminOutput" = v.output, "geminAnalyzedAt" = ?1, "updatedAt" = ?1,
+    "visionCacheKey" = v.key
 FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.attempt') AS attempt,
-        json_extract(value, '$.worker') AS worker, json_extract(value, '$.output') AS output
+        json_extract(value, '$.worker') AS worker, json_extract(value, '$.output') AS output,
+        json_extract(value, '$.key') AS key
     FROM json_each(?2)) AS v
 WHERE j.id = v.id AND j.attempt = v.attempt AND j."lockedBy" = v.worker
     AND j.status IN ('gemini_analyzing', 'deepseek_generating')
@@ -139,10 +143,12 @@ RETURNING id, attempt, "cancelRequested";
 UPDATE "visionJobs" AS j SET status = 'complete', progress = 100,
     "deepseekOutput" = v.content, "deepseekGeneratedAt" = ?1, "completedAt" = ?1,
     "updatedAt" = ?1, "errorMessage" = NULL, "errorStage" = NULL, "lockedBy" = NULL,
-    "leaseExpiresAt" = NULL, "costUsd" = j."costUsd" + v.cost
+    "leaseExpiresAt" = NULL, "costUsd" = j."costUsd" + v.cost,
+    "contentCacheKey" = v.content_key
 FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.attempt') AS attempt,
         json_extract(value, '$.worker') AS worker, json_extract(value, '$.content') AS content,
-        json_extract(value, '$.cost') AS cost
+        json_extract(value, '$.cost') AS cost,
+        json_extract(value, '$.content_key') AS content_key
     FROM json_each(?2)) AS v
 WHERE j.id = v.id AND j.attempt = v.attempt AND j."lockedBy" = v.worker
     AND j.status IN ('gemini_analyzing', 'deepseek_generating') AND NOT j."cancelRequested"
@@ -178,10 +184,11 @@ ON CONFLICT ("jobId") DO NOTHING;
 INSERT INTO "visionJobSessions" ("jobId", attempt, "workerId", "stageReached", outcome,
     "errorMessage", "startedAt", "endedAt", "geminiModel", "geminiInputTokens",
     "geminiOutputTokens", "geminiLatencyMs", "deepseekModel", "deepseekInputTokens",
-    "deepseekOutputTokens", "deepseekLatencyMs", "costUsd")
+    "deepseekOutputTokens", "deepseekLatencyMs", "costUsd", "geminiCachedFrom",
+    "deepseekCachedFrom")
 SELECT v.job, v.attempt, v.worker, v.stage, v.outcome, v.error, j."lockedAt", ?1,
     v.vision_model, v.vision_in, v.vision_out, v.vision_ms, v.content_model, v.content_in,
-    v.content_out, v.content_ms, v.cost
+    v.content_out, v.content_ms, v.cost, v.vision_from, v.content_from
 FROM (SELECT json_extract(value, '$.job') AS job, json_extract(value, '$.attempt') AS attempt,
         json_extract(value, '$.worker') AS worker, json_extract(value, '$.stage') AS stage,
         json_extract(value, '$.outcome') AS outcome, json_extract(value, '$.error') AS error,
@@ -193,7 +200,9 @@ FROM (SELECT json_extract(value, '$.job') AS job, json_extract(value, '$.attempt
         json_extract(value, '$.content_in') AS content_in,
         json_extract(value, '$.content_out') AS content_out,
         json_extract(value, '$.content_ms') AS content_ms,
-        json_extract(value, '$.cost') AS cost
+        json_extract(value, '$.cost') AS cost,
+        json_extract(value, '$.vision_from') AS vision_from,
+        json_extract(value, '$.content_from') AS content_from
     FROM json_each(?2)) AS v
 JOIN "visionJobs" AS j ON j.id = v.job;
 
@@ -247,8 +256,10 @@ ORDER BY "leaseExpiresAt" LIMIT 100;
 INSERT INTO "visionJobSessions" ("jobId", attempt, "workerId", "stageReached", outcome,
     "errorMessage", "startedAt", "endedAt", "geminiModel", "geminiInputTokens",
     "geminiOutputTokens", "geminiLatencyMs", "deepseekModel", "deepseekInputTokens",
-    "deepseekOutputTokens", "deepseekLatencyMs", "costUsd")
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17);
+    "deepseekOutputTokens", "deepseekLatencyMs", "costUsd", "geminiCachedFrom",
+    "deepseekCachedFrom")
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+    ?19);
 
 
 -- === operators ===============================================================================
@@ -453,7 +464,7 @@ FROM "visionJobs" j LEFT JOIN users u ON u.id = j."userId" WHERE j.id = ?1;
 SELECT attempt, "workerId", "stageReached", outcome, "errorMessage", "startedAt", "endedAt",
     "geminiModel", "geminiInputTokens", "geminiOutputTokens", "geminiLatencyMs",
     "deepseekModel", "deepseekInputTokens", "deepseekOutputTokens", "deepseekLatencyMs",
-    "costUsd"
+    "costUsd", "geminiCachedFrom", "deepseekCachedFrom"
 FROM "visionJobSessions" WHERE "jobId" = ?1 ORDER BY attempt, id;
 
 -- name: operator_job_events --
@@ -674,3 +685,34 @@ SELECT date("updatedAt") AS day, COALESCE(SUM("costUsd"), 0) AS "costUsd", COUNT
 FROM "visionJobs"
 WHERE status IN ('complete', 'error') AND "updatedAt" >= ?1 AND "updatedAt" < ?2
 GROUP BY day ORDER BY day DESC;
+
+
+-- === the result cache (storage.stagecache, pipeline.cache) =================================
+-- A stage's key is set only on a job whose provider answered it, so a hit always names the
+-- job that paid, and the TTL counts from that answer. Served by idx_visionCacheKey /
+-- idx_contentCacheKey (a key is a SHA-256: a few rows at most share one).
+
+-- name: cache_vision_answer --
+-- Stage 1: the newest stored vision analysis under key ?1, analysed at ?2 or later.
+--   Only user ?3's jobs, unless ?3 is NULL (CACHE_SCOPE=global). The analysis stays once
+--   stored, whatever became of its job's content stage.
+SELECT id, "geminOutput" AS answer FROM "visionJobs"
+WHERE "visionCacheKey" = ?1 AND "geminOutput" IS NOT NULL AND "geminAnalyzedAt" >= ?2
+    AND (?3 IS NULL OR "userId" = ?3)
+ORDER BY "geminAnalyzedAt" DESC, id DESC LIMIT 1;
+
+-- name: cache_content_answer --
+-- Stage 2: the newest completed job's content under key ?1, completed at ?2 or later.
+--   Only user ?3's jobs, unless ?3 is NULL (CACHE_SCOPE=global).
+SELECT id, "deepseekOutput" AS answer FROM "visionJobs"
+WHERE "contentCacheKey" = ?1 AND status = 'complete' AND "completedAt" >= ?2
+    AND (?3 IS NULL OR "userId" = ?3)
+ORDER BY "completedAt" DESC, id DESC LIMIT 1;
+
+-- name: dashboard_cache_hits --
+-- Stage answers the result cache gave the attempts of the jobs finished at ?1 or later.
+--   The dashboard's "cache hits today": a range of idx_finished, then each job's attempts.
+SELECT COALESCE(SUM(CASE WHEN s."geminiCachedFrom" IS NOT NULL THEN 1 ELSE 0 END
+        + CASE WHEN s."deepseekCachedFrom" IS NOT NULL THEN 1 ELSE 0 END), 0) AS hits
+FROM "visionJobs" AS j JOIN "visionJobSessions" AS s ON s."jobId" = j.id
+WHERE j.status IN ('complete', 'error') AND j."updatedAt" >= ?1;

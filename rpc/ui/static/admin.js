@@ -28,6 +28,8 @@ function counts(data) {
   $("#oldest").textContent = data.oldestWaitingAgeMs === null || data.oldestWaitingAgeMs === undefined
     ? "Nothing is waiting."
     : `The oldest waiting job has waited ${ago(data.oldestWaitingAgeMs)}.`;
+  const hits = data.cacheHitsToday ?? 0;
+  $("#cache-hits").textContent = `Cache hits today: ${hits} ${hits === 1 ? "stage answer" : "stage answers"} reused (no provider call).`;
 }
 
 // Completed and failed jobs per 5-minute bucket as side-by-side bars, with a text summary for

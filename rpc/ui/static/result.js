@@ -85,10 +85,22 @@ function usageLine(state, usage) {
   return parts.join("; ");
 }
 
+// A "cached" badge per stage whose answer came from the result cache (getJobUsage's
+// visionCachedFrom / contentCachedFrom: the job it was reused from).
+function cacheBadges(usage) {
+  const stages = [["vision", "Vision", usage && usage.visionCachedFrom],
+    ["content", "Content", usage && usage.contentCachedFrom]];
+  return stages.filter(([, , from]) => from).map(([id, word, from]) => el("span", {
+    class: "badge cached", id: `${id}-cached`, text: `${word}: cached`,
+    title: `${word} answer reused from job ${from}: no provider call, no cost`,
+  }));
+}
+
 export function renderResult(container, state, summary, preview) {
   const analysis = state.geminOutput || {};
   const pieces = Array.isArray(state.deepseekOutput) ? state.deepseekOutput : [];
   const usage = el("p", { class: "usage muted", id: "usage", text: usageLine(state, null) });
+  const cached = el("p", { class: "cache-badges", id: "cache-badges" });
   container.replaceChildren(
     el("div", { class: "overview" },
       image(summary, preview),
@@ -103,8 +115,11 @@ export function renderResult(container, state, summary, preview) {
     el("section", { class: "block", "aria-labelledby": "content-h" },
       el("h3", { id: "content-h", text: `Content (${pieces.length} ${pieces.length === 1 ? "piece" : "pieces"})` }),
       pieces.map(piece)),
-    usage);
+    usage, cached);
   query("visionPipeline.getJobUsage", { jobId: state.jobId })
-    .then((found) => { usage.textContent = usageLine(state, found); })
+    .then((found) => {
+      usage.textContent = usageLine(state, found);
+      cached.replaceChildren(...cacheBadges(found));
+    })
     .catch(() => { /* tokens unknown: the cost alone stays */ });
 }
