@@ -15,6 +15,7 @@ CREATE TABLE users (
 	"createdAt" DATETIME NOT NULL,
 	"updatedAt" DATETIME NOT NULL,
 	"lastSignedIn" DATETIME NOT NULL,
+	"dailyBudgetUsd" FLOAT,
 	PRIMARY KEY (id),
 	UNIQUE ("openId")
 );
@@ -123,6 +124,8 @@ CREATE TABLE "visionJobs" (
 	"leaseExpiresAt" DATETIME,
 	"cancelRequested" BOOLEAN NOT NULL,
 	"costUsd" FLOAT NOT NULL,
+	"idempotencyKey" VARCHAR(200),
+	"idempotencyFingerprint" VARCHAR(64),
 	PRIMARY KEY (id)
 );
 
@@ -134,6 +137,8 @@ CREATE INDEX idx_finished ON "visionJobs" ("updatedAt") WHERE status IN ('comple
 
 CREATE INDEX idx_inline_image_jobs ON "visionJobs" (id) WHERE lower(substr("imageUrl", 1, 5)) = 'data:';
 
+CREATE INDEX "idx_keyed_createdAt" ON "visionJobs" ("createdAt") WHERE "idempotencyKey" IS NOT NULL;
+
 CREATE INDEX idx_lease ON "visionJobs" ("leaseExpiresAt") WHERE status IN ('gemini_analyzing', 'deepseek_generating');
 
 CREATE INDEX idx_status ON "visionJobs" (status);
@@ -143,6 +148,10 @@ CREATE INDEX idx_stored_image_jobs ON "visionJobs" ("userId", "imageUrl") WHERE 
 CREATE INDEX "idx_userId_createdAt" ON "visionJobs" ("userId", "createdAt", id);
 
 CREATE INDEX "idx_userId_status" ON "visionJobs" ("userId", status);
+
+CREATE INDEX "idx_userId_updatedAt" ON "visionJobs" ("userId", "updatedAt");
+
+CREATE UNIQUE INDEX "uq_jobs_userId_idempotencyKey" ON "visionJobs" ("userId", "idempotencyKey") WHERE "idempotencyKey" IS NOT NULL;
 
 CREATE TABLE "visionWorkers" (
 	"workerId" VARCHAR(64) NOT NULL,
@@ -196,6 +205,7 @@ CREATE TABLE users (
 	"createdAt" TIMESTAMP WITH TIME ZONE NOT NULL,
 	"updatedAt" TIMESTAMP WITH TIME ZONE NOT NULL,
 	"lastSignedIn" TIMESTAMP WITH TIME ZONE NOT NULL,
+	"dailyBudgetUsd" FLOAT,
 	PRIMARY KEY (id),
 	UNIQUE ("openId")
 );
@@ -304,6 +314,8 @@ CREATE TABLE "visionJobs" (
 	"leaseExpiresAt" TIMESTAMP WITH TIME ZONE,
 	"cancelRequested" BOOLEAN NOT NULL,
 	"costUsd" FLOAT NOT NULL,
+	"idempotencyKey" VARCHAR(200),
+	"idempotencyFingerprint" VARCHAR(64),
 	PRIMARY KEY (id)
 );
 
@@ -315,6 +327,8 @@ CREATE INDEX idx_finished ON "visionJobs" ("updatedAt") WHERE status IN ('comple
 
 CREATE INDEX idx_inline_image_jobs ON "visionJobs" (id) WHERE lower(substr("imageUrl", 1, 5)) = 'data:';
 
+CREATE INDEX "idx_keyed_createdAt" ON "visionJobs" ("createdAt") WHERE "idempotencyKey" IS NOT NULL;
+
 CREATE INDEX idx_lease ON "visionJobs" ("leaseExpiresAt") WHERE status IN ('gemini_analyzing', 'deepseek_generating');
 
 CREATE INDEX idx_status ON "visionJobs" (status);
@@ -324,6 +338,10 @@ CREATE INDEX idx_stored_image_jobs ON "visionJobs" ("userId", "imageUrl") WHERE 
 CREATE INDEX "idx_userId_createdAt" ON "visionJobs" ("userId", "createdAt", id);
 
 CREATE INDEX "idx_userId_status" ON "visionJobs" ("userId", status);
+
+CREATE INDEX "idx_userId_updatedAt" ON "visionJobs" ("userId", "updatedAt");
+
+CREATE UNIQUE INDEX "uq_jobs_userId_idempotencyKey" ON "visionJobs" ("userId", "idempotencyKey") WHERE "idempotencyKey" IS NOT NULL;
 
 CREATE TABLE "visionWorkers" (
 	"workerId" VARCHAR(64) NOT NULL,

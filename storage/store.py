@@ -17,6 +17,7 @@ from typing import Any, TypeVar, cast
 import anyio.lowlevel
 
 from storage import batches
+from storage.budgets import BudgetStore
 from storage.changes import ChangeFeed
 from storage.coalesce import Coalescer
 from storage.dashboard import DashboardStore
@@ -60,7 +61,9 @@ def _attempt_args(
     )  # fmt: skip
 
 
-class JobStore(UserStore, ImageStore, OperatorStore, DashboardStore, RetentionStore, ProbeStore):
+class JobStore(
+    UserStore, ImageStore, OperatorStore, DashboardStore, RetentionStore, ProbeStore, BudgetStore
+):
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
         self.feed = ChangeFeed(driver)
