@@ -311,5 +311,5 @@ def test_a_0002_database_upgrades_to_0004_with_its_rows(fresh: str) -> None:
         attempt, "cancelRequested", "costUsd", ? FROM "visionJobs" WHERE id = 1"""
     sql(fresh, copy, None)  # jobs without a key: as many as wanted
     sql(fresh, copy, "k")
-    with pytest.raises(Exception, match="(?i)unique"):
+    with pytest.raises(Exception, match=r"(?i)unique"):
         sql(fresh, copy, "k")

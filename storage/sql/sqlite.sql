@@ -24,7 +24,8 @@ RETURNING id, role;
 
 -- name: get_user --
 -- The whole user row by id, for auth.me.
-SELECT id, "openId", name, email, "loginMethod", role, "createdAt", "updatedAt", "lastSignedIn"
+SELECT id, "openId", name, email, "loginMethod", role, "createdAt", "updatedAt", "lastSignedIn",
+    "dailyBudgetUsd"
 FROM users WHERE id = ?1;
 
 -- name: get_user_role --
