@@ -15,6 +15,7 @@ CREATE TABLE users (
 	"createdAt" DATETIME NOT NULL,
 	"updatedAt" DATETIME NOT NULL,
 	"lastSignedIn" DATETIME NOT NULL,
+	"dailyBudgetUsd" FLOAT,
 	PRIMARY KEY (id),
 	UNIQUE ("openId")
 );
@@ -125,6 +126,8 @@ CREATE TABLE "visionJobs" (
 	"leaseExpiresAt" DATETIME,
 	"cancelRequested" BOOLEAN NOT NULL,
 	"costUsd" FLOAT NOT NULL,
+	"idempotencyKey" VARCHAR(200),
+	"idempotencyFingerprint" VARCHAR(64),
 	"visionCacheKey" VARCHAR(64),
 	"contentCacheKey" VARCHAR(64),
 	"bypassCache" BOOLEAN DEFAULT FALSE NOT NULL,
@@ -141,6 +144,8 @@ CREATE INDEX idx_finished ON "visionJobs" ("updatedAt") WHERE status IN ('comple
 
 CREATE INDEX idx_inline_image_jobs ON "visionJobs" (id) WHERE lower(substr("imageUrl", 1, 5)) = 'data:';
 
+CREATE INDEX "idx_keyed_createdAt" ON "visionJobs" ("createdAt") WHERE "idempotencyKey" IS NOT NULL;
+
 CREATE INDEX idx_lease ON "visionJobs" ("leaseExpiresAt") WHERE status IN ('gemini_analyzing', 'deepseek_generating');
 
 CREATE INDEX idx_status ON "visionJobs" (status);
@@ -151,7 +156,11 @@ CREATE INDEX "idx_userId_createdAt" ON "visionJobs" ("userId", "createdAt", id);
 
 CREATE INDEX "idx_userId_status" ON "visionJobs" ("userId", status);
 
+CREATE INDEX "idx_userId_updatedAt" ON "visionJobs" ("userId", "updatedAt");
+
 CREATE INDEX "idx_visionCacheKey" ON "visionJobs" ("visionCacheKey");
+
+CREATE UNIQUE INDEX "uq_jobs_userId_idempotencyKey" ON "visionJobs" ("userId", "idempotencyKey") WHERE "idempotencyKey" IS NOT NULL;
 
 CREATE TABLE "visionWorkers" (
 	"workerId" VARCHAR(64) NOT NULL,
@@ -205,6 +214,7 @@ CREATE TABLE users (
 	"createdAt" TIMESTAMP WITH TIME ZONE NOT NULL,
 	"updatedAt" TIMESTAMP WITH TIME ZONE NOT NULL,
 	"lastSignedIn" TIMESTAMP WITH TIME ZONE NOT NULL,
+	"dailyBudgetUsd" FLOAT,
 	PRIMARY KEY (id),
 	UNIQUE ("openId")
 );
@@ -315,6 +325,8 @@ CREATE TABLE "visionJobs" (
 	"leaseExpiresAt" TIMESTAMP WITH TIME ZONE,
 	"cancelRequested" BOOLEAN NOT NULL,
 	"costUsd" FLOAT NOT NULL,
+	"idempotencyKey" VARCHAR(200),
+	"idempotencyFingerprint" VARCHAR(64),
 	"visionCacheKey" VARCHAR(64),
 	"contentCacheKey" VARCHAR(64),
 	"bypassCache" BOOLEAN DEFAULT FALSE NOT NULL,
@@ -331,6 +343,8 @@ CREATE INDEX idx_finished ON "visionJobs" ("updatedAt") WHERE status IN ('comple
 
 CREATE INDEX idx_inline_image_jobs ON "visionJobs" (id) WHERE lower(substr("imageUrl", 1, 5)) = 'data:';
 
+CREATE INDEX "idx_keyed_createdAt" ON "visionJobs" ("createdAt") WHERE "idempotencyKey" IS NOT NULL;
+
 CREATE INDEX idx_lease ON "visionJobs" ("leaseExpiresAt") WHERE status IN ('gemini_analyzing', 'deepseek_generating');
 
 CREATE INDEX idx_status ON "visionJobs" (status);
@@ -341,7 +355,11 @@ CREATE INDEX "idx_userId_createdAt" ON "visionJobs" ("userId", "createdAt", id);
 
 CREATE INDEX "idx_userId_status" ON "visionJobs" ("userId", status);
 
+CREATE INDEX "idx_userId_updatedAt" ON "visionJobs" ("userId", "updatedAt");
+
 CREATE INDEX "idx_visionCacheKey" ON "visionJobs" ("visionCacheKey");
+
+CREATE UNIQUE INDEX "uq_jobs_userId_idempotencyKey" ON "visionJobs" ("userId", "idempotencyKey") WHERE "idempotencyKey" IS NOT NULL;
 
 CREATE TABLE "visionWorkers" (
 	"workerId" VARCHAR(64) NOT NULL,

@@ -1,7 +1,8 @@
 """Housekeeping beside the worker: every RETENTION_INTERVAL_SECONDS, the events of jobs that
 finished more than EVENT_RETENTION_HOURS ago, (RETENTION_DAYS > 0) the finished jobs older
 than that, and the uploaded images no job uses older than UPLOAD_RETENTION_HOURS, are pruned
-(``storage.retention``, in bounded batches), and the space of
+(``storage.retention``, in bounded batches), createJob's idempotencyKeys older than a day
+cleared (``storage.budgets``), and the space of
 what was deleted made reusable (``JobStore.reclaim_space``: PostgreSQL VACUUMs, autovacuum or
 not).
 
@@ -20,6 +21,7 @@ from datetime import datetime, timedelta
 import anyio
 
 from pipeline.config import PipelineSettings
+from storage.budgets import KEY_TTL
 from storage.driver import DatabaseUnavailable
 from storage.store import JobStore
 from storage.timeutil import utcnow
@@ -36,6 +38,7 @@ class Pruned:
     events: int = 0
     jobs: int = 0
     uploads: int = 0  # uploaded images no job used
+    keys: int = 0  # createJob idempotencyKeys older than storage.budgets.KEY_TTL, cleared
 
 
 def job_cutoff(retention_days: int, now: datetime) -> datetime | None:
@@ -87,10 +90,13 @@ class Housekeeping:
                 uploads = await self.store.prune_unused_images(cutoff)
             if events or jobs or uploads:  # under the lock: one VACUUM at a time
                 await self.store.reclaim_space()
+            keys = await self.store.clear_old_keys(now - KEY_TTL)
         if events or jobs or uploads:
             log.info("housekeeping: pruned %d finished jobs, %d events and %d unused uploaded "
                      "images", jobs, events, uploads)  # fmt: skip
-        return Pruned(events, jobs, uploads)
+        if keys:
+            log.debug("housekeeping: cleared %d idempotency keys older than a day", keys)
+        return Pruned(events, jobs, uploads, keys)
 
     async def run(self) -> None:
         """Until cancelled: a run at start, then one every ``interval`` seconds. A database

@@ -47,6 +47,10 @@ class Settings(PipelineSettings):
     jobs_per_minute_per_user: int = Field(default=60, ge=0)
     max_waiting_jobs_per_user: int = Field(default=100, ge=0)
     max_waiting_jobs: int = Field(default=100_000, ge=0)
+    # A user's daily spending budget in USD (rpc.procedures.budgets): createJob refuses with
+    # PAYMENT_REQUIRED once their attempts' cost today (UTC) reached it. 0: none; admins
+    # have none; `users set-budget` sets a user's own.
+    user_daily_budget_usd: float = Field(default=0.0, ge=0)
     # Limits on uploadImage (rpc.procedures.upload_quotas); 0 turns a limit off. Uploads per
     # user per minute (counted per API process), and the megabytes of stored images a user
     # may hold (images their jobs use included).

@@ -26,6 +26,7 @@ class UserRecord:
     created_at: datetime
     updated_at: datetime
     last_signed_in: datetime
+    daily_budget_usd: float | None = None  # None: USER_DAILY_BUDGET_USD; 0: none
 
 
 @dataclass(frozen=True, slots=True)

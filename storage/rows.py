@@ -28,6 +28,7 @@ def user_of(row: Row) -> UserRecord:
         created_at=timestamp(row["createdAt"]),
         updated_at=timestamp(row["updatedAt"]),
         last_signed_in=timestamp(row["lastSignedIn"]),
+        daily_budget_usd=row["dailyBudgetUsd"],
     )
 
 

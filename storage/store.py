@@ -17,6 +17,7 @@ from typing import Any, TypeVar, cast
 import anyio.lowlevel
 
 from storage import batches
+from storage.budgets import BudgetStore
 from storage.changes import ChangeFeed
 from storage.coalesce import Coalescer
 from storage.dashboard import DashboardStore
@@ -64,7 +65,7 @@ def _attempt_args(
 
 class JobStore(
     UserStore, ImageStore, OperatorStore, DashboardStore, RetentionStore, ProbeStore,
-    StageCacheStore,
+    StageCacheStore, BudgetStore,
 ):  # fmt: skip
     def __init__(self, driver: Driver) -> None:
         self.driver = driver

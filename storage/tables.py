@@ -29,6 +29,9 @@ def _ts(nullable: bool = True) -> Any:
 STORED_IMAGE_JOB = """substr("imageUrl", 1, 12) = '/api/images/'"""
 INLINE_IMAGE_JOB = """lower(substr("imageUrl", 1, 5)) = 'data:'"""
 FINISHED_JOB = "status IN ('complete', 'error')"
+# Jobs created with an idempotencyKey still held (createJob, issue 17): the housekeeping
+# clears keys older than 24 hours, so both indexes hold a day's keyed jobs at most.
+KEYED_JOB = '"idempotencyKey" IS NOT NULL'
 
 
 class User(SQLModel, table=True):
@@ -43,6 +46,9 @@ class User(SQLModel, table=True):
     createdAt: datetime = Field(sa_type=_TS, nullable=False)
     updatedAt: datetime = Field(sa_type=_TS, nullable=False)
     lastSignedIn: datetime = Field(sa_type=_TS, nullable=False)
+    # The user's daily spending budget in USD (rpc.procedures.budgets): NULL follows
+    # USER_DAILY_BUDGET_USD, 0 is none, more is theirs.
+    dailyBudgetUsd: float | None = Field(default=None, sa_type=sa.Float)
 
 
 class VisionJob(SQLModel, table=True):
@@ -104,6 +110,26 @@ class VisionJob(SQLModel, table=True):
         # rows at most share one).
         sa.Index("idx_visionCacheKey", "visionCacheKey"),
         sa.Index("idx_contentCacheKey", "contentCacheKey"),
+        # createJob's idempotencyKey: one job per (user, key), also when two API processes
+        # insert at once; partial, so the jobs without a key (and cleared ones) are not in it.
+        sa.Index(
+            "uq_jobs_userId_idempotencyKey",
+            "userId",
+            "idempotencyKey",
+            unique=True,
+            sqlite_where=sa.text(KEYED_JOB),
+            postgresql_where=sa.text(KEYED_JOB),
+        ),
+        # The housekeeping's clearing of keys older than 24 hours: a range of this one.
+        sa.Index(
+            "idx_keyed_createdAt",
+            "createdAt",
+            sqlite_where=sa.text(KEYED_JOB),
+            postgresql_where=sa.text(KEYED_JOB),
+        ),
+        # A user's spend today (the budget): their jobs changed since midnight, whose attempts
+        # ended then (an attempt's end writes its job's updatedAt).
+        sa.Index("idx_userId_updatedAt", "userId", "updatedAt"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -138,6 +164,10 @@ class VisionJob(SQLModel, table=True):
     # What every attempt so far cost (the sum of its visionJobSessions rows), kept on the job so
     # getJobStatus stays a single-row read.
     costUsd: float = Field(default=0.0, sa_type=sa.Float, nullable=False)
+    # createJob's idempotencyKey (NULL: none, or cleared after 24 hours) and the SHA-256 of
+    # the inputs it was given with (rpc.procedures.idempotency).
+    idempotencyKey: str | None = Field(default=None, sa_type=sa.String(200))
+    idempotencyFingerprint: str | None = Field(default=None, sa_type=sa.String(64))
     # The result cache (pipeline.cache): each stage's key (hex SHA-256), set when the stage's
     # provider answered this job (not when its answer came from the cache: a hit's source is
     # always the job that paid, and the TTL counts from that answer); createJob's

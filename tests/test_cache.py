@@ -185,6 +185,19 @@ async def test_a_ttl_of_zero_turns_the_cache_off(database_url: str) -> None:
         assert keys == [(None, None)]
 
 
+async def test_cache_false_holds_for_a_job_created_with_an_idempotency_key(
+    database_url: str,
+) -> None:
+    """A keyed createJob takes its own insert (storage.budgets): it keeps bypassCache too."""
+    async with running(database_url) as (store, vision, content):
+        await run(store, await job_for(store))
+        keyed = await store.create_keyed_job(await job_for(store, bypass=True), None, "k1", "f")
+        assert keyed is not None and keyed.created
+        assert (await finished(store, keyed.id))["status"] == "complete"
+        assert (vision.calls, content.calls) == (2, 2)
+        assert (await attempt(store, keyed.id))[:2] == (None, None)
+
+
 async def test_cache_false_asks_the_providers_and_its_answer_serves_the_next_job(
     database_url: str,
 ) -> None:

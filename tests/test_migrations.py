@@ -302,3 +302,44 @@ def test_revision_0005_adds_the_result_cache_to_a_database_at_0002_with_its_rows
     anyio.run(_alembic_to, fresh, "upgrade", "0005")
     assert _differences(fresh) == []
     assert _rows(fresh)[2] == [(1, "complete", 100, 0.25, '{"mood": "calm"}')]
+
+
+def _upgrade_to(url: str, revision: str) -> None:
+    """Alembic alone, to ``revision`` (what an older release's ``db upgrade`` left)."""
+
+    async def run() -> None:
+        engine = migrate.engine_for(parse_database_url(url))
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(lambda c: migrate._alembic(c, "upgrade", revision))
+        finally:
+            await engine.dispose()
+
+    anyio.run(run)
+
+
+def test_a_0002_database_upgrades_to_0004_with_its_rows(fresh: str) -> None:
+    """Revision 0004 (issue 17: idempotencyKey, budgets) on a database 0002 made: the columns
+    and indexes added, the rows kept, the keys NULL, the unique index in force."""
+    _upgrade_to(fresh, "0002")
+    assert "idempotencyKey" not in str(describe(fresh))
+    _fill_previous_release(fresh)
+    before = _rows(fresh)
+    done = _upgrade(fresh)
+    assert (done.before, done.after, done.added, done.repaired) == ("0002", HEAD, (), ())
+    assert _rows(fresh) == before
+    assert _differences(fresh) == []
+    assert sql(fresh, 'SELECT "idempotencyKey", "idempotencyFingerprint" FROM "visionJobs"') == [
+        (None, None)
+    ]
+    assert sql(fresh, 'SELECT "dailyBudgetUsd" FROM users') == [(None,)]
+    copy = """INSERT INTO "visionJobs" ("userId", "imageUrl", "analysisPurpose", "outputFormat",
+        "creativityLevel", status, progress, "retryCount", "maxRetries", "createdAt",
+        "updatedAt", "runAfter", attempt, "cancelRequested", "costUsd", "idempotencyKey")
+        SELECT "userId", "imageUrl", "analysisPurpose", "outputFormat", "creativityLevel",
+        status, progress, "retryCount", "maxRetries", "createdAt", "updatedAt", "runAfter",
+        attempt, "cancelRequested", "costUsd", ? FROM "visionJobs" WHERE id = 1"""
+    sql(fresh, copy, None)  # jobs without a key: as many as wanted
+    sql(fresh, copy, "k")
+    with pytest.raises(Exception, match=r"(?i)unique"):
+        sql(fresh, copy, "k")

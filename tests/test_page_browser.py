@@ -14,7 +14,10 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import re
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +36,7 @@ from tests.fake_ai import (
     serve_fake_ai,
 )
 from tests.support import ROOT, Server, start_server, wait_for_status
+from tests.test_budgets import spend
 
 CHROMIUM = next(
     (p for p in ("/usr/bin/chromium", shutil.which("chromium")) if p and os.path.exists(p)), None
@@ -452,6 +456,62 @@ def test_a_non_admin_sees_admins_only(signed_server: Server, open_tab: Any, brow
     tab.open("/admin")
     sync_api.expect(tab.page.locator("#refused")).to_contain_text("Admins only")
     assert tab.page.locator("#board").is_hidden()
+
+
+# --- spend and budgets (issue 17) --------------------------------------------------------------
+
+
+def _cli(srv: Server, *args: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "rpc.cli", *args], cwd=ROOT, env=srv.env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_page_shows_the_spend_sends_a_key_and_says_a_reached_budget(
+    signed_server: Server, open_tab: Any
+) -> None:
+    open_id = "budget-page-user"
+    _cli(signed_server, "users", "set-role", open_id, "user", "--create")
+    _cli(signed_server, "users", "set-budget", open_id, "2")
+    tab = open_tab(signed_server)
+    token = signed_server.token(open_id, "Budget User")
+    tab.page.context.add_cookies(
+        [{"name": "app_session_id", "value": token, "url": signed_server.base}]
+    )
+    tab.open("/")
+    spend_line = tab.page.locator("#spend")
+    sync_api.expect(spend_line).to_have_text("Spent today $0.00 of $2.00")
+    tab.page.fill("#url", "https://images.example.com/brand.png")
+    tab.page.fill("#purpose", "posts within a budget")
+    tab.page.click("#start-button")
+    sync_api.expect(tab.page).to_have_url(re.compile(r"job=\d+"))
+    job_id = int(tab.page.url.rsplit("job=", 1)[1])
+    ((key,),) = signed_server.sql('SELECT "idempotencyKey" FROM "visionJobs" WHERE id = ?', job_id)
+    assert key and len(key) >= 32  # a fresh key per Start click
+    spend(signed_server, job_id, 2.5)
+    tab.open("/")
+    sync_api.expect(spend_line).to_contain_text("Spent today $2.50 of $2.00")
+    sync_api.expect(spend_line).to_contain_text("budget reached")
+    tab.page.fill("#url", "https://images.example.com/brand.png")
+    tab.page.fill("#purpose", "one more")
+    tab.page.click("#start-button")
+    sync_api.expect(tab.page.locator("#form-error")).to_contain_text(
+        "Daily budget of $2.00 reached")  # fmt: skip
+    mine = (
+        'SELECT COUNT(*) FROM "visionJobs" '
+        'WHERE "userId" = (SELECT "userId" FROM "visionJobs" WHERE id = ?)'
+    )
+    assert signed_server.sql(mine, job_id)[0][0] == 1  # the refused click created nothing
+    tab.problems[:] = [p for p in tab.problems if "402" not in p]  # the refusal itself
+
+
+def test_an_admin_sees_the_spend_without_a_budget(server: Server, open_tab: Any) -> None:
+    tab = open_tab(server)
+    tab.open("/")
+    sync_api.expect(tab.page.locator("#spend")).to_contain_text("(no daily budget: admin)")
+    tab.open("/admin")
+    sync_api.expect(tab.page.locator("#spend-today")).to_contain_text("Spend today: $")
+    sync_api.expect(tab.page.locator("#spend-today")).to_contain_text("No daily budget per user")
 
 
 # --- screenshots -----------------------------------------------------------------------------

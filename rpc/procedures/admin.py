@@ -79,7 +79,9 @@ def overview_json(view: Overview, lease_seconds: float) -> dict[str, Any]:
 async def overview(ctx: Context, _: None) -> dict[str, Any]:
     """``visionPipeline.admin.overview``: the queue, its workers and its spend, now."""
     view = await ctx.services.store.overview()
-    return overview_json(view, ctx.services.settings.lease_seconds)
+    answer = overview_json(view, ctx.services.settings.lease_seconds)
+    answer["userDailyBudgetUsd"] = ctx.services.settings.user_daily_budget_usd  # 0: none
+    return answer
 
 
 def _answer(

@@ -16,7 +16,7 @@ from pipeline.images import check_url_offline, data_url_payload
 from pipeline.stored_images import inline_image
 from rpc.config import Settings
 from rpc.context import Context
-from rpc.procedures import quotas
+from rpc.procedures import budgets, idempotency, quotas
 from rpc.procedures.job_payloads import encoded_history, encoded_status
 from rpc.wire.errors import TRPCError
 from rpc.wire.superjson import Encoded
@@ -40,6 +40,8 @@ class CreateJobInput(BaseModel):
     # false: fresh answers from the providers, whatever the result cache holds (strict: a
     # string "false" is refused rather than taken for true).
     cache: StrictBool = True
+    # The same key and inputs within 24 hours: the same job (rpc.procedures.idempotency).
+    idempotencyKey: str | None = Field(default=None, min_length=1, max_length=200)
 
     @field_validator("imageUrl")
     @classmethod
@@ -111,14 +113,22 @@ def _check_url_now(url: str, settings: Settings) -> None:
         raise TRPCError("BAD_REQUEST", exc.message) from None
 
 
-async def _create(ctx: Context, job: NewJob, image: NewImage | None) -> int:
+async def _create(
+    ctx: Context, job: NewJob, image: NewImage | None, key: str | None, fingerprint: str
+) -> dict[str, Any] | int:
     """The job in the store: with its inline ``image``, the caller's stored image and the job
     referring to it, in one transaction; ``/api/images/<sha256>`` only if the caller has that
-    image; any other URL through the batched insert."""
+    image; any other URL through the batched insert. With a ``key``: in a transaction of its
+    own, and the answer to a key the caller holds already instead of an id."""
     store = ctx.services.store
+    sha = image_sha(job.image_url)
+    if key is not None:
+        keyed = await store.create_keyed_job(job, image or sha, key, fingerprint)
+        if keyed is None:
+            raise TRPCError("BAD_REQUEST", IMAGE_NOT_FOUND)
+        return keyed.id if keyed.created else idempotency.answer(keyed, fingerprint)
     if image is not None:
         return await store.create_job_with_image(job, image)
-    sha = image_sha(job.image_url)
     if sha is not None:
         job_id = await store.create_job_with_stored_image(job, sha)
         if job_id is None:  # theirs or nobody's: the same answer
@@ -137,7 +147,8 @@ def owned_job(job: JobStatusRecord | None, user_id: int) -> JobStatusRecord:
 
 
 async def create_job(ctx: Context, data: CreateJobInput) -> dict[str, Any]:
-    """``visionPipeline.createJob``: the job (and its inline image) in the store, queued."""
+    """``visionPipeline.createJob``: the job (and its inline image) in the store, queued; with
+    an idempotencyKey the caller holds, the job it names (or CONFLICT)."""
     settings = ctx.services.settings
     caller = await ctx.caller()
     assert caller is not None
@@ -146,9 +157,16 @@ async def create_job(ctx: Context, data: CreateJobInput) -> dict[str, Any]:
         image = await _inline_image(data.imageUrl, settings)
     elif not is_image_path(data.imageUrl):
         _check_url_now(data.imageUrl, settings)
+    key, fingerprint = data.idempotencyKey, ""
+    if key is not None:  # a repeated call is answered before any quota or budget
+        fingerprint = idempotency.fingerprint(data, image)
+        held = await ctx.services.store.find_keyed_job(caller.user_id, key)
+        if held is not None:
+            return idempotency.answer(held, fingerprint)
+    await budgets.check(ctx.services.store, settings, caller)  # 402 once spent
     # 429/503 when over a quota; one user's creations are admitted one at a time.
     async with quotas.admit(ctx.services.quotas, settings, ctx.services.store, caller.user_id):
-        job_id = await _create(
+        created = await _create(
             ctx,
             NewJob(
                 user_id=caller.user_id,
@@ -162,9 +180,13 @@ async def create_job(ctx: Context, data: CreateJobInput) -> dict[str, Any]:
                 bypass_cache=not data.cache,
             ),
             image,
+            key,
+            fingerprint,
         )
+    if isinstance(created, dict):  # a concurrent call with the key made the job
+        return created
     metrics.JOBS_CREATED.inc()
-    return {"jobId": job_id, "status": JobStatus.PENDING.value, "message": CREATED_MESSAGE}
+    return {"jobId": created, "status": JobStatus.PENDING.value, "message": CREATED_MESSAGE}
 
 
 async def get_job_status(ctx: Context, data: JobIdInput) -> Any:

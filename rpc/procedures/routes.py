@@ -4,7 +4,7 @@ rooms, importable and testable alone; to add a procedure, write it there and lis
 
 from __future__ import annotations
 
-from rpc.procedures import admin, jobs, progress, template, uploads
+from rpc.procedures import admin, budgets, jobs, progress, template, uploads
 from rpc.wire.router import Procedure, Router
 
 PROCEDURES: tuple[Procedure, ...] = (
@@ -16,6 +16,7 @@ PROCEDURES: tuple[Procedure, ...] = (
     Procedure("visionPipeline.getWorkerStatus", "query", jobs.get_worker_status, guard="admin"),
     Procedure("visionPipeline.getJobUsage", "query", jobs.get_job_usage,
               jobs.JobIdInput, guard="user"),
+    Procedure("visionPipeline.getUsage", "query", budgets.get_usage, guard="user"),
     Procedure("visionPipeline.getJobHistory", "query", jobs.get_job_history,
               jobs.HistoryInput, input_optional=True, guard="user"),
     Procedure("visionPipeline.onJobProgress", "subscription", progress.on_job_progress,

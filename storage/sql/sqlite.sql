@@ -24,7 +24,8 @@ RETURNING id, role;
 
 -- name: get_user --
 -- The whole user row by id, for auth.me.
-SELECT id, "openId", name, email, "loginMethod", role, "createdAt", "updatedAt", "lastSignedIn"
+SELECT id, "openId", name, email, "loginMethod", role, "createdAt", "updatedAt", "lastSignedIn",
+    "dailyBudgetUsd"
 FROM users WHERE id = ?1;
 
 -- name: get_user_role --
@@ -507,9 +508,10 @@ SELECT COALESCE(SUM(CASE WHEN "createdAt" >= ?1 THEN "costUsd" ELSE 0 END), 0) A
 FROM "visionJobs" WHERE "createdAt" >= ?3;
 
 -- name: operator_list_users --
--- `users list`: the first ?1 users by id, with how many jobs each has.
+-- `users list`: the first ?1 users by id, with how many jobs each has and their budget.
 SELECT u.id, u."openId", u.name, u.email, u.role, u."createdAt", u."lastSignedIn",
-    (SELECT COUNT(*) FROM "visionJobs" j WHERE j."userId" = u.id) AS jobs
+    (SELECT COUNT(*) FROM "visionJobs" j WHERE j."userId" = u.id) AS jobs,
+    u."dailyBudgetUsd"
 FROM users u ORDER BY u.id LIMIT ?1;
 
 -- name: operator_change_user_role --
@@ -608,7 +610,8 @@ SELECT name, sql, NULL FROM sqlite_master WHERE sql LIKE 'CREATE TRIGGER%' ORDER
 -- name: schema_partial_indexes --
 -- The indexes with a WHERE condition, by name (the models' partial indexes).
 SELECT name FROM sqlite_master
-WHERE sql LIKE 'CREATE INDEX%' AND sql LIKE '% WHERE %' ORDER BY name;
+WHERE (sql LIKE 'CREATE INDEX%' OR sql LIKE 'CREATE UNIQUE INDEX%') AND sql LIKE '% WHERE %'
+ORDER BY name;
 
 -- === probes: /metrics and /readyz (storage.probes) ============================================
 
@@ -716,3 +719,51 @@ SELECT COALESCE(SUM(CASE WHEN s."geminiCachedFrom" IS NOT NULL THEN 1 ELSE 0 END
         + CASE WHEN s."deepseekCachedFrom" IS NOT NULL THEN 1 ELSE 0 END), 0) AS hits
 FROM "visionJobs" AS j JOIN "visionJobSessions" AS s ON s."jobId" = j.id
 WHERE j.status IN ('complete', 'error') AND j."updatedAt" >= ?1;
+
+-- === idempotency and budgets (storage.budgets, rpc.procedures.idempotency / budgets) =======
+
+-- name: find_keyed_job --
+-- createJob with an idempotencyKey: user ?1's job holding key ?2 (the unique partial index).
+SELECT id, status, "idempotencyFingerprint" AS fingerprint, "createdAt"
+FROM "visionJobs" WHERE "userId" = ?1 AND "idempotencyKey" = ?2;
+
+-- name: clear_stale_key --
+-- Before a keyed insert: user ?1's key ?2 let go when its job was created before ?3 (24 h).
+UPDATE "visionJobs" SET "idempotencyKey" = NULL, "idempotencyFingerprint" = NULL
+WHERE "userId" = ?1 AND "idempotencyKey" = ?2 AND "createdAt" < ?3;
+
+-- name: insert_keyed_job --
+-- createJob with an idempotencyKey (?10), its inputs' fingerprint (?11) and bypassCache (?12):
+--   a new pending job,
+--   or no row when the user holds the key already (a concurrent create: the index decides).
+INSERT INTO "visionJobs" ("userId", "imageUrl", "imageContext", "analysisPurpose",
+    "outputFormat", "creativityLevel", "additionalInstructions", status, progress,
+    "retryCount", "maxRetries", "createdAt", "updatedAt", "runAfter", attempt,
+    "cancelRequested", "costUsd", "idempotencyKey", "idempotencyFingerprint", "bypassCache")
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', 0, 0, ?8, ?9, ?9, ?9, 0, FALSE, 0, ?10, ?11,
+    ?12)
+ON CONFLICT ("userId", "idempotencyKey") WHERE "idempotencyKey" IS NOT NULL DO NOTHING
+RETURNING id;
+
+-- name: clear_old_keys --
+-- The housekeeping: the idempotencyKeys of jobs created before ?1, ?2 at most per statement.
+UPDATE "visionJobs" SET "idempotencyKey" = NULL, "idempotencyFingerprint" = NULL
+WHERE id IN (SELECT id FROM "visionJobs"
+    WHERE "idempotencyKey" IS NOT NULL AND "createdAt" < ?1 ORDER BY "createdAt" LIMIT ?2);
+
+-- name: user_spend_today --
+-- The budget of user ?1: role, own budget, and their spend since ?4 (UTC midnight) when ?3,
+--   or when a budget applies (theirs, else the default ?2; not 0; admins are not asked):
+--   the cost of the attempts that ended since, read through their jobs changed since (an
+--   attempt's end writes its job's updatedAt), by the (userId, updatedAt) index.
+SELECT u.role, u."dailyBudgetUsd" AS budget,
+    CASE WHEN ?3 OR COALESCE(u."dailyBudgetUsd", ?2) > 0 THEN
+        (SELECT COALESCE(SUM(s."costUsd"), 0)
+         FROM "visionJobs" j JOIN "visionJobSessions" s ON s."jobId" = j.id
+         WHERE j."userId" = u.id AND j."updatedAt" >= ?4 AND s."endedAt" >= ?4)
+    END AS spent
+FROM users u WHERE u.id = ?1;
+
+-- name: set_user_budget --
+-- `users set-budget`: user ?1's daily budget (NULL: the default, 0: none); no row if unknown.
+UPDATE users SET "dailyBudgetUsd" = ?2, "updatedAt" = ?3 WHERE "openId" = ?1 RETURNING id;

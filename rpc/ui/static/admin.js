@@ -93,7 +93,19 @@ function draw(data) {
     el("span", { class: `badge ${w.alive ? "complete" : "error"}`, text: w.alive ? "alive" : "silent" })], "No worker has reported.");
   rows("failures", data.recentFailures || [], (f) => [`#${f.jobId}`, f.userId, STAGE_WORDS[f.errorStage] || f.errorStage || "–", f.errorMessage || "", f.retryCount, when(f.updatedAt), failureActions(f)], "No failures.");
   rows("spend", data.spendPerDay || [], (d) => [d.day, d.jobs, money(d.costUsd)], "No spend yet.");
+  spendToday(data);
   $("#updated").textContent = `Updated ${new Date().toLocaleTimeString()}.`;
+}
+
+// "Spend today: $1.20 (3 jobs finished today, UTC). Daily budget per user: $2.00."
+function spendToday(data) {
+  const today = new Date().toISOString().slice(0, 10);
+  const day = (data.spendPerDay || []).find((d) => d.day === today) || { costUsd: 0, jobs: 0 };
+  const budget = data.userDailyBudgetUsd
+    ? `Daily budget per user: ${money(data.userDailyBudgetUsd)} (admins exempt; \`users set-budget\` sets one user's).`
+    : "No daily budget per user (USER_DAILY_BUDGET_USD is 0).";
+  $("#spend-today").textContent =
+    `Spend today: ${money(day.costUsd)} (${day.jobs} jobs finished today, UTC). ${budget}`;
 }
 
 async function refresh() {

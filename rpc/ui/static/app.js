@@ -82,6 +82,46 @@ async function imageUrlForJob() {
   return url;
 }
 
+// One idempotencyKey per Start click: a retry of the same click (the answer lost on the way)
+// sends it again and gets the job that click made, never a second one.
+function newKey() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+const CREATE_TRIES = 3;
+
+async function createJob(input) {
+  for (let tried = 1; ; tried += 1) {
+    try {
+      return await mutate("visionPipeline.createJob", input);
+    } catch (failure) {
+      // fetch's TypeError: no answer arrived (the request may or may not have been made).
+      if (failure instanceof ApiError || tried >= CREATE_TRIES) throw failure;
+      await new Promise((resolve) => { setTimeout(resolve, 500 * tried); });
+    }
+  }
+}
+
+// "Spent today $0.42 of $2.00" (visionPipeline.getUsage), under the form's heading.
+async function refreshUsage() {
+  const line = $("#spend");
+  try {
+    const usage = await query("visionPipeline.getUsage");
+    const spent = `Spent today ${money(usage.spentTodayUsd)}`;
+    if (usage.budgetUsd === null || usage.budgetUsd === undefined) {
+      line.textContent = usage.exempt ? `${spent} (no daily budget: admin)` : `${spent} (no daily budget)`;
+    } else {
+      const reached = usage.remainingUsd <= 0 ? ` — budget reached until ${when(usage.resetsAt)}` : "";
+      line.textContent = `${spent} of ${money(usage.budgetUsd)}${reached}`;
+    }
+    line.dataset.spent = String(usage.spentTodayUsd);
+  } catch {
+    line.textContent = "";
+  }
+}
+
 function optional(selector) {
   const value = $(selector).value.trim();
   return value ? value : undefined;
@@ -102,19 +142,21 @@ async function start(event) {
   try {
     const imageUrl = await imageUrlForJob();
     button.textContent = "Starting…";
-    const created = await mutate("visionPipeline.createJob", {
+    const created = await createJob({
       imageUrl,
       analysisPurpose: $("#purpose").value.trim(),
       outputFormat: $("#format").value,
       creativityLevel: Number($("#creativity").value),
       imageContext: optional("#context"),
       additionalInstructions: optional("#instructions"),
+      idempotencyKey: newKey(),
     });
     history.pushState({ job: created.jobId }, "", `?job=${created.jobId}`);
     await refreshHistory();
     watch(created.jobId);
   } catch (failure) {
     error.textContent = failure.message;
+    if (failure.code === "PAYMENT_REQUIRED") refreshUsage();
   } finally {
     button.disabled = false;
     button.textContent = "Start";
@@ -220,6 +262,7 @@ async function refreshHistory() {
 function followMyJobs() {
   subscribe("visionPipeline.onMyJobs", undefined, {
     onData: (state) => {
+      if (state.status === "complete" || state.status === "error") refreshUsage();
       const known = jobs.get(state.jobId);
       if (!known) { refreshHistory(); return; }
       known.status = state.status;
@@ -254,6 +297,7 @@ async function main() {
     drawHistory();
   });
   window.addEventListener("popstate", () => { const id = jobInUrl(); if (id) watch(id); });
+  refreshUsage();
   await refreshHistory();
   followMyJobs();
   const jobId = jobInUrl();

@@ -3,7 +3,7 @@ the job's ``bypassCache`` (createJob's ``cache: false``), and on an attempt the 
 stage's answer was reused from.
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0004
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0002"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
