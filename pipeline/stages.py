@@ -20,9 +20,11 @@ from pipeline.providers.base import (
     ContentRequest,
     Image,
     StageResult,
+    TextSink,
     VisionProvider,
     VisionRequest,
 )
+from pipeline.streaming import PartialWriter
 from storage.images import is_image_path
 from storage.jobstate import Stage
 from storage.records import ClaimedJob, Outputs, StageUsage
@@ -39,6 +41,8 @@ class Stages:
     load_image: ImageLoader
     timeout: float
     load_stored: StoredImageLoader | None = None  # None: every imageUrl goes to load_image
+    # The writer of a job's streamed answer so far (pipeline.streaming); None: not written.
+    partial: Callable[[ClaimedJob], PartialWriter] | None = None
 
     async def analyze(self, job: ClaimedJob) -> tuple[VisionAnalysis, StageUsage]:
         started = time.perf_counter()
@@ -62,17 +66,27 @@ class Stages:
     ) -> tuple[GeneratedContent, StageUsage]:
         started = time.perf_counter()
         with metrics.StageTimer(Stage.CONTENT), _Deadline(self.timeout, Stage.CONTENT):
-            result = await self.content.generate(
-                ContentRequest(
-                    analysis=analysis,
-                    analysis_purpose=job.analysis_purpose,
-                    image_context=job.image_context or "",
-                    output_format=cast(OutputFormat, job.output_format),
-                    creativity_level=job.creativity_level,
-                    additional_instructions=job.additional_instructions,
-                )
-            )
+            if self.partial is None:
+                result = await self.content.generate(_content_request(job, analysis, None))
+            else:
+                # The answer so far goes to the job's row while it streams (issue 17).
+                async with self.partial(job) as on_text:
+                    result = await self.content.generate(_content_request(job, analysis, on_text))
         return result.value, _usage(result, started, self.content.name)
+
+
+def _content_request(
+    job: ClaimedJob, analysis: VisionAnalysis, on_text: TextSink | None
+) -> ContentRequest:
+    return ContentRequest(
+        analysis=analysis,
+        analysis_purpose=job.analysis_purpose,
+        image_context=job.image_context or "",
+        output_format=cast(OutputFormat, job.output_format),
+        creativity_level=job.creativity_level,
+        additional_instructions=job.additional_instructions,
+        on_text=on_text,
+    )
 
 
 class _Deadline:

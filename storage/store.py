@@ -24,6 +24,7 @@ from storage.driver import Driver, Row, Statement, Work, execute, fetch_all, fet
 from storage.images import ImageStore
 from storage.jobstate import ExpiryPolicy, Outcome, Stage, stage_of
 from storage.operators import OperatorStore
+from storage.partials import PartialStore
 from storage.probes import ProbeStore
 from storage.queries import QUERIES
 from storage.records import (
@@ -60,7 +61,9 @@ def _attempt_args(
     )  # fmt: skip
 
 
-class JobStore(UserStore, ImageStore, OperatorStore, DashboardStore, RetentionStore, ProbeStore):
+class JobStore(
+    UserStore, ImageStore, OperatorStore, DashboardStore, RetentionStore, ProbeStore, PartialStore
+):
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
         self.feed = ChangeFeed(driver)
