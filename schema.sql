@@ -350,7 +350,7 @@ BEGIN
             "errorMessage", "createdAt", "partialContent")
         SELECT n.id, n."userId", n.status, n.progress, n."errorMessage", n."updatedAt",
             n."partialContent"
-        FROM new_rows AS n 
+        FROM new_rows AS n
         ORDER BY n.id
         RETURNING status)
     SELECT count(*), coalesce(bool_or(status = 'pending'), FALSE) INTO changed, pending
