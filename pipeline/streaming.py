@@ -72,7 +72,11 @@ class PartialWriter:
     ) -> bool | None:
         assert self._tasks is not None
         self._tasks.cancel_scope.cancel()  # no final write: the attempt's end clears the text
-        return await self._tasks.__aexit__(kind, exc, tb)
+        # Closed as if the body had ended well: the writer's task never raises (it logs its
+        # failures) and is cancelled here, so the body's own exception, if any, propagates as
+        # it is, not wrapped in an ExceptionGroup (the worker judges a StageError by its type).
+        await self._tasks.__aexit__(None, None, None)
+        return None
 
     async def _run(self) -> None:
         while True:

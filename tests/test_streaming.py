@@ -16,12 +16,15 @@ from typing import Any
 import anyio
 import pytest
 
-from pipeline.analysis import VisionAnalysis
+from pipeline.analysis import GeneratedContent, VisionAnalysis
+from pipeline.config import PipelineSettings
 from pipeline.errors import FatalError, RetryableError, StageError
-from pipeline.providers.base import ContentRequest
+from pipeline.providers.base import ContentRequest, StageResult, Usage
 from pipeline.providers.deepseek import DeepSeekContent
 from pipeline.providers.offline import STREAM_PIECES, OfflineContent
+from pipeline.service import build_stages
 from pipeline.streaming import PartialWriter, partial_pieces
+from pipeline.worker import Worker
 from storage.changes import EventsOf
 from storage.engine import open_store
 from storage.jobstate import Outcome, Stage
@@ -37,6 +40,7 @@ from tests.fake_ai import (
     provider_settings,
     serve_fake_ai,
 )
+from tests.fakes import FakeVision, fake_image
 from tests.support import rows
 
 pytestmark = pytest.mark.anyio
@@ -321,5 +325,114 @@ async def test_every_other_end_of_the_attempt_clears_the_partial_text(
         record = AttemptRecord(outcome, Stage.CONTENT, "it broke off")
         assert await store.end_attempt(job, record) is True
         assert await partial_column(store, job.id) is None
+    finally:
+        await store.driver.close()
+
+
+async def test_the_streams_own_exception_leaves_the_writer_as_it_is() -> None:
+    async def write(text: str) -> bool:
+        return True
+
+    # Not wrapped in an ExceptionGroup: the worker judges a StageError by its type.
+    with pytest.raises(FatalError, match="refused"):
+        async with PartialWriter(write, 0.1) as update:
+            update("{")
+            raise FatalError("refused")
+
+
+# --- the worker: a stream that fails after some text ------------------------------------
+
+
+class HalfThenFails:
+    """Tells half an answer, then fails as a provider would (``error``); then succeeds."""
+
+    name = "half"
+
+    def __init__(self, *errors: StageError) -> None:
+        self.errors = list(errors)
+        self.told: list[str] = []
+
+    async def generate(self, request: ContentRequest) -> Any:
+        text = json.dumps(CONTENT)
+        assert request.on_text is not None  # the worker listens: PARTIAL_CONTENT_MS > 0
+        for end in (10, 30, len(text) // 2):
+            request.on_text(text[:end])
+            self.told.append(text[:end])
+            await anyio.sleep(0.03)
+        if self.errors:
+            raise self.errors.pop(0)
+        request.on_text(text)
+        return StageResult(GeneratedContent.model_validate_json(text), Usage("half", 1, 2))
+
+
+async def run_job(database_url: str, content: HalfThenFails) -> tuple[JobStore, int]:
+    settings = PipelineSettings(database_url=database_url, retry_delay_ms=1, poll_interval_ms=50,
+                                partial_content_ms=20, _env_file=None)  # fmt: skip
+    store = await open_store(database_url, create=True)
+    stages = replace(build_stages(settings, store), vision=FakeVision(), content=content,
+                     load_image=fake_image)  # fmt: skip
+    worker = Worker(store, stages, settings)
+    user_id, _ = await store.user_seen("h", None)
+    job_id = await store.create_job(
+        NewJob(user_id, "http://img/x.png", None, "p", "bullet_points", 1.0, None, 3)
+    )
+    async with anyio.create_task_group() as tg:
+        await tg.start(worker.run)
+        with anyio.fail_after(20):
+            while (s := await store.get_job_status(job_id)) is None or s.status not in (
+                "complete",
+                "error",
+            ):
+                await anyio.sleep(0.02)
+        worker.stop()
+    return store, job_id
+
+
+async def test_a_stream_failing_for_good_fails_the_job_and_clears_the_text(
+    database_url: str,
+) -> None:
+    content = HalfThenFails(FatalError("DeepSeek's content filter blocked the answer"))
+    store, job_id = await run_job(database_url, content)
+    try:
+        status = await store.get_job_status(job_id)
+        assert status is not None
+        assert (status.status, status.error_message, status.deepseek_output) == (
+            "error", "deepseek: DeepSeek's content filter blocked the answer", None
+        )  # fmt: skip
+        assert await partial_column(store, job_id) is None
+        written = await rows(
+            store,
+            'SELECT "partialContent" FROM "visionJobEvents" WHERE "jobId" = $1 '
+            'AND "partialContent" IS NOT NULL ORDER BY id',
+            job_id,
+        )
+        assert written and all(t in content.told for (t,) in written)
+    finally:
+        await store.driver.close()
+
+
+async def test_a_dropped_stream_is_retried_and_the_next_attempt_completes(
+    database_url: str,
+) -> None:
+    content = HalfThenFails(RetryableError("could not reach DeepSeek (RemoteProtocolError)"))
+    store, job_id = await run_job(database_url, content)
+    try:
+        status = await store.get_job_status(job_id)
+        assert status is not None
+        assert (status.status, status.retry_count) == ("complete", 1)
+        assert json.loads(status.deepseek_output or "") == CONTENT["content_pieces"]
+        assert await partial_column(store, job_id) is None
+        events = await rows(
+            store,
+            'SELECT status, "partialContent" IS NOT NULL FROM "visionJobEvents" '
+            'WHERE "jobId" = $1 ORDER BY id',
+            job_id,
+        )
+        statuses = [s for s, _ in events]
+        # The retry's pending event has no partial text; the first attempt's partial events
+        # come before it, the second attempt's after it, and the complete event has none.
+        retry_at = statuses.index("pending", 1)
+        assert any(p for _, p in events[:retry_at]) and any(p for _, p in events[retry_at:])
+        assert not events[retry_at][1] and events[-1] == ("complete", False)
     finally:
         await store.driver.close()
