@@ -272,3 +272,32 @@ def _healthy(port: int, process: subprocess.Popen[bytes], timeout: float = 120) 
             pass
         time.sleep(0.1)
     return False
+
+
+def _upgrade_to(url: str, revision: str) -> None:
+    async def run() -> None:
+        engine = migrate.engine_for(parse_database_url(url))
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(lambda c: migrate._alembic(c, "upgrade", revision))
+        finally:
+            await engine.dispose()
+
+    anyio.run(run)
+
+
+def test_revision_0006_adds_partial_content_and_the_triggers_copy_it(fresh: str) -> None:
+    """Issue 17 part 5: a database at 0002 with a job gets partialContent on the jobs and the
+    events, and the event triggers that copy it (a change of it alone is an event)."""
+    _upgrade_to(fresh, "0002")
+    _fill_previous_release(fresh)
+    sql(fresh, """UPDATE "visionJobs" SET status = 'deepseek_generating', progress = 60""")
+    done = _upgrade(fresh)
+    assert (done.before, done.after, done.repaired) == ("0002", HEAD, ())
+    assert _differences(fresh) == []
+    sql(fresh, """UPDATE "visionJobs" SET "partialContent" = '{"content_pieces": ['""")
+    sql(fresh, """UPDATE "visionJobs" SET status = 'complete', "partialContent" = NULL""")
+    assert sql(fresh, 'SELECT status, "partialContent" FROM "visionJobEvents" ORDER BY id') == [
+        ("complete", None), ("deepseek_generating", None),
+        ("deepseek_generating", '{"content_pieces": ['), ("complete", None),
+    ]  # fmt: skip
