@@ -44,6 +44,7 @@ CREATE TABLE "visionJobEvents" (
 	progress INTEGER NOT NULL,
 	"errorMessage" TEXT,
 	"createdAt" DATETIME NOT NULL,
+	"partialContent" TEXT,
 	PRIMARY KEY (id)
 );
 
@@ -131,6 +132,7 @@ CREATE TABLE "visionJobs" (
 	"visionCacheKey" VARCHAR(64),
 	"contentCacheKey" VARCHAR(64),
 	"bypassCache" BOOLEAN DEFAULT FALSE NOT NULL,
+	"partialContent" TEXT,
 	PRIMARY KEY (id)
 );
 
@@ -176,20 +178,21 @@ CREATE TABLE "visionWorkers" (
 CREATE TRIGGER IF NOT EXISTS trg_job_created AFTER INSERT ON "visionJobs"
 BEGIN
     INSERT INTO "visionJobEvents" ("jobId", "userId", status, progress,
-            "errorMessage", "createdAt")
+            "errorMessage", "createdAt", "partialContent")
         VALUES (NEW.id, NEW."userId", NEW.status, NEW.progress, NEW."errorMessage",
-            NEW."updatedAt");
+            NEW."updatedAt", NEW."partialContent");
 END;
 
 CREATE TRIGGER IF NOT EXISTS trg_job_changed
-AFTER UPDATE OF status, progress, "errorMessage" ON "visionJobs"
+AFTER UPDATE OF status, progress, "errorMessage", "partialContent" ON "visionJobs"
 WHEN OLD.status IS NOT NEW.status OR OLD.progress IS NOT NEW.progress
         OR OLD."errorMessage" IS NOT NEW."errorMessage"
+        OR OLD."partialContent" IS NOT NEW."partialContent"
 BEGIN
     INSERT INTO "visionJobEvents" ("jobId", "userId", status, progress,
-            "errorMessage", "createdAt")
+            "errorMessage", "createdAt", "partialContent")
         VALUES (NEW.id, NEW."userId", NEW.status, NEW.progress, NEW."errorMessage",
-            NEW."updatedAt");
+            NEW."updatedAt", NEW."partialContent");
 END;
 
 CREATE TRIGGER IF NOT EXISTS trg_job_deleted AFTER DELETE ON "visionJobs"
@@ -243,6 +246,7 @@ CREATE TABLE "visionJobEvents" (
 	progress INTEGER NOT NULL,
 	"errorMessage" TEXT,
 	"createdAt" TIMESTAMP WITH TIME ZONE NOT NULL,
+	"partialContent" TEXT,
 	PRIMARY KEY (id)
 );
 
@@ -330,6 +334,7 @@ CREATE TABLE "visionJobs" (
 	"visionCacheKey" VARCHAR(64),
 	"contentCacheKey" VARCHAR(64),
 	"bypassCache" BOOLEAN DEFAULT FALSE NOT NULL,
+	"partialContent" TEXT,
 	PRIMARY KEY (id)
 );
 
@@ -378,9 +383,10 @@ DECLARE
     pending boolean;
 BEGIN
     WITH written AS (INSERT INTO "visionJobEvents" ("jobId", "userId", status, progress,
-            "errorMessage", "createdAt")
-        SELECT n.id, n."userId", n.status, n.progress, n."errorMessage", n."updatedAt"
-        FROM new_rows AS n 
+            "errorMessage", "createdAt", "partialContent")
+        SELECT n.id, n."userId", n.status, n.progress, n."errorMessage", n."updatedAt",
+            n."partialContent"
+        FROM new_rows AS n
         ORDER BY n.id
         RETURNING status)
     SELECT count(*), coalesce(bool_or(status = 'pending'), FALSE) INTO changed, pending
@@ -398,11 +404,13 @@ DECLARE
     pending boolean;
 BEGIN
     WITH written AS (INSERT INTO "visionJobEvents" ("jobId", "userId", status, progress,
-            "errorMessage", "createdAt")
-        SELECT n.id, n."userId", n.status, n.progress, n."errorMessage", n."updatedAt"
+            "errorMessage", "createdAt", "partialContent")
+        SELECT n.id, n."userId", n.status, n.progress, n."errorMessage", n."updatedAt",
+            n."partialContent"
         FROM new_rows AS n JOIN old_rows AS o ON o.id = n.id
         WHERE o.status IS DISTINCT FROM n.status OR o.progress IS DISTINCT FROM n.progress
             OR o."errorMessage" IS DISTINCT FROM n."errorMessage"
+            OR o."partialContent" IS DISTINCT FROM n."partialContent"
         ORDER BY n.id
         RETURNING status)
     SELECT count(*), coalesce(bool_or(status = 'pending'), FALSE) INTO changed, pending

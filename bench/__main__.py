@@ -6,8 +6,8 @@ Node/tRPC stack and the peer queues, on SQLite and PostgreSQL, in one run. Print
     .venv/bin/python -m bench                            # the full run (under ~20 minutes)
     .venv/bin/python -m bench --only pickup,throughput   # some sections
 
-Sections: pickup, throughput, realistic, api, baselines, memory. (``bench/sse_idle.py``
-measures idle live-progress subscribers; run it on its own.)
+Sections: pickup, throughput, realistic, api, baselines, memory, retention, first_content.
+(``bench/sse_idle.py`` measures idle live-progress subscribers; run it on its own.)
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 import anyio
 
-from bench import api, design_loop, pickup, report, retention, throughput
+from bench import api, design_loop, first_content, pickup, report, retention, throughput
 from bench.common import (
     BACKENDS,
     ROOT,
@@ -36,7 +36,9 @@ from bench.common import (
     wait_for_postgres,
 )
 
-SECTIONS = ("pickup", "throughput", "realistic", "api", "baselines", "memory", "retention")
+SECTIONS = (
+    "pickup", "throughput", "realistic", "api", "baselines", "memory", "retention", "first_content",
+)  # fmt: skip
 FULL = {
     "pickup_jobs": 200,
     "jobs": 5000,
@@ -51,6 +53,7 @@ FULL = {
     "design_pickups": 6,
     "retention_rounds": 10,
     "retention_jobs": 20_000,
+    "first_content_jobs": 20,
 }
 QUICK = {
     "pickup_jobs": 40,
@@ -66,6 +69,7 @@ QUICK = {
     "design_pickups": 3,
     "retention_rounds": 3,
     "retention_jobs": 2000,
+    "first_content_jobs": 5,
 }
 
 
@@ -323,6 +327,7 @@ RUNNERS = {
     "baselines": sec_baselines,
     "memory": sec_memory,
     "retention": retention.section,
+    "first_content": first_content.section,
 }
 
 

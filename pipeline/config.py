@@ -57,6 +57,9 @@ class PipelineSettings(BaseSettings):
     gemini_thinking_level: str = "low"  # "" sends none: the model's default (MEDIUM on 3.8)
     gemini_max_output_tokens: int = Field(default=8192, ge=256)
     deepseek_max_tokens: int = Field(default=4096, ge=256)
+    # The content stage's answer so far is written to the job's row (and so travels as job
+    # events) at most this often, the first piece at once (pipeline.streaming); 0: not at all.
+    partial_content_ms: int = Field(default=100, ge=0)
 
     # USD per million tokens (PROVIDERS.md §4); offline providers cost nothing.
     gemini_price_input_per_m: float = Field(default=0.75, ge=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from functools import partial
 
 from pipeline.cache import StageCache
@@ -14,7 +15,9 @@ from pipeline.providers.offline import OfflineContent, OfflineVision
 from pipeline.ratelimit import limit_content, limit_vision
 from pipeline.stages import Stages
 from pipeline.stored_images import StoredImageLoader
+from pipeline.streaming import PartialWriter
 from pipeline.worker import Worker
+from storage.records import ClaimedJob
 from storage.store import JobStore
 
 log = logging.getLogger("pipeline")
@@ -70,7 +73,16 @@ def build_stages(settings: PipelineSettings, store: JobStore | None = None) -> S
         if store is None
         else StageCache(store.cached_answer, settings.cache_ttl_hours, settings.cache_scope)
     )
-    return Stages(vision, content, loader, settings.stage_timeout_seconds, stored, cache)
+    stages = Stages(vision, content, loader, settings.stage_timeout_seconds, stored, cache)
+    if store is not None and settings.partial_content_ms > 0:
+        # The content stage's answer so far, written to the job's row as it streams.
+        interval = settings.partial_content_ms / 1000
+
+        def writer_for(job: ClaimedJob) -> PartialWriter:
+            return PartialWriter(partial(store.store_partial_content, job), interval)
+
+        stages = replace(stages, partial=writer_for)
+    return stages
 
 
 def build_worker(store: JobStore, settings: PipelineSettings) -> Worker:

@@ -21,9 +21,11 @@ from pipeline.providers.base import (
     ContentRequest,
     Image,
     StageResult,
+    TextSink,
     VisionProvider,
     VisionRequest,
 )
+from pipeline.streaming import PartialWriter
 from storage.images import is_image_path
 from storage.jobstate import Stage
 from storage.records import ClaimedJob, Outputs, StageUsage
@@ -43,6 +45,8 @@ class Stages:
     timeout: float
     load_stored: StoredImageLoader | None = None  # None: every imageUrl goes to load_image
     cache: StageCache | None = None  # None: every stage asks its provider (pipeline.cache)
+    # The writer of a job's streamed answer so far (pipeline.streaming); None: not written.
+    partial: Callable[[ClaimedJob], PartialWriter] | None = None
 
     async def analyze(self, job: ClaimedJob) -> tuple[VisionAnalysis, StageUsage]:
         started = time.perf_counter()
@@ -68,19 +72,22 @@ class Stages:
     ) -> tuple[GeneratedContent, StageUsage]:
         started = time.perf_counter()
         with metrics.StageTimer(Stage.CONTENT), _Deadline(self.timeout, Stage.CONTENT):
-            request = ContentRequest(
-                analysis=analysis,
-                analysis_purpose=job.analysis_purpose,
-                image_context=job.image_context or "",
-                output_format=cast(OutputFormat, job.output_format),
-                creativity_level=job.creativity_level,
-                additional_instructions=job.additional_instructions,
-            )
-            answer = await self._ask(
-                Stage.CONTENT, job, request, self.content,
-                lambda: self.content.generate(request), parse_stored_content, started,
-            )  # fmt: skip
+            if self.partial is None:
+                answer = await self._write(job, analysis, None, started)
+            else:
+                # The answer so far goes to the job's row while it streams (issue 17).
+                async with self.partial(job) as on_text:
+                    answer = await self._write(job, analysis, on_text, started)
         return answer
+
+    async def _write(
+        self, job: ClaimedJob, analysis: VisionAnalysis, on_text: TextSink | None, started: float
+    ) -> tuple[GeneratedContent, StageUsage]:
+        request = _content_request(job, analysis, on_text)
+        return await self._ask(
+            Stage.CONTENT, job, request, self.content,
+            lambda: self.content.generate(request), parse_stored_content, started,
+        )  # fmt: skip
 
     async def _ask(
         self, stage: Stage, job: ClaimedJob, request: R, provider: object,
@@ -101,6 +108,20 @@ class Stages:
         if isinstance(answer, Cached):
             return answer.value, StageUsage(model_of(provider), cached_from=answer.job_id)
         return answer.value, _usage(answer, started, name, key)
+
+
+def _content_request(
+    job: ClaimedJob, analysis: VisionAnalysis, on_text: TextSink | None
+) -> ContentRequest:
+    return ContentRequest(
+        analysis=analysis,
+        analysis_purpose=job.analysis_purpose,
+        image_context=job.image_context or "",
+        output_format=cast(OutputFormat, job.output_format),
+        creativity_level=job.creativity_level,
+        additional_instructions=job.additional_instructions,
+        on_text=on_text,
+    )
 
 
 class _Deadline:

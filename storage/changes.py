@@ -48,13 +48,15 @@ class JobEvent:
     progress: int
     error_message: str | None
     at: datetime
+    # The content stage's answer so far at this change, while it streams (issue 17).
+    partial_content: str | None = None
 
 
 def event_of(row: Row) -> JobEvent:
     at = as_datetime(row["createdAt"])
     assert at is not None
     return JobEvent(row["id"], row["jobId"], row["userId"], row["status"], row["progress"],
-                    row["errorMessage"], at)  # fmt: skip
+                    row["errorMessage"], at, row["partialContent"])  # fmt: skip
 
 
 class EventsOf(StrEnum):

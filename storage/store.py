@@ -25,6 +25,7 @@ from storage.driver import Driver, Row, Statement, Work, execute, fetch_all, fet
 from storage.images import ImageStore
 from storage.jobstate import ExpiryPolicy, Outcome, Stage, stage_of
 from storage.operators import OperatorStore
+from storage.partials import PartialStore
 from storage.probes import ProbeStore
 from storage.queries import QUERIES
 from storage.records import (
@@ -65,7 +66,7 @@ def _attempt_args(
 
 class JobStore(
     UserStore, ImageStore, OperatorStore, DashboardStore, RetentionStore, ProbeStore,
-    StageCacheStore, BudgetStore,
+    StageCacheStore, BudgetStore, PartialStore,
 ):  # fmt: skip
     def __init__(self, driver: Driver) -> None:
         self.driver = driver

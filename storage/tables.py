@@ -177,6 +177,10 @@ class VisionJob(SQLModel, table=True):
     bypassCache: bool = Field(
         default=False, nullable=False, sa_column_kwargs={"server_default": sa.text("FALSE")}
     )
+    # The content stage's answer so far while it streams (pipeline.streaming): written at a
+    # bounded pace by the running attempt, copied into its events by the triggers, cleared
+    # when the attempt ends. Never the job's output.
+    partialContent: str | None = Field(default=None, sa_type=sa.Text)
 
 
 class VisionJobOutput(SQLModel, table=True):
@@ -233,7 +237,7 @@ class VisionJobSession(SQLModel, table=True):
 
 
 class VisionJobEvent(SQLModel, table=True):
-    """Every change of a job's status, progress or message, in commit order.
+    """Every change of a job's status, progress, message or streamed text, in commit order.
 
     Written by database triggers (``storage.triggers``), so no writer can forget one: the
     worker, the API, the reaper and an operator's command all leave the same trail. The id is
@@ -252,6 +256,8 @@ class VisionJobEvent(SQLModel, table=True):
     progress: int = Field(nullable=False)
     errorMessage: str | None = Field(default=None, sa_type=sa.Text)
     createdAt: datetime = Field(sa_type=_TS, nullable=False)
+    # The job's partialContent at this change (a streamed answer's text so far), else NULL.
+    partialContent: str | None = Field(default=None, sa_type=sa.Text)
 
 
 class VisionImage(SQLModel, table=True):

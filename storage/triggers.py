@@ -14,12 +14,16 @@ from storage.tables import STORED_IMAGE_JOB
 
 CHANNEL = "vision_job_events"
 
+# partialContent (issue 17): a streamed answer's text so far travels as an ordinary event.
+# A change of these triggers needs a revision that recreates them with its text frozen
+# (storage/migrations/versions/rev_0006_stream.py).
 _CHANGED = '''OLD.status IS NOT NEW.status OR OLD.progress IS NOT NEW.progress
-        OR OLD."errorMessage" IS NOT NEW."errorMessage"'''
+        OR OLD."errorMessage" IS NOT NEW."errorMessage"
+        OR OLD."partialContent" IS NOT NEW."partialContent"'''
 _INSERT = """INSERT INTO "visionJobEvents" ("jobId", "userId", status, progress,
-            "errorMessage", "createdAt")
+            "errorMessage", "createdAt", "partialContent")
         VALUES (NEW.id, NEW."userId", NEW.status, NEW.progress, NEW."errorMessage",
-            NEW."updatedAt")"""
+            NEW."updatedAt", NEW."partialContent")"""
 
 # An image of the store is deleted with the last job of its user that refers to it, whoever
 # deletes the job (the API, a retention command, an operator's SQL). The condition is the
@@ -37,7 +41,7 @@ BEGIN
     {_INSERT};
 END""",
     f"""CREATE TRIGGER IF NOT EXISTS trg_job_changed
-AFTER UPDATE OF status, progress, "errorMessage" ON "visionJobs"
+AFTER UPDATE OF status, progress, "errorMessage", "partialContent" ON "visionJobs"
 WHEN {_CHANGED}
 BEGIN
     {_INSERT};
@@ -58,9 +62,10 @@ END""",
 # payload is 'pending' when a job became claimable, so a worker can wake on just that
 # (storage.changes) without reading the events.
 _PG_EVENTS = """INSERT INTO "visionJobEvents" ("jobId", "userId", status, progress,
-            "errorMessage", "createdAt")
-        SELECT n.id, n."userId", n.status, n.progress, n."errorMessage", n."updatedAt"
-        FROM new_rows AS n {join}
+            "errorMessage", "createdAt", "partialContent")
+        SELECT n.id, n."userId", n.status, n.progress, n."errorMessage", n."updatedAt",
+            n."partialContent"
+        FROM new_rows AS n{join}
         ORDER BY n.id
         RETURNING status"""
 _PG_BODY = """DECLARE
@@ -75,9 +80,10 @@ BEGIN
     END IF;
     RETURN NULL;
 END"""
-_PG_CHANGED = """JOIN old_rows AS o ON o.id = n.id
+_PG_CHANGED = """ JOIN old_rows AS o ON o.id = n.id
         WHERE o.status IS DISTINCT FROM n.status OR o.progress IS DISTINCT FROM n.progress
-            OR o."errorMessage" IS DISTINCT FROM n."errorMessage\""""
+            OR o."errorMessage" IS DISTINCT FROM n."errorMessage"
+            OR o."partialContent" IS DISTINCT FROM n."partialContent\""""
 
 POSTGRES = [
     f"""CREATE OR REPLACE FUNCTION vision_jobs_inserted() RETURNS trigger AS $$
@@ -90,7 +96,7 @@ $$ LANGUAGE plpgsql""",
 REFERENCING NEW TABLE AS new_rows
 FOR EACH STATEMENT EXECUTE FUNCTION vision_jobs_inserted()""",
     # No column list: PostgreSQL allows none with transition tables; the join keeps only
-    # the rows whose status, progress or message changed.
+    # the rows whose status, progress, message or partial text changed.
     """CREATE OR REPLACE TRIGGER trg_job_changed AFTER UPDATE ON "visionJobs"
 REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
 FOR EACH STATEMENT EXECUTE FUNCTION vision_jobs_updated()""",

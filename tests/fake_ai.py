@@ -2,8 +2,10 @@
 
 One Starlette app on uvicorn, 127.0.0.1, in a background thread, serves both: Gemini under
 ``/gemini/{version}/models/{model}:generateContent`` and DeepSeek under
-``/deepseek/chat/completions``. Point ``GEMINI_BASE_URL`` and ``DEEPSEEK_BASE_URL`` at
-``FakeAI.gemini_url`` and ``FakeAI.deepseek_url``.
+``/deepseek/chat/completions`` (a request with ``"stream": true`` gets its answer as the SSE
+stream of ``chat.completion.chunk`` events DeepSeek sends, ``stream_events``). Point
+``GEMINI_BASE_URL`` and ``DEEPSEEK_BASE_URL`` at ``FakeAI.gemini_url`` and
+``FakeAI.deepseek_url``.
 
 Each API answers from its script (``api.will(Reply(...), ...)``), one reply per request, and
 with a valid success once the script is empty; it records every request (path, headers, JSON
@@ -62,7 +64,14 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before the status line
     trickle: float = 0.0  # seconds of "\n" lines (200 sent first) before the body
-    drop: bool = False  # send half the body, then break the connection
+    drop: bool = False  # send half the body (a stream: half its chunks), then break the connection
+    # A streamed answer (the request asked stream=True): the content in this many chunks,
+    # this many seconds apart; ``finish`` False ends the stream ([DONE]) without a
+    # finish_reason; ``usage`` False leaves out the last chunk with the usage.
+    pieces: int = 8
+    chunk_delay: float = 0.0
+    finish: bool = True
+    usage: bool = True
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,8 @@ class FakeAPI:
         self._lock = threading.Lock()
         self._script: list[Reply] = []
         self._received: list[Received] = []
+        # time.monotonic() and time.time() when each stream's first content chunk was sent.
+        self.first_chunks: list[tuple[float, float]] = []
 
     def will(self, *replies: Reply) -> None:
         with self._lock:
@@ -90,6 +101,7 @@ class FakeAPI:
         with self._lock:
             self._script.clear()
             self._received.clear()
+            self.first_chunks.clear()
 
     @property
     def received(self) -> list[Received]:
@@ -211,7 +223,71 @@ class FakeAI:
         except ValueError:
             body = raw.decode(errors="replace")
         received = Received(path, dict(request.headers), body, time.monotonic())
-        return await _respond(api._take(received))
+        reply = api._take(received)
+        if isinstance(body, dict) and body.get("stream") is True:
+            events = stream_events(reply)
+            if events is not None:
+                return await _stream(reply, events, api)
+        return await _respond(reply)
+
+
+def _chunk(answer: dict[str, Any], choices: list[Any], **extra: Any) -> bytes:
+    chunk = {
+        "id": answer.get("id", "cmpl-1"),
+        "object": "chat.completion.chunk",
+        "created": answer.get("created", 1767225600),
+        "model": answer.get("model", "deepseek-v4-flash"),
+        "choices": choices,
+        **extra,
+    }
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"  # fmt: skip
+
+
+def stream_events(reply: Reply) -> list[bytes] | None:
+    """A 200 chat completion as DeepSeek streams it (``stream=True``, ``stream_options:
+    {"include_usage": true}``): a first chunk with the role, the content in ``reply.pieces``
+    chunks, a chunk with the finish_reason, a last chunk with no choices and the usage, then
+    ``data: [DONE]``. Returned as the SSE events, each one ``data:`` line. None: the reply is
+    not a chat completion (an error, a proxy's page), sent as it is."""
+    answer = reply.body
+    if reply.status != 200 or not isinstance(answer, dict) or not answer.get("choices"):
+        return None
+    choice = answer["choices"][0]
+    text = str(choice["message"].get("content") or "")
+    step = max(1, -(-len(text) // max(1, reply.pieces)))
+    delta = lambda d, f=None: [{"index": 0, "delta": d, "logprobs": None, "finish_reason": f}]  # noqa: E731
+    events = [_chunk(answer, delta({"role": "assistant", "content": ""}))]
+    events += [_chunk(answer, delta({"content": text[i : i + step]}))
+               for i in range(0, len(text), step)]  # fmt: skip
+    if reply.finish:
+        events.append(_chunk(answer, delta({"content": ""}, choice.get("finish_reason"))))
+    if reply.usage and answer.get("usage") is not None:
+        events.append(_chunk(answer, [], usage=answer["usage"]))
+    events.append(b"data: [DONE]\n\n")
+    return events
+
+
+async def _stream(reply: Reply, events: list[bytes], api: FakeAPI) -> Response:
+    if reply.delay:
+        await asyncio.sleep(reply.delay)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        ends = time.monotonic() + reply.trickle
+        while time.monotonic() < ends:
+            yield b": keep-alive\n\n"  # what DeepSeek streams while the request is queued
+            await asyncio.sleep(0.05)
+        for index, event in enumerate(events):
+            if reply.drop and index >= len(events) // 2:
+                raise _Dropped("stream dropped by the script")
+            if index and reply.chunk_delay:
+                await asyncio.sleep(reply.chunk_delay)
+            if index == 1:
+                with api._lock:
+                    api.first_chunks.append((time.monotonic(), time.time()))
+            yield event
+
+    headers = {"cache-control": "no-cache", **reply.headers}
+    return StreamingResponse(chunks(), reply.status, headers, media_type="text/event-stream")
 
 
 async def _respond(reply: Reply) -> Response:

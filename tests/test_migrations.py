@@ -288,10 +288,11 @@ def test_revision_0005_adds_the_result_cache_to_a_database_at_0002_with_its_rows
 ) -> None:
     """The result cache's revision (issue 17) on a database at 0002 holding a job and its
     attempt: the job is not bypassing the cache and has no keys, the attempt no cached-from;
-    the schema is the models'; down to 0002 and up again gives the same."""
+    the schema is the models' (at the head, past 0005); down to 0002 and up again gives
+    the same."""
     anyio.run(_alembic_to, fresh, "upgrade", "0002")
     _fill_previous_release(fresh)
-    anyio.run(_alembic_to, fresh, "upgrade", "0005")
+    anyio.run(_alembic_to, fresh, "upgrade", HEAD)
     assert _differences(fresh) == []
     assert sql(fresh, 'SELECT "bypassCache", "visionCacheKey", "contentCacheKey" '
                       'FROM "visionJobs"') == [(False, None, None)]  # fmt: skip
@@ -299,7 +300,7 @@ def test_revision_0005_adds_the_result_cache_to_a_database_at_0002_with_its_rows
                       'FROM "visionJobSessions"') == [(None, None)]  # fmt: skip
     anyio.run(_alembic_to, fresh, "downgrade", "0002")
     assert sql(fresh, "SELECT version_num FROM alembic_version") == [("0002",)]
-    anyio.run(_alembic_to, fresh, "upgrade", "0005")
+    anyio.run(_alembic_to, fresh, "upgrade", HEAD)
     assert _differences(fresh) == []
     assert _rows(fresh)[2] == [(1, "complete", 100, 0.25, '{"mood": "calm"}')]
 
@@ -307,6 +308,8 @@ def test_revision_0005_adds_the_result_cache_to_a_database_at_0002_with_its_rows
 def _upgrade_to(url: str, revision: str) -> None:
     """Alembic alone, to ``revision`` (what an older release's ``db upgrade`` left)."""
 
+
+def _upgrade_to(url: str, revision: str) -> None:
     async def run() -> None:
         engine = migrate.engine_for(parse_database_url(url))
         try:
@@ -343,3 +346,20 @@ def test_a_0002_database_upgrades_to_0004_with_its_rows(fresh: str) -> None:
     sql(fresh, copy, "k")
     with pytest.raises(Exception, match=r"(?i)unique"):
         sql(fresh, copy, "k")
+
+
+def test_revision_0006_adds_partial_content_and_the_triggers_copy_it(fresh: str) -> None:
+    """Issue 17 part 5: a database at 0002 with a job gets partialContent on the jobs and the
+    events, and the event triggers that copy it (a change of it alone is an event)."""
+    _upgrade_to(fresh, "0002")
+    _fill_previous_release(fresh)
+    sql(fresh, """UPDATE "visionJobs" SET status = 'deepseek_generating', progress = 60""")
+    done = _upgrade(fresh)
+    assert (done.before, done.after, done.repaired) == ("0002", HEAD, ())
+    assert _differences(fresh) == []
+    sql(fresh, """UPDATE "visionJobs" SET "partialContent" = '{"content_pieces": ['""")
+    sql(fresh, """UPDATE "visionJobs" SET status = 'complete', "partialContent" = NULL""")
+    assert sql(fresh, 'SELECT status, "partialContent" FROM "visionJobEvents" ORDER BY id') == [
+        ("complete", None), ("deepseek_generating", None),
+        ("deepseek_generating", '{"content_pieces": ['), ("complete", None),
+    ]  # fmt: skip

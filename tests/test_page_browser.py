@@ -278,6 +278,27 @@ def test_a_reload_mid_run_resumes_the_job(server: Server, open_tab: Any, fake: F
     assert is_red(swatches(tab)[0])
 
 
+def test_the_content_is_shown_as_it_is_written(server: Server, open_tab: Any, fake: FakeAI) -> None:
+    """Issue 17: while the content stage streams, the pieces parsed so far show live; the
+    finished content replaces them."""
+    streamed = dataclasses.replace(deepseek_answer(), pieces=8, chunk_delay=0.4)
+    fake.deepseek.will(streamed)
+    job_id = create_job(server, data_url(brand_png(RED)))
+    tab = open_tab(server)
+    tab.open(f"/?job={job_id}")
+    first = CONTENT["content_pieces"][0]["title"]
+    partial = tab.page.locator("#streaming .piece.partial").first
+    sync_api.expect(partial).to_be_visible()
+    sync_api.expect(partial).to_contain_text(first[:3])
+    assert tab.page.locator("#stages li.current").get_attribute("data-stage") == (
+        "deepseek_generating"
+    )
+    assert tab.page.locator("#result").is_hidden()
+    expect_complete(tab)
+    sync_api.expect(tab.page.locator("#streaming")).to_be_hidden()
+    assert tab.page.locator("#result .piece").count() == len(CONTENT["content_pieces"])
+
+
 def test_a_failure_is_said_in_words_with_its_stage(
     server: Server, open_tab: Any, fake: FakeAI
 ) -> None:

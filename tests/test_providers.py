@@ -182,7 +182,8 @@ async def test_deepseek_sends_json_mode_the_model_and_thinking_disabled(fake: Fa
     assert body["model"] == "deepseek-v4-flash"
     assert body["response_format"] == {"type": "json_object"}
     assert body["thinking"] == {"type": "disabled"}
-    assert (body["stream"], body["temperature"], body["max_tokens"]) == (False, 1.0, 4096)
+    assert (body["stream"], body["temperature"], body["max_tokens"]) == (True, 1.0, 4096)
+    assert body["stream_options"] == {"include_usage": True}
     system, user = body["messages"]
     assert (system["role"], user["role"]) == ("system", "user")
     assert "json" in (system["content"] + user["content"]).lower()

@@ -25,6 +25,7 @@ from rpc.wire import superjson
 from tests.support import (
     CLIENT_DIR,
     Server,
+    backend_server,
     install_client,
     start_process,
     start_server,
@@ -104,6 +105,16 @@ def history(client: httpx.Client, job_id: int) -> list[Event]:
 
 def ids(events: list[Event]) -> list[int]:
     return [int(e.id or "") for e in events]
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Server]:  # fmt: skip
+    """conftest's server with PARTIAL_CONTENT_MS=0: these tests count a job's events exactly,
+    and a streamed answer's partial texts would add some (tests/test_streaming_live.py)."""
+    tmp = tmp_path_factory.mktemp("server")
+    with backend_server(request.param, tmp, PARTIAL_CONTENT_MS="0") as srv:
+        yield srv
 
 
 @pytest.fixture
@@ -478,7 +489,13 @@ def test_a_worker_in_another_process_streams_events(
                 events = parse(response.iter_lines())
                 assert next(events).event == "connected"
                 assert next(events).json()["status"] == "pending"  # no worker here
-                worker = start_process(["worker"], tmp_path / "jobs.db", tmp_path / "w.log", **env)
+                worker = start_process(
+                    ["worker"],
+                    tmp_path / "jobs.db",
+                    tmp_path / "w.log",
+                    PARTIAL_CONTENT_MS="0",
+                    **env,
+                )
                 rest = list(events)
         assert [e.json()["status"] for e in tracked(rest)] == ORDER[1:]
         assert rest[-1].event == "return"
@@ -554,7 +571,9 @@ async def test_2000_idle_subscribers_all_get_the_state_and_a_later_change(
                     r = await clients[0].get("/visionPipeline.getJobStatus", params=params)
                     assert r.json()["result"]["data"]["status"] == "pending"
                     # A later change for everyone: a worker (another process) runs the jobs.
-                    worker = start_process(["worker"], tmp_path / "jobs.db", tmp_path / "w.log")
+                    worker = start_process(
+                        ["worker"], tmp_path / "jobs.db", tmp_path / "w.log", PARTIAL_CONTENT_MS="0"
+                    )
         for events in seen:
             assert events[0].event == "connected"
             assert json.loads(events[1].data)["status"] == "pending"
@@ -573,9 +592,9 @@ def test_the_genuine_trpc_client_subscribes_resumes_and_streams(
     if "postgresql" in server.database_url:
         pytest.skip("the client's behaviour does not depend on the backend: SQLite run only")
     install_client()
-    drop = start_server(tmp_path / "drop.db", tmp_path / "drop.log",
+    drop = start_server(tmp_path / "drop.db", tmp_path / "drop.log", PARTIAL_CONTENT_MS="0",
                         SSE_MAX_DURATION_MS="600", SSE_RETRY_MS="100")  # fmt: skip
-    idle = start_server(tmp_path / "idle.db", tmp_path / "idle.log",
+    idle = start_server(tmp_path / "idle.db", tmp_path / "idle.log", PARTIAL_CONTENT_MS="0",
                         SSE_PING_MS="0", SSE_RECONNECT_AFTER_INACTIVITY_MS="600")  # fmt: skip
     try:
         result = subprocess.run(

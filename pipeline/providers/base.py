@@ -7,12 +7,16 @@ retries, backoff and deadlines).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from pipeline.analysis import GeneratedContent, OutputFormat, VisionAnalysis
 
 T = TypeVar("T")
+# Told the content stage's answer so far (the whole text, each time it grew); it must not
+# block: pipeline.streaming.PartialWriter paces the writes behind it.
+TextSink = Callable[[str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,8 @@ class ContentRequest:
     output_format: OutputFormat
     creativity_level: float
     additional_instructions: str | None
+    # A provider that streams its answer tells the text so far here (None: nobody listens).
+    on_text: TextSink | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

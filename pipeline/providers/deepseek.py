@@ -4,22 +4,25 @@ wishes in, validated ``GeneratedContent`` out.
 Set up for a job queue (PROVIDERS.md §2): no SDK retries (the worker owns them), JSON mode
 with the word "json" in the prompt, thinking mode off so that temperature takes effect, and a
 per-read timeout that the stage deadline backs up (blank keep-alive lines reset it, §2.5).
+The answer is streamed (issue 17): its text so far goes to the request's ``on_text`` as it
+is written; a stream that breaks off mid-answer is a retryable provider error.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
-from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletion
-from openai.types.chat.chat_completion import Choice
+from openai import AsyncOpenAI, AsyncStream
+from openai.types import CompletionUsage
+from openai.types.chat import ChatCompletionChunk
 
 from pipeline.analysis import GeneratedContent
 from pipeline.config import PipelineSettings
 from pipeline.errors import FatalError, RetryableError
 from pipeline.prompts import content_system_prompt, content_user_prompt
-from pipeline.providers.base import ContentRequest, StageResult, Usage
+from pipeline.providers.base import ContentRequest, StageResult, TextSink, Usage
 from pipeline.providers.failures import from_openai_exception, validated_answer
 
 log = logging.getLogger("pipeline.providers.deepseek")
@@ -55,14 +58,16 @@ class DeepSeekContent:
         )
 
     async def generate(self, request: ContentRequest) -> StageResult[GeneratedContent]:
-        """One non-streaming chat completion in JSON mode, validated as ``GeneratedContent``.
+        """One streamed chat completion in JSON mode, validated as ``GeneratedContent``; the
+        text so far goes to ``request.on_text`` as it arrives (issue 17).
 
-        Raises ``RetryableError`` for blank, non-JSON or wrongly shaped answers and for
-        answers cut short (``length``, ``insufficient_system_resource``); ``FatalError`` when
-        the content filter stopped the answer or the API refused the request for good."""
+        Raises ``RetryableError`` for blank, non-JSON or wrongly shaped answers, for answers
+        cut short (``length``, ``insufficient_system_resource``) and for a stream that broke
+        off or ended before the answer did; ``FatalError`` when the content filter stopped the
+        answer or the API refused the request for good."""
         started = time.perf_counter()
         try:
-            resp: ChatCompletion = await self._client.chat.completions.create(
+            stream: AsyncStream[ChatCompletionChunk] = await self._client.chat.completions.create(
                 model=self.model,
                 messages=[
                     {"role": "system", "content": content_system_prompt()},
@@ -73,10 +78,13 @@ class DeepSeekContent:
                 response_format={"type": "json_object"},
                 temperature=temperature_for(request.creativity_level),
                 max_tokens=self._max_tokens,
-                stream=False,
+                # The usage comes in a last chunk of its own (PROVIDERS.md, streaming).
+                stream=True,
+                stream_options={"include_usage": True},
                 # V4 thinks by default and then ignores temperature (PROVIDERS.md §2.2).
                 extra_body={"thinking": {"type": "disabled"}},
             )
+            answer = await _read_stream(stream, request.on_text)
         except Exception as exc:
             error = from_openai_exception(
                 exc, provider="DeepSeek", model=self.model, secrets=(self._key,)
@@ -86,9 +94,9 @@ class DeepSeekContent:
             # from None: the SDK's exception text embeds the raw response body.
             raise error from None
         latency_ms = (time.perf_counter() - started) * 1000.0
-        content = _answer_text(resp)
+        content = _answer_text(answer)
         generated = validated_answer("DeepSeek", content, GeneratedContent)
-        usage = _usage(self.model, resp, latency_ms)
+        usage = _usage(self.model, answer.usage, latency_ms)
         log.debug("deepseek %s: %d in, %d out, %.0f ms", self.model, usage.input_tokens,
                   usage.output_tokens, latency_ms)  # fmt: skip
         return StageResult(generated, usage)
@@ -98,16 +106,48 @@ class DeepSeekContent:
         await self._client.close()
 
 
-def _answer_text(resp: ChatCompletion) -> str | None:
-    """The first choice's text, after checking why the model stopped (PROVIDERS.md §2.5)."""
-    # The SDK builds responses without validating them: a body of the wrong shape has no
-    # ``choices`` attribute at all rather than raising.
-    choices: list[Choice] | None = getattr(resp, "choices", None)
-    if not choices:
-        raise RetryableError("DeepSeek returned no answer")
-    choice = choices[0]
-    # The SDK passes values outside its Literal through as plain strings.
-    reason = str(choice.finish_reason or "")
+@dataclass
+class _Answer:
+    """What a stream brought: the first choice's text and why it stopped, and the usage of
+    the last chunk (``include_usage``); ``finish`` None: the stream ended before the answer."""
+
+    text: str = ""
+    finish: str | None = None
+    usage: CompletionUsage | None = None
+
+
+async def _read_stream(
+    stream: AsyncStream[ChatCompletionChunk], on_text: TextSink | None
+) -> _Answer:
+    """Read the chunks to the end, telling ``on_text`` the text so far as it grows. A
+    transport fault mid-way propagates (the caller maps it: retryable)."""
+    answer = _Answer()
+    async with stream:
+        async for chunk in stream:
+            # The SDK builds chunks without validating them: a chunk of the wrong shape may
+            # lack attributes rather than raise.
+            usage = getattr(chunk, "usage", None)
+            if usage is not None:
+                answer.usage = usage
+            for choice in getattr(chunk, "choices", None) or ():
+                if choice.index != 0:
+                    continue
+                piece = choice.delta.content if choice.delta is not None else None
+                if piece:
+                    answer.text += piece
+                    if on_text is not None:
+                        on_text(answer.text)
+                if choice.finish_reason:
+                    # The SDK passes values outside its Literal through as plain strings.
+                    answer.finish = str(choice.finish_reason)
+    return answer
+
+
+def _answer_text(answer: _Answer) -> str:
+    """The answer's text, after checking why the model stopped (PROVIDERS.md §2.5)."""
+    reason = answer.finish
+    if reason is None:
+        raise RetryableError("DeepSeek's answer stream ended before the answer was finished")
     if reason == "content_filter":
         raise FatalError("DeepSeek's content filter blocked the answer")
     if reason == "length":
@@ -116,13 +156,12 @@ def _answer_text(resp: ChatCompletion) -> str | None:
         )
     if reason == "insufficient_system_resource":
         raise RetryableError("DeepSeek ran out of capacity while answering")
-    return choice.message.content
+    return answer.text
 
 
-def _usage(model: str, resp: ChatCompletion, latency_ms: float) -> Usage:
+def _usage(model: str, usage: CompletionUsage | None, latency_ms: float) -> Usage:
     """``prompt_tokens`` (cache hits included) in, ``completion_tokens`` (reasoning included)
-    out; a response without ``usage`` counts zero."""
-    usage = getattr(resp, "usage", None)
+    out; a stream without a usage chunk counts zero."""
     if usage is None:
         return Usage(model=model, latency_ms=latency_ms)
     return Usage(

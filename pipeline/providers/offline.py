@@ -15,11 +15,18 @@ import math
 import time
 from typing import Any
 
+import anyio
 import anyio.to_thread
 
 from pipeline.analysis import ContentPiece, GeneratedContent, VisionAnalysis
 from pipeline.decoding import DEFAULT_MEMORY, DecodeBudget, ImageDecoder
-from pipeline.providers.base import ContentRequest, StageResult, Usage, VisionRequest
+from pipeline.providers.base import (
+    ContentRequest,
+    StageResult,
+    TextSink,
+    Usage,
+    VisionRequest,
+)
 from pipeline.providers.offline_writing import write_pieces
 from pipeline.providers.palette import (
     AUDIENCE_KEYWORDS,
@@ -80,8 +87,25 @@ class OfflineContent:
         seed = _seed(request)
         pieces = write_pieces(request, seed)
         content = GeneratedContent(content_pieces=[ContentPiece(**p) for p in pieces])
+        if request.on_text is not None:
+            await _stream(content, request.on_text)
         latency_ms = (time.perf_counter() - started) * 1000.0
         return StageResult(content, Usage(model="offline-content", latency_ms=latency_ms))
+
+
+# Someone watches the answer being written (issue 17): it is told in STREAM_PIECES pieces,
+# STREAM_PIECE_SECONDS apart, as a model's stream would, so the page shows it offline too.
+STREAM_PIECES = 6
+STREAM_PIECE_SECONDS = 0.04
+
+
+async def _stream(content: GeneratedContent, on_text: TextSink) -> None:
+    text = content.model_dump_json(exclude_none=True)
+    step = math.ceil(len(text) / STREAM_PIECES)
+    for end in range(step, len(text) + step, step):
+        on_text(text[:end])
+        if end < len(text):
+            await anyio.sleep(STREAM_PIECE_SECONDS)
 
 
 def _seed(request: ContentRequest) -> int:

@@ -4,7 +4,9 @@ subscriptions over SSE, TRPC_WIRE §7) and the plain ``GET /api/jobs/{id}/events
 Every event is tracked (§7.3 ``id:``) with the id of its ``visionJobEvents`` row, the change
 counter the triggers write; its data has getJobStatus's shape, with the event's own status,
 progress and errorMessage (the other fields as read when the event was delivered; outputs and
-``completedAt`` only once the event's state has them). Resuming after an id (the
+``completedAt`` only once the event's state has them). While the content stage streams its
+answer, its events also carry ``partialContent`` (the text so far) and ``partialPieces`` (the
+content pieces parsed from it so far); no other event has these fields. Resuming after an id (the
 ``Last-Event-ID`` header or ``input.lastEventId``) replays the later events from the table and
 then goes live, so a reconnecting client misses and repeats nothing.
 
@@ -26,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from pipeline.streaming import partial_pieces
 from rpc.context import Context, Services
 from rpc.procedures.job_payloads import status_payload
 from rpc.procedures.jobs import owned_job
@@ -72,6 +75,11 @@ def event_payload(job: JobStatusRecord, event: JobEvent) -> dict[str, Any]:
         payload["deepseekOutput"] = None
     if event.status not in FINAL:
         payload["completedAt"] = None
+    if event.partial_content is not None:
+        # The content stage's answer so far (issue 17); absent otherwise, so the payloads
+        # of every other event stay as they were.
+        payload["partialContent"] = event.partial_content
+        payload["partialPieces"] = partial_pieces(event.partial_content)
     return payload
 
 

@@ -135,6 +135,20 @@ WHERE j.id = v.id AND j.attempt = v.attempt AND j."lockedBy" = v.worker
     AND j.status IN ('gemini_analyzing', 'deepseek_generating')
 RETURNING id, attempt, "cancelRequested";
 
+-- name: store_partial_contents --
+-- The content stage's answers so far (fenced, a batch): each running attempt's streamed text.
+--   Written at a bounded pace (pipeline.streaming); the triggers copy it into an event. Only an
+--   attempt still holding its job at the content stage writes: a stale worker's text, or one
+--   arriving after its completion, changes nothing. ?2: JSON rows {id, attempt, worker,
+--   content}. Returns the rows written.
+UPDATE "visionJobs" AS j SET "partialContent" = v.content, "updatedAt" = ?1
+FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.attempt') AS attempt,
+        json_extract(value, '$.worker') AS worker, json_extract(value, '$.content') AS content
+    FROM json_each(?2)) AS v
+WHERE j.id = v.id AND j.attempt = v.attempt AND j."lockedBy" = v.worker
+    AND j.status = 'deepseek_generating'
+RETURNING id, attempt;
+
 -- name: complete_jobs --
 -- Completion (fenced, a batch): store the content, mark complete, drop the lease.
 --   Clears the message of earlier failed attempts (they stay in visionJobSessions), adds the
@@ -144,7 +158,7 @@ RETURNING id, attempt, "cancelRequested";
 UPDATE "visionJobs" AS j SET status = 'complete', progress = 100,
     "deepseekOutput" = v.content, "deepseekGeneratedAt" = ?1, "completedAt" = ?1,
     "updatedAt" = ?1, "errorMessage" = NULL, "errorStage" = NULL, "lockedBy" = NULL,
-    "leaseExpiresAt" = NULL, "costUsd" = j."costUsd" + v.cost,
+    "leaseExpiresAt" = NULL, "costUsd" = j."costUsd" + v.cost, "partialContent" = NULL,
     "contentCacheKey" = v.content_key
 FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.attempt') AS attempt,
         json_extract(value, '$.worker') AS worker, json_extract(value, '$.content') AS content,
@@ -212,7 +226,8 @@ JOIN "visionJobs" AS j ON j.id = v.job;
 --   errorMessage ?5 names the failed stage and the attempt count.
 UPDATE "visionJobs" SET status = 'pending', progress = 0, "retryCount" = "retryCount" + 1,
     "runAfter" = ?4, "errorMessage" = ?5, "errorStage" = ?6, "updatedAt" = ?7,
-    "lockedBy" = NULL, "leaseExpiresAt" = NULL, "costUsd" = "costUsd" + ?8
+    "lockedBy" = NULL, "leaseExpiresAt" = NULL, "costUsd" = "costUsd" + ?8,
+    "partialContent" = NULL
 WHERE id = ?1 AND attempt = ?2 AND "lockedBy" = ?3
     AND status IN ('gemini_analyzing', 'deepseek_generating');
 
@@ -222,7 +237,8 @@ WHERE id = ?1 AND attempt = ?2 AND "lockedBy" = ?3
 UPDATE "visionJobs" SET status = 'error', progress = 0,
     "retryCount" = "retryCount" + CASE WHEN ?7 THEN 1 ELSE 0 END,
     "errorMessage" = ?4, "errorStage" = ?5, "updatedAt" = ?6,
-    "lockedBy" = NULL, "leaseExpiresAt" = NULL, "costUsd" = "costUsd" + ?8
+    "lockedBy" = NULL, "leaseExpiresAt" = NULL, "costUsd" = "costUsd" + ?8,
+    "partialContent" = NULL
 WHERE id = ?1 AND attempt = ?2 AND "lockedBy" = ?3
     AND status IN ('gemini_analyzing', 'deepseek_generating');
 
@@ -230,7 +246,8 @@ WHERE id = ?1 AND attempt = ?2 AND "lockedBy" = ?3
 -- Graceful shutdown (fenced): a running job back to the queue at once, not counted as failed.
 --   It resumes at the stage it reached.
 UPDATE "visionJobs" SET status = 'pending', progress = 0, "runAfter" = ?4,
-    "updatedAt" = ?4, "lockedBy" = NULL, "leaseExpiresAt" = NULL, "costUsd" = "costUsd" + ?5
+    "updatedAt" = ?4, "lockedBy" = NULL, "leaseExpiresAt" = NULL, "costUsd" = "costUsd" + ?5,
+    "partialContent" = NULL
 WHERE id = ?1 AND attempt = ?2 AND "lockedBy" = ?3
     AND status IN ('gemini_analyzing', 'deepseek_generating');
 
@@ -319,17 +336,20 @@ SELECT COALESCE(MAX(id), 0) AS last FROM "visionJobEvents";
 
 -- name: events_after --
 -- Every job change after event ?1, oldest first, at most ?2: what a listener missed.
-SELECT id, "jobId", "userId", status, progress, "errorMessage", "createdAt"
+SELECT id, "jobId", "userId", status, progress, "errorMessage", "createdAt",
+    "partialContent"
 FROM "visionJobEvents" WHERE id > ?1 ORDER BY id LIMIT ?2;
 
 -- name: job_events_after --
 -- One job's changes after event ?2 (a reconnecting subscriber resumes from its last id).
-SELECT id, "jobId", "userId", status, progress, "errorMessage", "createdAt"
+SELECT id, "jobId", "userId", status, progress, "errorMessage", "createdAt",
+    "partialContent"
 FROM "visionJobEvents" WHERE "jobId" = ?1 AND id > ?2 ORDER BY id LIMIT ?3;
 
 -- name: user_events_after --
 -- A user's job changes after event ?2 (onMyJobs resuming).
-SELECT id, "jobId", "userId", status, progress, "errorMessage", "createdAt"
+SELECT id, "jobId", "userId", status, progress, "errorMessage", "createdAt",
+    "partialContent"
 FROM "visionJobEvents" WHERE "userId" = ?1 AND id > ?2 ORDER BY id LIMIT ?3;
 
 

@@ -4,7 +4,7 @@ import {
   $, ApiError, el, loadConfig, money, mutate, query, showSignIn, statusWord, subscribe,
   uploadImage, when, whoAmI,
 } from "./common.js";
-import { renderResult } from "./result.js";
+import { renderPartial, renderResult } from "./result.js";
 
 const STAGES = ["pending", "gemini_analyzing", "deepseek_generating", "complete"];
 // errorStage (storage/jobstate.py's Stage) → the status it failed in, and how to say it.
@@ -194,6 +194,10 @@ function showState(state) {
       el("p", { text: state.errorMessage || "No reason was given." }),
       el("p", { class: "muted", text: `Attempts that failed: ${state.retryCount || 0}. Cost so far: ${money(state.costUsd)}.` }));
   }
+  const streaming = $("#streaming");
+  const partial = state.status === "deepseek_generating" && Array.isArray(state.partialPieces);
+  streaming.hidden = !partial;
+  if (partial) renderPartial(streaming, state.partialPieces);
   const result = $("#result");
   if (state.status === "complete") {
     result.hidden = false;
@@ -216,6 +220,7 @@ function watch(jobId) {
   $("#job-id").textContent = `#${jobId}`;
   $("#result").hidden = true;
   $("#failure").hidden = true;
+  $("#streaming").hidden = true;
   $("#status").textContent = "Connecting…";
   stopWatching = subscribe("visionPipeline.onJobProgress", { jobId }, {
     onData: (state) => { if (watchedId === jobId) showState(state); },

@@ -123,3 +123,16 @@ export function renderResult(container, state, summary, preview) {
     })
     .catch(() => { /* tokens unknown: the cost alone stays */ });
 }
+
+// The content being written (status deepseek_generating): the pieces parsed so far from the
+// streamed answer (partialPieces of the job's events), the last one possibly cut short.
+export function renderPartial(container, pieces) {
+  container.replaceChildren(
+    el("section", { class: "block", "aria-labelledby": "writing-h" },
+      el("h3", { id: "writing-h", text: "Writing the content…" }),
+      pieces.map((content, index) => el("article", { class: "piece partial" },
+        el("header", {}, el("h4", { text: content.title || `Piece ${index + 1}` })),
+        content.body ? el("p", { class: "body", text: String(content.body) }) : null,
+        Array.isArray(content.hashtags) && content.hashtags.length
+          ? el("p", { class: "tags", text: content.hashtags.join(" ") }) : null))));
+}
