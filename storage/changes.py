@@ -107,6 +107,11 @@ class ChangeFeed:
         rows = await self.driver.read(fetch_all(QUERIES[of], key, after, limit))
         return [event_of(r) for r in rows]
 
+    async def analysed_before(self, job_id: int, event_id: int) -> bool:
+        """Whether job ``job_id``'s image analysis was written before event ``event_id``."""
+        row = await self.driver.read(fetch_one(QUERIES["analysed_before_event"], job_id, event_id))
+        return bool(row is not None and row["analysed"])
+
     async def run(
         self, *, events: bool = True, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:

@@ -330,6 +330,25 @@ def test_the_plain_endpoint_streams_progress_like_curl_and_resumes(
         assert curl.get(f"{server.base}/api/jobs/x/events", headers=bob).status_code == 400
 
 
+def test_a_replayed_event_carries_the_outputs_only_from_the_event_that_produced_them(
+    server: Server, alice: httpx.Client, images: str
+) -> None:
+    """The job's row is read after the event (long after, in a replay): the analysis shows
+    from the event that wrote it (deepseek_generating) on, the content from complete."""
+    job_id = create(alice, f"{images}/red.png")
+    assert wait_for_status(alice, job_id)["status"] == "complete"
+    url = f"{server.base}/api/jobs/{job_id}/events"
+    auth = {"authorization": f"Bearer {server.token('sse-alice')}", "last-event-id": "0"}
+    with httpx.Client(timeout=30) as curl:
+        text = curl.get(url, headers=auth).text
+    plain = [e.json() for e in parse(iter(text.split("\n"))) if e.event == "progress"]
+    subscribed = [e.json() for e in history(alice, job_id)]
+    for events in (plain, subscribed):
+        assert [e["status"] for e in events] == ORDER
+        assert [e["geminOutput"] is not None for e in events] == [False, False, True, True]
+        assert [e["deepseekOutput"] is not None for e in events] == [False, False, False, True]
+
+
 EVENT_ID_MESSAGE = "lastEventId must be an event id sent by this server"
 PAST_BIGINT = ["9223372036854775808", "9999999999999999999", "10000000000000000000"]
 

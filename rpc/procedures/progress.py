@@ -83,11 +83,25 @@ def event_payload(job: JobStatusRecord, event: JobEvent) -> dict[str, Any]:
     return payload
 
 
+# Statuses a job can have before its analysis exists (and, after a retry or a failure of the
+# content stage, after it too); from `deepseek_generating` on, the analysis is there.
+_MAYBE_BEFORE_ANALYSIS = frozenset((JobStatus.PENDING, JobStatus.ANALYZING, JobStatus.ERROR))
+
+
 async def _render(hub: Hub, event: JobEvent) -> sse.Tracked:
     job = await hub.job_status(event.job_id, event.id)
     if job is None:
         raise TRPCError("NOT_FOUND", "Job not found")
-    return sse.Tracked(str(event.id), event_payload(job, event))
+    payload = event_payload(job, event)
+    # The row is read after the event, perhaps much later (a replay): an event shows the
+    # analysis only from the event that produced it on.
+    if (
+        payload["geminOutput"] is not None
+        and event.status in _MAYBE_BEFORE_ANALYSIS
+        and not await hub.feed.analysed_before(event.job_id, event.id)
+    ):
+        payload["geminOutput"] = None
+    return sse.Tracked(str(event.id), payload)
 
 
 async def _seen_final(hub: Hub, job_id: int, after: int) -> bool:

@@ -352,6 +352,13 @@ SELECT id, "jobId", "userId", status, progress, "errorMessage", "createdAt",
     "partialContent"
 FROM "visionJobEvents" WHERE "userId" = ?1 AND id > ?2 ORDER BY id LIMIT ?3;
 
+-- name: analysed_before_event --
+-- Whether job ?1's image analysis existed before event ?2: an earlier event of the job at
+--   the content stage or complete (the stage boundary writes the analysis with that status).
+--   A replayed event shows the analysis only from then on; served by idx_events_jobId.
+SELECT EXISTS (SELECT 1 FROM "visionJobEvents" WHERE "jobId" = ?1 AND id < ?2
+    AND status IN ('deepseek_generating', 'complete')) AS analysed;
+
 
 -- === the image store (storage.images) ========================================================
 
