@@ -130,6 +130,8 @@ CREATE INDEX idx_claim ON "visionJobs" ("runAfter", id) WHERE status = 'pending'
 
 CREATE INDEX "idx_createdAt" ON "visionJobs" ("createdAt");
 
+CREATE INDEX idx_fair ON "visionJobs" ("userId", "runAfter", id) WHERE status = 'pending';
+
 CREATE INDEX idx_finished ON "visionJobs" ("updatedAt") WHERE status IN ('complete', 'error');
 
 CREATE INDEX idx_inline_image_jobs ON "visionJobs" (id) WHERE lower(substr("imageUrl", 1, 5)) = 'data:';
@@ -310,6 +312,8 @@ CREATE TABLE "visionJobs" (
 CREATE INDEX idx_claim ON "visionJobs" ("runAfter", id) WHERE status = 'pending';
 
 CREATE INDEX "idx_createdAt" ON "visionJobs" ("createdAt");
+
+CREATE INDEX idx_fair ON "visionJobs" ("userId", "runAfter", id) WHERE status = 'pending';
 
 CREATE INDEX idx_finished ON "visionJobs" ("updatedAt") WHERE status IN ('complete', 'error');
 

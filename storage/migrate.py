@@ -29,7 +29,7 @@ from storage.tables import metadata
 from storage.urls import DatabaseUrl
 
 # The newest revision this code knows (tests/test_migrations.py checks it is Alembic's head).
-HEAD = "0002"
+HEAD = "0003"
 BASELINE = "0001"
 # pg_advisory_xact_lock's key (0.1.0's push used the same: an old and a new process starting
 # together still take turns).

@@ -89,15 +89,54 @@ FROM "visionJobs" WHERE "userId" = $1 ORDER BY "createdAt", id LIMIT $2 OFFSET $
 -- === jobs: the worker side ===================================================================
 
 -- name: claim_jobs --
--- Take up to $4 waiting jobs whose runAfter has passed, oldest first, for worker $1.
+-- Take up to $4 waiting jobs whose runAfter has passed, round-robin over users, for worker $1.
 --   Bumps the attempt (the fencing token), sets the lease, and moves each to the stage it
 --   resumes at (a job whose vision output is stored resumes at the content stage). SKIP LOCKED
 --   lets many workers claim side by side.
-WITH picked AS (
-    SELECT id FROM "visionJobs"
-    WHERE status = 'pending' AND "runAfter" <= $2
-    ORDER BY "runAfter", id LIMIT $4
-    FOR UPDATE SKIP LOCKED),
+--   Fair (issue 17): ring walks the users with waiting jobs one index probe each (idx_fair),
+--   starting after user $5 (the store's rotating cursor: the last user it claimed for) and
+--   wrapping once, and stops at max(32, 2 x $4) users with an eligible job: a claim's cost is
+--   bounded however many users wait, and the rotating start lets every user into a window in
+--   turn. Each of those users offers its first $4 eligible jobs in (runAfter, id) order, the
+--   k-th ranked (jobs it runs now) + k; the lowest ranks win, ties by (runAfter, id). So a
+--   user with 10,000 waiting jobs does not delay another's single job past the next claim,
+--   each user's jobs keep their order, and one user alone still gets $4 jobs per claim.
+WITH RECURSIVE ring(u, wrapped, k) AS (
+    SELECT COALESCE(
+            (SELECT "userId" FROM "visionJobs" WHERE status = 'pending' AND "userId" > $5
+             ORDER BY "userId" LIMIT 1),
+            (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
+             ORDER BY "userId" LIMIT 1)),
+        NOT EXISTS (SELECT FROM "visionJobs" WHERE status = 'pending' AND "userId" > $5), 0
+    UNION ALL
+    SELECT COALESCE(
+            (SELECT "userId" FROM "visionJobs" WHERE status = 'pending' AND "userId" > r.u
+             ORDER BY "userId" LIMIT 1),
+            CASE WHEN NOT r.wrapped THEN (SELECT "userId" FROM "visionJobs"
+                WHERE status = 'pending' ORDER BY "userId" LIMIT 1) END),
+        r.wrapped OR NOT EXISTS (SELECT FROM "visionJobs"
+            WHERE status = 'pending' AND "userId" > r.u),
+        r.k + CASE WHEN EXISTS (SELECT FROM "visionJobs" WHERE status = 'pending'
+            AND "userId" = r.u AND "runAfter" <= $2) THEN 1 ELSE 0 END
+    FROM ring AS r
+    WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $5) AND r.k < GREATEST(32, 2 * $4)),
+users AS MATERIALIZED (
+    SELECT r.u, (SELECT count(*) FROM "visionJobs" AS b WHERE b."userId" = r.u
+            AND b.status IN ('gemini_analyzing', 'deepseek_generating')) AS running
+    FROM ring AS r
+    WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $5) AND r.k < GREATEST(32, 2 * $4)),
+cand AS (
+    SELECT c.id, c."runAfter", u.running + c.k AS rank
+    FROM users AS u CROSS JOIN LATERAL (
+        SELECT h.id, h."runAfter", row_number() OVER (ORDER BY h."runAfter", h.id) AS k
+        FROM (SELECT id, "runAfter" FROM "visionJobs"
+              WHERE status = 'pending' AND "userId" = u.u AND "runAfter" <= $2
+              ORDER BY "runAfter", id LIMIT $4) AS h) AS c),
+picked AS (
+    SELECT j.id FROM cand JOIN "visionJobs" AS j ON j.id = cand.id
+    WHERE j.status = 'pending' AND j."runAfter" <= $2
+    ORDER BY cand.rank, cand."runAfter", cand.id LIMIT $4
+    FOR UPDATE OF j SKIP LOCKED),
 claimed AS (
     UPDATE "visionJobs" AS j SET
         status = CASE WHEN j."geminOutput" IS NULL THEN 'gemini_analyzing'
@@ -174,7 +213,8 @@ SELECT id, attempt, "userId" FROM done;
 --   Leased until $4: the slots the completions free are refilled without a round trip of their
 --   own (bench/RESULTS.md: the instant-throughput benchmark needs it). Rows: the completed
 --   (id, attempt, userId), then one row per claimed job with its columns as JSON in claimed.
-WITH v AS (
+--   The claim is claim_jobs's, round-robin over users from user $6 on.
+WITH RECURSIVE v AS (
     SELECT * FROM json_to_recordset($2::json) AS v(id bigint, attempt int, content text,
         colors_primary text, colors_secondary text, colors_description text, mood text,
         tone text, composition_layout text, brand_personality text, perceived_industry text,
@@ -207,11 +247,42 @@ attempts AS (
         v.vision_model, v.vision_in, v.vision_out, v.vision_ms, v.content_model, v.content_in,
         v.content_out, v.content_ms, v.cost
     FROM done AS d JOIN v ON v.id = d.id AND v.attempt = d.attempt),
+ring(u, wrapped, k) AS (
+    SELECT COALESCE(
+            (SELECT "userId" FROM "visionJobs" WHERE status = 'pending' AND "userId" > $6
+             ORDER BY "userId" LIMIT 1),
+            (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
+             ORDER BY "userId" LIMIT 1)),
+        NOT EXISTS (SELECT FROM "visionJobs" WHERE status = 'pending' AND "userId" > $6), 0
+    UNION ALL
+    SELECT COALESCE(
+            (SELECT "userId" FROM "visionJobs" WHERE status = 'pending' AND "userId" > r.u
+             ORDER BY "userId" LIMIT 1),
+            CASE WHEN NOT r.wrapped THEN (SELECT "userId" FROM "visionJobs"
+                WHERE status = 'pending' ORDER BY "userId" LIMIT 1) END),
+        r.wrapped OR NOT EXISTS (SELECT FROM "visionJobs"
+            WHERE status = 'pending' AND "userId" > r.u),
+        r.k + CASE WHEN EXISTS (SELECT FROM "visionJobs" WHERE status = 'pending'
+            AND "userId" = r.u AND "runAfter" <= $1) THEN 1 ELSE 0 END
+    FROM ring AS r
+    WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $6) AND r.k < GREATEST(32, 2 * $5)),
+users AS MATERIALIZED (
+    SELECT r.u, (SELECT count(*) FROM "visionJobs" AS b WHERE b."userId" = r.u
+            AND b.status IN ('gemini_analyzing', 'deepseek_generating')) AS running
+    FROM ring AS r
+    WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $6) AND r.k < GREATEST(32, 2 * $5)),
+cand AS (
+    SELECT c.id, c."runAfter", u.running + c.k AS rank
+    FROM users AS u CROSS JOIN LATERAL (
+        SELECT h.id, h."runAfter", row_number() OVER (ORDER BY h."runAfter", h.id) AS k
+        FROM (SELECT id, "runAfter" FROM "visionJobs"
+              WHERE status = 'pending' AND "userId" = u.u AND "runAfter" <= $1
+              ORDER BY "runAfter", id LIMIT $5) AS h) AS c),
 picked AS (
-    SELECT id FROM "visionJobs"
-    WHERE status = 'pending' AND "runAfter" <= $1
-    ORDER BY "runAfter", id LIMIT $5
-    FOR UPDATE SKIP LOCKED),
+    SELECT j.id FROM cand JOIN "visionJobs" AS j ON j.id = cand.id
+    WHERE j.status = 'pending' AND j."runAfter" <= $1
+    ORDER BY cand.rank, cand."runAfter", cand.id LIMIT $5
+    FOR UPDATE OF j SKIP LOCKED),
 claimed AS (
     UPDATE "visionJobs" AS j SET
         status = CASE WHEN j."geminOutput" IS NULL THEN 'gemini_analyzing'
