@@ -102,40 +102,39 @@ FROM "visionJobs" WHERE "userId" = $1 ORDER BY "createdAt", id LIMIT $2 OFFSET $
 --   user with 10,000 waiting jobs does not delay another's single job past the next claim,
 --   each user's jobs keep their order, and one user alone still gets $4 jobs per claim.
 WITH RECURSIVE ring(u, wrapped, k) AS (
-    SELECT COALESCE(
-            (SELECT "userId" FROM "visionJobs" WHERE status = 'pending' AND "userId" > $5
-             ORDER BY "userId" LIMIT 1),
-            (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
-             ORDER BY "userId" LIMIT 1)),
-        NOT EXISTS (SELECT FROM "visionJobs" WHERE status = 'pending' AND "userId" > $5), 0
+    SELECT COALESCE(a.nx, (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
+            ORDER BY "userId", "runAfter" LIMIT 1)), a.nx IS NULL, 0
+    FROM (SELECT (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
+            AND "userId" > $5 ORDER BY "userId", "runAfter" LIMIT 1) AS nx) AS a
     UNION ALL
-    SELECT COALESCE(
-            (SELECT "userId" FROM "visionJobs" WHERE status = 'pending' AND "userId" > r.u
-             ORDER BY "userId" LIMIT 1),
-            CASE WHEN NOT r.wrapped THEN (SELECT "userId" FROM "visionJobs"
-                WHERE status = 'pending' ORDER BY "userId" LIMIT 1) END),
-        r.wrapped OR NOT EXISTS (SELECT FROM "visionJobs"
-            WHERE status = 'pending' AND "userId" > r.u),
-        r.k + CASE WHEN EXISTS (SELECT FROM "visionJobs" WHERE status = 'pending'
-            AND "userId" = r.u AND "runAfter" <= $2) THEN 1 ELSE 0 END
-    FROM ring AS r
+    SELECT COALESCE(a.nx, CASE WHEN NOT r.wrapped THEN (SELECT "userId" FROM "visionJobs"
+            WHERE status = 'pending' ORDER BY "userId", "runAfter" LIMIT 1) END),
+        r.wrapped OR a.nx IS NULL,
+        r.k + CASE WHEN a.head <= $2 THEN 1 ELSE 0 END
+    FROM ring AS r CROSS JOIN LATERAL (
+        SELECT (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
+                AND "userId" > r.u ORDER BY "userId", "runAfter" LIMIT 1) AS nx,
+            (SELECT "runAfter" FROM "visionJobs" WHERE status = 'pending'
+                AND "userId" = r.u ORDER BY "userId", "runAfter" LIMIT 1) AS head
+        OFFSET 0) AS a
     WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $5) AND r.k < GREATEST(32, 2 * $4)),
-users AS MATERIALIZED (
-    SELECT r.u, (SELECT count(*) FROM "visionJobs" AS b WHERE b."userId" = r.u
-            AND b.status IN ('gemini_analyzing', 'deepseek_generating')) AS running
-    FROM ring AS r
-    WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $5) AND r.k < GREATEST(32, 2 * $4)),
+busy AS (
+    SELECT "userId" AS u, count(*) AS running FROM "visionJobs"
+    WHERE status IN ('gemini_analyzing', 'deepseek_generating') GROUP BY "userId"),
 cand AS (
-    SELECT c.id, c."runAfter", u.running + c.k AS rank
-    FROM users AS u CROSS JOIN LATERAL (
+    SELECT c.id, c."runAfter", COALESCE(b.running, 0) + c.k AS rank
+    FROM ring AS r LEFT JOIN busy AS b ON b.u = r.u CROSS JOIN LATERAL (
         SELECT h.id, h."runAfter", row_number() OVER (ORDER BY h."runAfter", h.id) AS k
         FROM (SELECT id, "runAfter" FROM "visionJobs"
-              WHERE status = 'pending' AND "userId" = u.u AND "runAfter" <= $2
-              ORDER BY "runAfter", id LIMIT $4) AS h) AS c),
+              WHERE status = 'pending' AND "userId" = r.u AND "runAfter" <= $2
+              ORDER BY "runAfter", id LIMIT $4) AS h) AS c
+    WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $5) AND r.k < GREATEST(32, 2 * $4)),
+top AS (
+    SELECT id, rank, "runAfter" FROM cand ORDER BY rank, "runAfter", id LIMIT 3 * $4),
 picked AS (
-    SELECT j.id FROM cand JOIN "visionJobs" AS j ON j.id = cand.id
+    SELECT j.id FROM top JOIN "visionJobs" AS j ON j.id = top.id
     WHERE j.status = 'pending' AND j."runAfter" <= $2
-    ORDER BY cand.rank, cand."runAfter", cand.id LIMIT $4
+    ORDER BY top.rank, top."runAfter", top.id LIMIT $4
     FOR UPDATE OF j SKIP LOCKED),
 claimed AS (
     UPDATE "visionJobs" AS j SET
@@ -248,40 +247,39 @@ attempts AS (
         v.content_out, v.content_ms, v.cost
     FROM done AS d JOIN v ON v.id = d.id AND v.attempt = d.attempt),
 ring(u, wrapped, k) AS (
-    SELECT COALESCE(
-            (SELECT "userId" FROM "visionJobs" WHERE status = 'pending' AND "userId" > $6
-             ORDER BY "userId" LIMIT 1),
-            (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
-             ORDER BY "userId" LIMIT 1)),
-        NOT EXISTS (SELECT FROM "visionJobs" WHERE status = 'pending' AND "userId" > $6), 0
+    SELECT COALESCE(a.nx, (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
+            ORDER BY "userId", "runAfter" LIMIT 1)), a.nx IS NULL, 0
+    FROM (SELECT (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
+            AND "userId" > $6 ORDER BY "userId", "runAfter" LIMIT 1) AS nx) AS a
     UNION ALL
-    SELECT COALESCE(
-            (SELECT "userId" FROM "visionJobs" WHERE status = 'pending' AND "userId" > r.u
-             ORDER BY "userId" LIMIT 1),
-            CASE WHEN NOT r.wrapped THEN (SELECT "userId" FROM "visionJobs"
-                WHERE status = 'pending' ORDER BY "userId" LIMIT 1) END),
-        r.wrapped OR NOT EXISTS (SELECT FROM "visionJobs"
-            WHERE status = 'pending' AND "userId" > r.u),
-        r.k + CASE WHEN EXISTS (SELECT FROM "visionJobs" WHERE status = 'pending'
-            AND "userId" = r.u AND "runAfter" <= $1) THEN 1 ELSE 0 END
-    FROM ring AS r
+    SELECT COALESCE(a.nx, CASE WHEN NOT r.wrapped THEN (SELECT "userId" FROM "visionJobs"
+            WHERE status = 'pending' ORDER BY "userId", "runAfter" LIMIT 1) END),
+        r.wrapped OR a.nx IS NULL,
+        r.k + CASE WHEN a.head <= $1 THEN 1 ELSE 0 END
+    FROM ring AS r CROSS JOIN LATERAL (
+        SELECT (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
+                AND "userId" > r.u ORDER BY "userId", "runAfter" LIMIT 1) AS nx,
+            (SELECT "runAfter" FROM "visionJobs" WHERE status = 'pending'
+                AND "userId" = r.u ORDER BY "userId", "runAfter" LIMIT 1) AS head
+        OFFSET 0) AS a
     WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $6) AND r.k < GREATEST(32, 2 * $5)),
-users AS MATERIALIZED (
-    SELECT r.u, (SELECT count(*) FROM "visionJobs" AS b WHERE b."userId" = r.u
-            AND b.status IN ('gemini_analyzing', 'deepseek_generating')) AS running
-    FROM ring AS r
-    WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $6) AND r.k < GREATEST(32, 2 * $5)),
+busy AS (
+    SELECT "userId" AS u, count(*) AS running FROM "visionJobs"
+    WHERE status IN ('gemini_analyzing', 'deepseek_generating') GROUP BY "userId"),
 cand AS (
-    SELECT c.id, c."runAfter", u.running + c.k AS rank
-    FROM users AS u CROSS JOIN LATERAL (
+    SELECT c.id, c."runAfter", COALESCE(b.running, 0) + c.k AS rank
+    FROM ring AS r LEFT JOIN busy AS b ON b.u = r.u CROSS JOIN LATERAL (
         SELECT h.id, h."runAfter", row_number() OVER (ORDER BY h."runAfter", h.id) AS k
         FROM (SELECT id, "runAfter" FROM "visionJobs"
-              WHERE status = 'pending' AND "userId" = u.u AND "runAfter" <= $1
-              ORDER BY "runAfter", id LIMIT $5) AS h) AS c),
+              WHERE status = 'pending' AND "userId" = r.u AND "runAfter" <= $1
+              ORDER BY "runAfter", id LIMIT $5) AS h) AS c
+    WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $6) AND r.k < GREATEST(32, 2 * $5)),
+top AS (
+    SELECT id, rank, "runAfter" FROM cand ORDER BY rank, "runAfter", id LIMIT 3 * $5),
 picked AS (
-    SELECT j.id FROM cand JOIN "visionJobs" AS j ON j.id = cand.id
+    SELECT j.id FROM top JOIN "visionJobs" AS j ON j.id = top.id
     WHERE j.status = 'pending' AND j."runAfter" <= $1
-    ORDER BY cand.rank, cand."runAfter", cand.id LIMIT $5
+    ORDER BY top.rank, top."runAfter", top.id LIMIT $5
     FOR UPDATE OF j SKIP LOCKED),
 claimed AS (
     UPDATE "visionJobs" AS j SET
