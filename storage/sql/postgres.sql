@@ -93,14 +93,16 @@ FROM "visionJobs" WHERE "userId" = $1 ORDER BY "createdAt", id LIMIT $2 OFFSET $
 --   Bumps the attempt (the fencing token), sets the lease, and moves each to the stage it
 --   resumes at (a job whose vision output is stored resumes at the content stage). SKIP LOCKED
 --   lets many workers claim side by side.
---   Fair (issue 17): ring walks the users with waiting jobs one index probe each (idx_fair),
---   starting after user $5 (the store's rotating cursor: the last user it claimed for) and
---   wrapping once, and stops at max(32, 2 x $4) users with an eligible job: a claim's cost is
---   bounded however many users wait, and the rotating start lets every user into a window in
---   turn. Each of those users offers its first $4 eligible jobs in (runAfter, id) order, the
---   k-th ranked (jobs it runs now) + k; the lowest ranks win, ties by (runAfter, id). So a
---   user with 10,000 waiting jobs does not delay another's single job past the next claim,
---   each user's jobs keep their order, and one user alone still gets $4 jobs per claim.
+--   Fair (issue 17): ring walks the users with waiting jobs, one probe of idx_fair each,
+--   from after user $5 (the store's rotating cursor: the last user it claimed for), wrapping
+--   once, until it has max(8, 2 x $4) users with an eligible job (users): a claim costs a few
+--   probes per job it takes however many users wait, and the rotating start lets every user
+--   into a window in turn. Each of those users offers its first eligible jobs in (runAfter, id)
+--   order, the k-th ranked (jobs it runs now, busy) + k; the lowest ranks win, ties by
+--   (runAfter, id). A user offers at most $4 + 1 - (users in the window) jobs: still $4 when
+--   alone, and enough that the window offers $4 whenever it holds $4 (top: the best 3 x $4
+--   before the rows are read and locked). So a user with 10,000 waiting jobs does not delay
+--   another's single job past the next claim, and each user's jobs keep their order.
 WITH RECURSIVE ring(u, wrapped, k) AS (
     SELECT COALESCE(a.nx, (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
             ORDER BY "userId", "runAfter" LIMIT 1)), a.nx IS NULL, 0
@@ -109,26 +111,30 @@ WITH RECURSIVE ring(u, wrapped, k) AS (
     UNION ALL
     SELECT COALESCE(a.nx, CASE WHEN NOT r.wrapped THEN (SELECT "userId" FROM "visionJobs"
             WHERE status = 'pending' ORDER BY "userId", "runAfter" LIMIT 1) END),
-        r.wrapped OR a.nx IS NULL,
-        r.k + CASE WHEN a.head <= $2 THEN 1 ELSE 0 END
+        r.wrapped OR a.nx IS NULL, r.k + CASE WHEN a.head <= $2 THEN 1 ELSE 0 END
     FROM ring AS r CROSS JOIN LATERAL (
         SELECT (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
                 AND "userId" > r.u ORDER BY "userId", "runAfter" LIMIT 1) AS nx,
             (SELECT "runAfter" FROM "visionJobs" WHERE status = 'pending'
                 AND "userId" = r.u ORDER BY "userId", "runAfter" LIMIT 1) AS head
         OFFSET 0) AS a
-    WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $5) AND r.k < GREATEST(32, 2 * $4)),
+    WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $5) AND r.k < GREATEST(8, 2 * $4)),
+users AS MATERIALIZED (
+    SELECT r.u FROM ring AS r
+    WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $5) AND r.k < GREATEST(8, 2 * $4)
+        AND (SELECT "runAfter" FROM "visionJobs" WHERE status = 'pending' AND "userId" = r.u
+             ORDER BY "userId", "runAfter" LIMIT 1) <= $2),
 busy AS (
     SELECT "userId" AS u, count(*) AS running FROM "visionJobs"
     WHERE status IN ('gemini_analyzing', 'deepseek_generating') GROUP BY "userId"),
 cand AS (
     SELECT c.id, c."runAfter", COALESCE(b.running, 0) + c.k AS rank
-    FROM ring AS r LEFT JOIN busy AS b ON b.u = r.u CROSS JOIN LATERAL (
+    FROM users AS w LEFT JOIN busy AS b ON b.u = w.u CROSS JOIN LATERAL (
         SELECT h.id, h."runAfter", row_number() OVER (ORDER BY h."runAfter", h.id) AS k
         FROM (SELECT id, "runAfter" FROM "visionJobs"
-              WHERE status = 'pending' AND "userId" = r.u AND "runAfter" <= $2
-              ORDER BY "runAfter", id LIMIT $4) AS h) AS c
-    WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $5) AND r.k < GREATEST(32, 2 * $4)),
+              WHERE status = 'pending' AND "userId" = w.u AND "runAfter" <= $2
+              ORDER BY "userId", "runAfter", id
+              LIMIT GREATEST(1, $4 + 1 - (SELECT count(*) FROM users))) AS h) AS c),
 top AS (
     SELECT id, rank, "runAfter" FROM cand ORDER BY rank, "runAfter", id LIMIT 3 * $4),
 picked AS (
@@ -254,26 +260,30 @@ ring(u, wrapped, k) AS (
     UNION ALL
     SELECT COALESCE(a.nx, CASE WHEN NOT r.wrapped THEN (SELECT "userId" FROM "visionJobs"
             WHERE status = 'pending' ORDER BY "userId", "runAfter" LIMIT 1) END),
-        r.wrapped OR a.nx IS NULL,
-        r.k + CASE WHEN a.head <= $1 THEN 1 ELSE 0 END
+        r.wrapped OR a.nx IS NULL, r.k + CASE WHEN a.head <= $1 THEN 1 ELSE 0 END
     FROM ring AS r CROSS JOIN LATERAL (
         SELECT (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
                 AND "userId" > r.u ORDER BY "userId", "runAfter" LIMIT 1) AS nx,
             (SELECT "runAfter" FROM "visionJobs" WHERE status = 'pending'
                 AND "userId" = r.u ORDER BY "userId", "runAfter" LIMIT 1) AS head
         OFFSET 0) AS a
-    WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $6) AND r.k < GREATEST(32, 2 * $5)),
+    WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $6) AND r.k < GREATEST(8, 2 * $5)),
+users AS MATERIALIZED (
+    SELECT r.u FROM ring AS r
+    WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $6) AND r.k < GREATEST(8, 2 * $5)
+        AND (SELECT "runAfter" FROM "visionJobs" WHERE status = 'pending' AND "userId" = r.u
+             ORDER BY "userId", "runAfter" LIMIT 1) <= $1),
 busy AS (
     SELECT "userId" AS u, count(*) AS running FROM "visionJobs"
     WHERE status IN ('gemini_analyzing', 'deepseek_generating') GROUP BY "userId"),
 cand AS (
     SELECT c.id, c."runAfter", COALESCE(b.running, 0) + c.k AS rank
-    FROM ring AS r LEFT JOIN busy AS b ON b.u = r.u CROSS JOIN LATERAL (
+    FROM users AS w LEFT JOIN busy AS b ON b.u = w.u CROSS JOIN LATERAL (
         SELECT h.id, h."runAfter", row_number() OVER (ORDER BY h."runAfter", h.id) AS k
         FROM (SELECT id, "runAfter" FROM "visionJobs"
-              WHERE status = 'pending' AND "userId" = r.u AND "runAfter" <= $1
-              ORDER BY "runAfter", id LIMIT $5) AS h) AS c
-    WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $6) AND r.k < GREATEST(32, 2 * $5)),
+              WHERE status = 'pending' AND "userId" = w.u AND "runAfter" <= $1
+              ORDER BY "userId", "runAfter", id
+              LIMIT GREATEST(1, $5 + 1 - (SELECT count(*) FROM users))) AS h) AS c),
 top AS (
     SELECT id, rank, "runAfter" FROM cand ORDER BY rank, "runAfter", id LIMIT 3 * $5),
 picked AS (

@@ -99,42 +99,45 @@ FROM "visionJobs" WHERE "userId" = ?1 ORDER BY "createdAt", id LIMIT ?2 OFFSET ?
 --   Bumps the attempt (the fencing token), sets the lease, and moves each to the stage it
 --   resumes at (a job whose vision output is stored resumes at the content stage). SQLite has
 --   one writer at a time: nothing to skip.
---   Fair (issue 17), as postgres.sql's: ring walks the users with waiting jobs one index probe
---   each (idx_fair) from after user ?5 (the store's rotating cursor), wrapping once, up to
---   max(32, 2 x ?4) users with an eligible job, so the cost is bounded however many wait; each
---   offers its first ?4 eligible jobs in (runAfter, id) order, the k-th ranked (jobs it runs
---   now) + k; the lowest ranks win, ties by (runAfter, id).
+--   Fair (issue 17), as postgres.sql's: ring walks the users with waiting jobs, one probe of
+--   idx_fair each, from after user ?5 (the store's rotating cursor), wrapping once, until it
+--   has max(8, 2 x ?4) users with an eligible job (users); each offers its first eligible jobs
+--   in (runAfter, id) order, at most ?4 + 1 - (users in the window), the k-th ranked (jobs it
+--   runs now) + k; the lowest ranks win, ties by (runAfter, id).
 WITH RECURSIVE ring(u, wrapped, k) AS (
     SELECT COALESCE(
-            (SELECT "userId" FROM "visionJobs" WHERE status = 'pending' AND "userId" > ?5
-             ORDER BY "userId" LIMIT 1),
-            (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
-             ORDER BY "userId" LIMIT 1)),
-        NOT EXISTS (SELECT 1 FROM "visionJobs" WHERE status = 'pending' AND "userId" > ?5), 0
+            (SELECT "userId" FROM "visionJobs" INDEXED BY idx_fair WHERE status = 'pending' AND "userId" > ?5
+             ORDER BY "userId", "runAfter" LIMIT 1),
+            (SELECT "userId" FROM "visionJobs" INDEXED BY idx_fair WHERE status = 'pending'
+             ORDER BY "userId", "runAfter" LIMIT 1)),
+        NOT EXISTS (SELECT 1 FROM "visionJobs" INDEXED BY idx_fair WHERE status = 'pending' AND "userId" > ?5), 0
     UNION ALL
     SELECT COALESCE(
-            (SELECT "userId" FROM "visionJobs" WHERE status = 'pending' AND "userId" > r.u
-             ORDER BY "userId" LIMIT 1),
-            CASE WHEN NOT r.wrapped THEN (SELECT "userId" FROM "visionJobs"
-                WHERE status = 'pending' ORDER BY "userId" LIMIT 1) END),
-        r.wrapped OR NOT EXISTS (SELECT 1 FROM "visionJobs"
+            (SELECT "userId" FROM "visionJobs" INDEXED BY idx_fair WHERE status = 'pending' AND "userId" > r.u
+             ORDER BY "userId", "runAfter" LIMIT 1),
+            CASE WHEN NOT r.wrapped THEN (SELECT "userId" FROM "visionJobs" INDEXED BY idx_fair
+                WHERE status = 'pending' ORDER BY "userId", "runAfter" LIMIT 1) END),
+        r.wrapped OR NOT EXISTS (SELECT 1 FROM "visionJobs" INDEXED BY idx_fair
             WHERE status = 'pending' AND "userId" > r.u),
-        r.k + EXISTS (SELECT 1 FROM "visionJobs" WHERE status = 'pending'
+        r.k + EXISTS (SELECT 1 FROM "visionJobs" INDEXED BY idx_fair WHERE status = 'pending'
             AND "userId" = r.u AND "runAfter" <= ?2)
     FROM ring AS r
-    WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > ?5) AND r.k < max(32, 2 * ?4)),
+    WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > ?5) AND r.k < max(8, 2 * ?4)),
 users AS MATERIALIZED (
     SELECT r.u, (SELECT count(*) FROM "visionJobs" AS b WHERE b."userId" = r.u
             AND b.status IN ('gemini_analyzing', 'deepseek_generating')) AS running
     FROM ring AS r
-    WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > ?5) AND r.k < max(32, 2 * ?4)),
+    WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > ?5) AND r.k < max(8, 2 * ?4)
+        AND EXISTS (SELECT 1 FROM "visionJobs" INDEXED BY idx_fair WHERE status = 'pending'
+            AND "userId" = r.u AND "runAfter" <= ?2)),
 cand AS (
-    SELECT j.id, j."runAfter", u.running + row_number() OVER (
+    SELECT j.id, j."runAfter", w.running + row_number() OVER (
             PARTITION BY j."userId" ORDER BY j."runAfter", j.id) AS rank
-    FROM users AS u JOIN "visionJobs" AS j ON j.id IN (
-        SELECT id FROM "visionJobs"
-        WHERE status = 'pending' AND "userId" = u.u AND "runAfter" <= ?2
-        ORDER BY "runAfter", id LIMIT ?4))
+    FROM users AS w JOIN "visionJobs" AS j ON j.id IN (
+        SELECT id FROM "visionJobs" INDEXED BY idx_fair
+        WHERE status = 'pending' AND "userId" = w.u AND "runAfter" <= ?2
+        ORDER BY "userId", "runAfter", id
+        LIMIT max(1, ?4 + 1 - (SELECT count(*) FROM users))))
 UPDATE "visionJobs" SET
     status = CASE WHEN "geminOutput" IS NULL THEN 'gemini_analyzing'
                   ELSE 'deepseek_generating' END,
