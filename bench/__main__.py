@@ -6,7 +6,7 @@ Node/tRPC stack and the peer queues, on SQLite and PostgreSQL, in one run. Print
     .venv/bin/python -m bench                            # the full run (under ~20 minutes)
     .venv/bin/python -m bench --only pickup,throughput   # some sections
 
-Sections: pickup, throughput, realistic, api, baselines, memory. (``bench/sse_idle.py``
+Sections: pickup, throughput, fairness, realistic, api, baselines, memory. (``bench/sse_idle.py``
 measures idle live-progress subscribers; run it on its own.)
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import anyio
 
-from bench import api, design_loop, pickup, report, retention, throughput
+from bench import api, design_loop, fairness, pickup, report, retention, throughput
 from bench.common import (
     BACKENDS,
     ROOT,
@@ -36,7 +36,16 @@ from bench.common import (
     wait_for_postgres,
 )
 
-SECTIONS = ("pickup", "throughput", "realistic", "api", "baselines", "memory", "retention")
+SECTIONS = (
+    "pickup",
+    "throughput",
+    "fairness",
+    "realistic",
+    "api",
+    "baselines",
+    "memory",
+    "retention",
+)
 FULL = {
     "pickup_jobs": 200,
     "jobs": 5000,
@@ -51,6 +60,8 @@ FULL = {
     "design_pickups": 6,
     "retention_rounds": 10,
     "retention_jobs": 20_000,
+    "fair_heavy": 10_000,
+    "fair_waves": 3,
 }
 QUICK = {
     "pickup_jobs": 40,
@@ -66,6 +77,8 @@ QUICK = {
     "design_pickups": 3,
     "retention_rounds": 3,
     "retention_jobs": 2000,
+    "fair_heavy": 2000,
+    "fair_waves": 1,
 }
 
 
@@ -199,6 +212,24 @@ def _throughput_row(
         f"≥ {goals[backend]:,} jobs/s",
         rate >= goals[backend],
     )
+
+
+async def sec_fairness(s: Section, tmp: Path, o: dict[str, Any], found: dict[str, float]) -> None:
+    """Issue 17: lone users' jobs behind one user's 10,000 waiting ones, 200 ms providers."""
+    for backend in o["backends"]:
+        r = await fairness.measure(backend, tmp, heavy=o["fair_heavy"], waves=o["fair_waves"])
+        s.row(
+            f"{backend}, {r['heavy_jobs']:,} jobs of one user + {r['lone_jobs']} lone users",
+            **r,
+        )
+        ok = r["lone_started"] == r["lone_jobs"] and r["p95_ms"] < 300
+        s.target(
+            f"lone job start delay p95 {backend}",
+            f"{r['p95_ms']:.0f} ms (p50 {r['p50_ms']:.0f}, max {r['max_ms']:.0f}; "
+            f"{r['lone_started']}/{r['lone_jobs']} started)",
+            "< 300 ms",
+            ok,
+        )
 
 
 async def sec_realistic(s: Section, tmp: Path, o: dict[str, Any], found: dict[str, float]) -> None:
@@ -350,6 +381,7 @@ async def sec_memory(s: Section, tmp: Path, o: dict[str, Any], found: dict[str, 
 RUNNERS = {
     "pickup": sec_pickup,
     "throughput": sec_throughput,
+    "fairness": sec_fairness,
     "realistic": sec_realistic,
     "api": sec_api,
     "baselines": sec_baselines,
