@@ -14,6 +14,7 @@ from storage.driver import execute
 from storage.engine import open_store
 from storage.records import AttemptRecord, ClaimedJob, NewJob, Outputs
 from storage.store import JobStore
+from storage.timeutil import utcnow
 from tests.support import adhoc, scalar
 
 pytestmark = pytest.mark.anyio
@@ -141,3 +142,20 @@ async def test_a_completion_claims_the_lone_users_job_first(store: JobStore) -> 
     assert sorted(j.id for j in claimed) == [heavy[4], lone_id]
     pending = await scalar(store, """SELECT COUNT(*) FROM "visionJobs" WHERE status = 'pending'""")
     assert pending == 50 - 4 - 1
+
+
+async def test_jobs_stats_lists_waiting_jobs_by_user(store: JobStore) -> None:
+    heavy, lone = await _heavy_and_lone(store, 30, 3)
+    await store.claim_jobs("w1", 4, LEASE)  # heavy's first and the three lone jobs
+    stats = await store.queue_stats(utcnow() - timedelta(hours=1))
+    assert [(b.open_id, b.waiting, b.running) for b in stats.waiting_by_user] == [
+        ("heavy", len(heavy) - 1, 1)
+    ]
+    assert len(lone) == 3
+    for i in range(12):
+        await _waiting(store, await _user(store, f"more{i:02}"), 1 + i % 2)
+    backlog = (await store.queue_stats(utcnow())).waiting_by_user
+    assert len(backlog) == 10  # the most waiting first, then by user id
+    assert [b.open_id for b in backlog[:7]] == ["heavy", "more01", "more03", "more05",
+                                               "more07", "more09", "more11"]  # fmt: skip
+    assert [b.waiting for b in backlog] == [29] + [2] * 6 + [1] * 3

@@ -579,6 +579,18 @@ FROM "visionJobEvents" WHERE "jobId" = $1 ORDER BY id LIMIT $2;
 SELECT id, status FROM "visionJobs"
 WHERE id IN (SELECT (jsonb_array_elements_text($1::jsonb))::int);
 
+-- name: operator_waiting_by_user --
+-- `jobs stats`: the $1 users with the most waiting jobs, with their openId and running jobs.
+--   The fair claim takes turns between these users (issue 17); idx_fair, the waiting jobs by
+--   user, is counted alone.
+SELECT w."userId", u."openId", w.waiting,
+    (SELECT COUNT(*) FROM "visionJobs" AS r WHERE r."userId" = w."userId"
+        AND r.status IN ('gemini_analyzing', 'deepseek_generating')) AS running
+FROM (SELECT "userId", COUNT(*) AS waiting FROM "visionJobs" WHERE status = 'pending'
+      GROUP BY "userId" ORDER BY waiting DESC, "userId" LIMIT $1) AS w
+LEFT JOIN users AS u ON u.id = w."userId"
+ORDER BY w.waiting DESC, w."userId";
+
 -- name: operator_oldest_pending --
 -- `jobs stats`: when the oldest waiting job was created (NULL: none waits).
 --   The partial index of pending jobs holds only them.
