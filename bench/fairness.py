@@ -76,7 +76,7 @@ async def measure(
         try:
             t0 = time.monotonic()
             async with api_client(api.base, "heavy") as client:
-                await create_jobs(client, heavy, batch=100)
+                await create_jobs(client, heavy)
             create_s = time.monotonic() - t0
             lone: list[int] = []
             waiting: list[int] = []
