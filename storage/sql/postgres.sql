@@ -93,9 +93,10 @@ FROM "visionJobs" WHERE "userId" = $1 ORDER BY "createdAt", id LIMIT $2 OFFSET $
 --   Bumps the attempt (the fencing token), sets the lease, and moves each to the stage it
 --   resumes at (a job whose vision output is stored resumes at the content stage). SKIP LOCKED
 --   lets many workers claim side by side.
---   Fair (issue 17): ring walks the users with waiting jobs, one probe of idx_fair each,
---   from after user $5 (the store's rotating cursor: the last user it claimed for), wrapping
---   once, until it has max(8, 2 x $4) users with an eligible job (users): a claim costs a few
+--   Fair (issue 17): ring walks the users with waiting jobs, two probes of idx_fair each (the
+--   next user, and whether its first job is due: ok), from after user $5 (the store's
+--   rotating cursor: the last user it claimed for), wrapping once, until it has
+--   max(8, 2 x $4) users with an eligible job (users): a claim costs a few
 --   probes per job it takes however many users wait, and the rotating start lets every user
 --   into a window in turn. Each of those users offers its first eligible jobs in (runAfter, id)
 --   order, the k-th ranked (jobs it runs now, busy) + k; the lowest ranks win, ties by
@@ -103,27 +104,30 @@ FROM "visionJobs" WHERE "userId" = $1 ORDER BY "createdAt", id LIMIT $2 OFFSET $
 --   alone, and enough that the window offers $4 whenever it holds $4 (top: the best 3 x $4
 --   before the rows are read and locked). So a user with 10,000 waiting jobs does not delay
 --   another's single job past the next claim, and each user's jobs keep their order.
-WITH RECURSIVE ring(u, wrapped, k) AS (
-    SELECT COALESCE(a.nx, (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
-            ORDER BY "userId", "runAfter" LIMIT 1)), a.nx IS NULL, 0
-    FROM (SELECT (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
-            AND "userId" > $5 ORDER BY "userId", "runAfter" LIMIT 1) AS nx) AS a
+WITH RECURSIVE ring(u, wrapped, ok, k) AS (
+    SELECT s.u, s.wrapped, h.ok, 0
+    FROM (SELECT COALESCE(a.nx, (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
+                ORDER BY "userId", "runAfter" LIMIT 1)) AS u, a.nx IS NULL AS wrapped
+          FROM (SELECT (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
+                AND "userId" > $5 ORDER BY "userId", "runAfter" LIMIT 1) AS nx) AS a) AS s
+    CROSS JOIN LATERAL (SELECT (SELECT "runAfter" FROM "visionJobs" WHERE status = 'pending'
+            AND "userId" = s.u ORDER BY "userId", "runAfter" LIMIT 1) <= $2 AS ok OFFSET 0) AS h
     UNION ALL
-    SELECT COALESCE(a.nx, CASE WHEN NOT r.wrapped THEN (SELECT "userId" FROM "visionJobs"
-            WHERE status = 'pending' ORDER BY "userId", "runAfter" LIMIT 1) END),
-        r.wrapped OR a.nx IS NULL, r.k + CASE WHEN a.head <= $2 THEN 1 ELSE 0 END
+    SELECT s.u, s.wrapped, h.ok, r.k + CASE WHEN r.ok THEN 1 ELSE 0 END
     FROM ring AS r CROSS JOIN LATERAL (
-        SELECT (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
-                AND "userId" > r.u ORDER BY "userId", "runAfter" LIMIT 1) AS nx,
-            (SELECT "runAfter" FROM "visionJobs" WHERE status = 'pending'
-                AND "userId" = r.u ORDER BY "userId", "runAfter" LIMIT 1) AS head
-        OFFSET 0) AS a
+        SELECT COALESCE(a.nx, CASE WHEN NOT r.wrapped THEN (SELECT "userId" FROM "visionJobs"
+                WHERE status = 'pending' ORDER BY "userId", "runAfter" LIMIT 1) END) AS u,
+            r.wrapped OR a.nx IS NULL AS wrapped
+        FROM (SELECT (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
+                AND "userId" > r.u ORDER BY "userId", "runAfter" LIMIT 1) AS nx OFFSET 0) AS a
+        ) AS s
+    CROSS JOIN LATERAL (SELECT (SELECT "runAfter" FROM "visionJobs" WHERE status = 'pending'
+            AND "userId" = s.u ORDER BY "userId", "runAfter" LIMIT 1) <= $2 AS ok OFFSET 0) AS h
     WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $5) AND r.k < GREATEST(8, 2 * $4)),
 users AS MATERIALIZED (
     SELECT r.u FROM ring AS r
     WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $5) AND r.k < GREATEST(8, 2 * $4)
-        AND (SELECT "runAfter" FROM "visionJobs" WHERE status = 'pending' AND "userId" = r.u
-             ORDER BY "userId", "runAfter" LIMIT 1) <= $2),
+        AND r.ok),
 busy AS (
     SELECT "userId" AS u, count(*) AS running FROM "visionJobs"
     WHERE status IN ('gemini_analyzing', 'deepseek_generating') GROUP BY "userId"),
@@ -252,27 +256,30 @@ attempts AS (
         v.vision_model, v.vision_in, v.vision_out, v.vision_ms, v.content_model, v.content_in,
         v.content_out, v.content_ms, v.cost
     FROM done AS d JOIN v ON v.id = d.id AND v.attempt = d.attempt),
-ring(u, wrapped, k) AS (
-    SELECT COALESCE(a.nx, (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
-            ORDER BY "userId", "runAfter" LIMIT 1)), a.nx IS NULL, 0
-    FROM (SELECT (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
-            AND "userId" > $6 ORDER BY "userId", "runAfter" LIMIT 1) AS nx) AS a
+ring(u, wrapped, ok, k) AS (
+    SELECT s.u, s.wrapped, h.ok, 0
+    FROM (SELECT COALESCE(a.nx, (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
+                ORDER BY "userId", "runAfter" LIMIT 1)) AS u, a.nx IS NULL AS wrapped
+          FROM (SELECT (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
+                AND "userId" > $6 ORDER BY "userId", "runAfter" LIMIT 1) AS nx) AS a) AS s
+    CROSS JOIN LATERAL (SELECT (SELECT "runAfter" FROM "visionJobs" WHERE status = 'pending'
+            AND "userId" = s.u ORDER BY "userId", "runAfter" LIMIT 1) <= $1 AS ok OFFSET 0) AS h
     UNION ALL
-    SELECT COALESCE(a.nx, CASE WHEN NOT r.wrapped THEN (SELECT "userId" FROM "visionJobs"
-            WHERE status = 'pending' ORDER BY "userId", "runAfter" LIMIT 1) END),
-        r.wrapped OR a.nx IS NULL, r.k + CASE WHEN a.head <= $1 THEN 1 ELSE 0 END
+    SELECT s.u, s.wrapped, h.ok, r.k + CASE WHEN r.ok THEN 1 ELSE 0 END
     FROM ring AS r CROSS JOIN LATERAL (
-        SELECT (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
-                AND "userId" > r.u ORDER BY "userId", "runAfter" LIMIT 1) AS nx,
-            (SELECT "runAfter" FROM "visionJobs" WHERE status = 'pending'
-                AND "userId" = r.u ORDER BY "userId", "runAfter" LIMIT 1) AS head
-        OFFSET 0) AS a
+        SELECT COALESCE(a.nx, CASE WHEN NOT r.wrapped THEN (SELECT "userId" FROM "visionJobs"
+                WHERE status = 'pending' ORDER BY "userId", "runAfter" LIMIT 1) END) AS u,
+            r.wrapped OR a.nx IS NULL AS wrapped
+        FROM (SELECT (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
+                AND "userId" > r.u ORDER BY "userId", "runAfter" LIMIT 1) AS nx OFFSET 0) AS a
+        ) AS s
+    CROSS JOIN LATERAL (SELECT (SELECT "runAfter" FROM "visionJobs" WHERE status = 'pending'
+            AND "userId" = s.u ORDER BY "userId", "runAfter" LIMIT 1) <= $1 AS ok OFFSET 0) AS h
     WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $6) AND r.k < GREATEST(8, 2 * $5)),
 users AS MATERIALIZED (
     SELECT r.u FROM ring AS r
     WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $6) AND r.k < GREATEST(8, 2 * $5)
-        AND (SELECT "runAfter" FROM "visionJobs" WHERE status = 'pending' AND "userId" = r.u
-             ORDER BY "userId", "runAfter" LIMIT 1) <= $1),
+        AND r.ok),
 busy AS (
     SELECT "userId" AS u, count(*) AS running FROM "visionJobs"
     WHERE status IN ('gemini_analyzing', 'deepseek_generating') GROUP BY "userId"),

@@ -106,15 +106,16 @@ FROM "visionJobs" WHERE "userId" = ?1 ORDER BY "createdAt", id LIMIT ?2 OFFSET ?
 --   runs now) + k; the lowest ranks win, ties by (runAfter, id).
 WITH RECURSIVE ring(u, wrapped, k) AS (
     SELECT COALESCE(
-            (SELECT "userId" FROM "visionJobs" INDEXED BY idx_fair WHERE status = 'pending' AND "userId" > ?5
-             ORDER BY "userId", "runAfter" LIMIT 1),
+            (SELECT "userId" FROM "visionJobs" INDEXED BY idx_fair WHERE status = 'pending'
+             AND "userId" > ?5 ORDER BY "userId", "runAfter" LIMIT 1),
             (SELECT "userId" FROM "visionJobs" INDEXED BY idx_fair WHERE status = 'pending'
              ORDER BY "userId", "runAfter" LIMIT 1)),
-        NOT EXISTS (SELECT 1 FROM "visionJobs" INDEXED BY idx_fair WHERE status = 'pending' AND "userId" > ?5), 0
+        NOT EXISTS (SELECT 1 FROM "visionJobs" INDEXED BY idx_fair
+            WHERE status = 'pending' AND "userId" > ?5), 0
     UNION ALL
     SELECT COALESCE(
-            (SELECT "userId" FROM "visionJobs" INDEXED BY idx_fair WHERE status = 'pending' AND "userId" > r.u
-             ORDER BY "userId", "runAfter" LIMIT 1),
+            (SELECT "userId" FROM "visionJobs" INDEXED BY idx_fair WHERE status = 'pending'
+             AND "userId" > r.u ORDER BY "userId", "runAfter" LIMIT 1),
             CASE WHEN NOT r.wrapped THEN (SELECT "userId" FROM "visionJobs" INDEXED BY idx_fair
                 WHERE status = 'pending' ORDER BY "userId", "runAfter" LIMIT 1) END),
         r.wrapped OR NOT EXISTS (SELECT 1 FROM "visionJobs" INDEXED BY idx_fair
