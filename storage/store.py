@@ -76,7 +76,7 @@ class JobStore(UserStore, ImageStore, OperatorStore, DashboardStore, RetentionSt
         # statement (data-modifying CTEs), which can also claim the next jobs; SQLite has no
         # such CTEs and runs insert_outputs and insert_attempts after complete_jobs.
         self._completes_in_one_statement = driver.dialect == "postgresql"
-        # The fair claim's rotating start (claim_jobs): the last user this store claimed for.
+        # The fair claim's rotating start (claim_jobs): the highest user id its last claim served.
         self._claim_after = 0
 
     @property

@@ -95,7 +95,7 @@ FROM "visionJobs" WHERE "userId" = $1 ORDER BY "createdAt", id LIMIT $2 OFFSET $
 --   lets many workers claim side by side.
 --   Fair (issue 17): ring walks the users with waiting jobs, two probes of idx_fair each (the
 --   next user, and whether its first job is due: ok), from after user $5 (the store's
---   rotating cursor: the last user it claimed for), wrapping once, until it has
+--   rotating cursor: the highest user id its last claim served), wrapping once, until it has
 --   max(8, 2 x $4) users with an eligible job (users): a claim costs a few
 --   probes per job it takes however many users wait, and the rotating start lets every user
 --   into a window in turn. Each of those users offers its first eligible jobs in (runAfter, id)
@@ -222,7 +222,7 @@ SELECT id, attempt, "userId" FROM done;
 --   Leased until $4: the slots the completions free are refilled without a round trip of their
 --   own (bench/RESULTS.md: the instant-throughput benchmark needs it). Rows: the completed
 --   (id, attempt, userId), then one row per claimed job with its columns as JSON in claimed.
---   The claim is claim_jobs's, round-robin over users from user $6 on.
+--   The claim is claim_jobs's, round-robin over users from after user $6 (the cursor).
 WITH RECURSIVE v AS (
     SELECT * FROM json_to_recordset($2::json) AS v(id bigint, attempt int, content text,
         colors_primary text, colors_secondary text, colors_description text, mood text,
