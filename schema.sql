@@ -142,6 +142,8 @@ CREATE INDEX "idx_contentCacheKey" ON "visionJobs" ("contentCacheKey");
 
 CREATE INDEX "idx_createdAt" ON "visionJobs" ("createdAt");
 
+CREATE INDEX idx_fair ON "visionJobs" ("userId", "runAfter", id) WHERE status = 'pending';
+
 CREATE INDEX idx_finished ON "visionJobs" ("updatedAt") WHERE status IN ('complete', 'error');
 
 CREATE INDEX idx_inline_image_jobs ON "visionJobs" (id) WHERE lower(substr("imageUrl", 1, 5)) = 'data:';
@@ -343,6 +345,8 @@ CREATE INDEX idx_claim ON "visionJobs" ("runAfter", id) WHERE status = 'pending'
 CREATE INDEX "idx_contentCacheKey" ON "visionJobs" ("contentCacheKey");
 
 CREATE INDEX "idx_createdAt" ON "visionJobs" ("createdAt");
+
+CREATE INDEX idx_fair ON "visionJobs" ("userId", "runAfter", id) WHERE status = 'pending';
 
 CREATE INDEX idx_finished ON "visionJobs" ("updatedAt") WHERE status IN ('complete', 'error');
 

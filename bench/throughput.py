@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 
 from bench.common import (
     ROOT,
@@ -65,10 +66,12 @@ async def _lifecycle(
     batch: int = 50,
     sample_running: bool = False,
     cwd: Path = ROOT,
+    users: int = 1,
 ) -> dict[str, Any]:
     """Create ``jobs`` through the API while one worker runs them; figures from the rows.
-    ``cwd``: the checkout whose processes run (a ``--baseline`` revision's, or ours)."""
-    tag = f"tp_{backend}_{concurrency}_{int(vision * 10)}"
+    ``cwd``: the checkout whose processes run (a ``--baseline`` revision's, or ours);
+    ``users``: the jobs spread over that many users (batch i is user i mod users's)."""
+    tag = f"tp_{backend}_{concurrency}_{int(vision * 10)}_{users}"
     # A baseline revision's serve makes its own schema: one pushed by this checkout may be
     # newer than it knows, and it rightly refuses to run on that.
     async with database(backend, tmp, tag, schema=cwd == ROOT) as url:
@@ -98,8 +101,7 @@ async def _lifecycle(
                             await anyio.sleep(0.25)
 
                     tg.start_soon(sample)
-                async with api_client(api.base) as client:
-                    await create_jobs(client, jobs, batch=batch)
+                await _create_spread(api.base, jobs, batch, users)
                 created_wall = time.monotonic() - wall0
                 finished = await wait_until(db, DONE, jobs, within=max(120.0, jobs / 10))
                 tg.cancel_scope.cancel()
@@ -137,10 +139,43 @@ async def _lifecycle(
     }
 
 
+async def _create_spread(base: str, jobs: int, batch: int, users: int) -> None:
+    """``jobs`` through createJob in batches of ``batch``, 4 batches in flight, the batches
+    dealt round-robin to ``users`` users (one user: the single client of before). Each user
+    is seen once first, so the span (first createdAt on) holds the same work as one user's."""
+    if users <= 1:
+        async with api_client(base) as client:
+            await create_jobs(client, jobs, batch=batch)
+        return
+    sizes = [min(batch, jobs - start) for start in range(0, jobs, batch)]
+    clients = [api_client(base, f"bench-{u}") for u in range(min(users, len(sizes)))]
+    limiter = anyio.Semaphore(4)
+
+    async def meet(client: httpx.AsyncClient) -> None:
+        async with limiter:  # a user's first request creates its row: not in the timed part
+            (await client.get("/auth.me")).raise_for_status()
+
+    async with anyio.create_task_group() as tg:
+        for client in clients:
+            tg.start_soon(meet, client)
+
+    async def send(index: int, size: int) -> None:
+        async with limiter:
+            await create_jobs(clients[index % len(clients)], size, batch=size, parallel=1)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for index, size in enumerate(sizes):
+                tg.start_soon(send, index, size)
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
 async def instant(
-    backend: str, tmp: Path, jobs: int, concurrency: int = 16, cwd: Path = ROOT
+    backend: str, tmp: Path, jobs: int, concurrency: int = 16, cwd: Path = ROOT, users: int = 1
 ) -> dict[str, Any]:
-    return await _lifecycle(backend, tmp, jobs, concurrency=concurrency, cwd=cwd)
+    return await _lifecycle(backend, tmp, jobs, concurrency=concurrency, cwd=cwd, users=users)
 
 
 async def realistic(

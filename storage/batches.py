@@ -107,12 +107,14 @@ def complete_jobs(items: list[Completion]) -> Statement:
 
 
 def complete_and_claim(
-    items: list[Completion], worker_id: str, lease: timedelta, limit: int
+    items: list[Completion], worker_id: str, lease: timedelta, limit: int, after_user: int
 ) -> Statement:
-    """PostgreSQL: ``complete_jobs`` that also claims up to ``limit`` jobs for ``worker_id``."""
+    """PostgreSQL: ``complete_jobs`` that also claims up to ``limit`` jobs for ``worker_id``,
+    round-robin over users from after ``after_user`` on (claim_jobs's rotating start)."""
     now = utcnow()
+    rows = _completion_rows(items)
     return fetch_all(
-        QUERIES["complete_and_claim"], now, _completion_rows(items), worker_id, now + lease, limit
+        QUERIES["complete_and_claim"], now, rows, worker_id, now + lease, limit, after_user
     )
 
 

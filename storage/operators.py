@@ -39,6 +39,9 @@ _FLAGS = frozenset({"cancelRequested", "isTrainingData"})  # SQLite stores them 
 _FLOATS = frozenset({"costUsd", "creativityLevel"})  # PostgreSQL may hand back Decimals
 # A job's events are a handful (one per change of status); the cap guards `jobs show`.
 MAX_EVENTS_SHOWN = 1000
+# `jobs stats`: the users with the most waiting jobs shown (operator_waiting_by_user).
+BACKLOG_USERS = 10
+BACKLOG_COLUMNS = ("userId", "openId", "waiting", "running")
 
 
 def plain(row: Row) -> dict[str, Any]:
@@ -77,6 +80,16 @@ class JobDetail:
 
 
 @dataclass(frozen=True, slots=True)
+class UserBacklog:
+    """``jobs stats``: one user's waiting jobs (and running ones), issue 17's fair claim."""
+
+    user_id: int
+    open_id: str | None
+    waiting: int
+    running: int
+
+
+@dataclass(frozen=True, slots=True)
 class QueueStats:
     """``jobs stats``: the queue now, and what it did since ``since``."""
 
@@ -89,6 +102,7 @@ class QueueStats:
     p95_s: float | None
     failures_by_stage: dict[str, int] = field(default_factory=dict)
     cost_usd: dict[str, float] = field(default_factory=dict)  # today, 7d, 30d
+    waiting_by_user: list[UserBacklog] = field(default_factory=list)  # the most waiting first
 
     @property
     def throughput_per_min(self) -> float:
@@ -182,6 +196,7 @@ class OperatorStore:
             p50 = float((await read(fetch_one(at, since, nearest_rank(0.5, completed))))[0])
             p95 = float((await read(fetch_one(at, since, nearest_rank(0.95, completed))))[0])
         failures = await read(fetch_all(QUERIES["operator_failures_by_stage"], since))
+        backlog = await read(fetch_all(QUERIES["operator_waiting_by_user"], BACKLOG_USERS))
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
         cost = await read(
             fetch_one(
@@ -205,6 +220,7 @@ class OperatorStore:
                 "7d": float(cost["week"]),
                 "30d": float(cost["month"]),
             },
+            waiting_by_user=[UserBacklog(*(r[k] for k in BACKLOG_COLUMNS)) for r in backlog],
         )
 
     # -- writes ------------------------------------------------------------------------------

@@ -83,6 +83,8 @@ class JobStore(
         # statement (data-modifying CTEs), which can also claim the next jobs; SQLite has no
         # such CTEs and runs insert_outputs and insert_attempts after complete_jobs.
         self._completes_in_one_statement = driver.dialect == "postgresql"
+        # The fair claim's rotating start (claim_jobs): the highest user id its last claim served.
+        self._claim_after = 0
 
     @property
     def dialect(self) -> str:
@@ -196,11 +198,16 @@ class JobStore(
     async def claim_jobs(self, worker_id: str, limit: int, lease: timedelta) -> list[ClaimedJob]:
         now = utcnow()
         rows = await self._write_one(
-            fetch_all(QUERIES["claim_jobs"], worker_id, now, now + lease, limit)
+            fetch_all(QUERIES["claim_jobs"], worker_id, now, now + lease, limit, self._claim_after)
         )
         claimed = [claimed_job(r, worker_id) for r in rows]
         claimed.sort(key=lambda job: job.id)
+        self._rotate(claimed)
         return claimed
+
+    def _rotate(self, claimed: list[ClaimedJob]) -> None:
+        """The next claim's window of users starts after the last one this claim served."""
+        self._claim_after = max((job.user_id for job in claimed), default=0)
 
     async def next_run_after(self) -> datetime | None:
         row = await self.driver.read(fetch_one(QUERIES["next_run_after"]))
@@ -265,11 +272,12 @@ class JobStore(
         else:
             lease = next(i.lease for i in completions if i.claim > 0)
             rows = await self._write_one(
-                batches.complete_and_claim(completions, worker_id, lease, wanted)
+                batches.complete_and_claim(completions, worker_id, lease, wanted, self._claim_after)
             )
             claimed = [claimed_job(json.loads(r["claimed"]), worker_id)
                        for r in rows if r["claimed"]]  # fmt: skip
             claimed.sort(key=lambda job: job.id)
+            self._rotate(claimed)
         done = {(r["id"], r["attempt"]) for r in rows if r["id"] is not None}
         return batches.share_claims(completions, done, claimed)
 

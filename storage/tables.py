@@ -70,6 +70,16 @@ class VisionJob(SQLModel, table=True):
             sqlite_where=sa.text("status = 'pending'"),
             postgresql_where=sa.text("status = 'pending'"),
         ),
+        # The fair claim (issue 17): the users with waiting jobs, one probe each, and each
+        # user's waiting jobs in claim order. Partial like idx_claim, worded the same.
+        sa.Index(
+            "idx_fair",
+            "userId",
+            "runAfter",
+            "id",
+            sqlite_where=sa.text("status = 'pending'"),
+            postgresql_where=sa.text("status = 'pending'"),
+        ),
         # The reaper looks only at running jobs, by lease expiry.
         sa.Index(
             "idx_lease",

@@ -50,6 +50,12 @@ def print_stats(stats: QueueStats, window: str) -> None:
     )
     failures = stats.failures_by_stage
     print_table(("stage", "failed"), failures.items(), title=f"failures by stage (since {window})")
+    if stats.waiting_by_user:  # the fair claim takes turns between them (issue 17)
+        print_table(
+            ("user", "openId", "waiting", "running"),
+            [(b.user_id, b.open_id or "-", b.waiting, b.running) for b in stats.waiting_by_user],
+            title="waiting jobs by user (most first)",
+        )
 
 
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
@@ -74,10 +80,13 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
 def register(jobs_sub: Any) -> None:
     stats = jobs_sub.add_parser(
         "stats",
-        help="counts by status, oldest waiting job, throughput, p50/p95, failures, cost",
+        help="counts by status, oldest waiting job, throughput, p50/p95, failures, cost, "
+        "waiting jobs by user",
         description="Counts by status (all jobs) and the oldest waiting job's age; over the "
         "window: completions,\nthroughput, p50/p95 time to complete (created to completed), "
-        "failures by stage.\nCost: the jobs created today (UTC), in 7 days, in 30 days.",
+        "failures by stage.\nCost: the jobs created today (UTC), in 7 days, in 30 days.\n"
+        "Waiting jobs by user: the 10 users with the most (the claim takes turns between "
+        "users).",
     )
     stats.add_argument(
         "--since", default="24h", metavar="WHEN", help="the window: 30m, 1h, 2d, 1w or an ISO time"

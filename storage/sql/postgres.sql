@@ -90,15 +90,63 @@ FROM "visionJobs" WHERE "userId" = $1 ORDER BY "createdAt", id LIMIT $2 OFFSET $
 -- === jobs: the worker side ===================================================================
 
 -- name: claim_jobs --
--- Take up to $4 waiting jobs whose runAfter has passed, oldest first, for worker $1.
+-- Take up to $4 waiting jobs whose runAfter has passed, round-robin over users, for worker $1.
 --   Bumps the attempt (the fencing token), sets the lease, and moves each to the stage it
 --   resumes at (a job whose vision output is stored resumes at the content stage). SKIP LOCKED
 --   lets many workers claim side by side.
-WITH picked AS (
-    SELECT id FROM "visionJobs"
-    WHERE status = 'pending' AND "runAfter" <= $2
-    ORDER BY "runAfter", id LIMIT $4
-    FOR UPDATE SKIP LOCKED),
+--   Fair (issue 17): ring walks the users with waiting jobs, two probes of idx_fair each (the
+--   next user, and whether its first job is due: ok), from after user $5 (the store's
+--   rotating cursor: the highest user id its last claim served), wrapping once, until it has
+--   max(8, 2 x $4) users with an eligible job (users): a claim costs a few
+--   probes per job it takes however many users wait, and the rotating start lets every user
+--   into a window in turn. Each of those users offers its first eligible jobs in (runAfter, id)
+--   order, the k-th ranked (jobs it runs now, busy) + k; the lowest ranks win, ties by
+--   (runAfter, id). A user offers at most $4 + 1 - (users in the window) jobs: still $4 when
+--   alone, and enough that the window offers $4 whenever it holds $4 (top: the best 3 x $4
+--   before the rows are read and locked). So a user with 10,000 waiting jobs does not delay
+--   another's single job past the next claim, and each user's jobs keep their order.
+WITH RECURSIVE ring(u, wrapped, ok, k) AS (
+    SELECT s.u, s.wrapped, h.ok, 0
+    FROM (SELECT COALESCE(a.nx, (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
+                ORDER BY "userId", "runAfter" LIMIT 1)) AS u, a.nx IS NULL AS wrapped
+          FROM (SELECT (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
+                AND "userId" > $5 ORDER BY "userId", "runAfter" LIMIT 1) AS nx) AS a) AS s
+    CROSS JOIN LATERAL (SELECT (SELECT "runAfter" FROM "visionJobs" WHERE status = 'pending'
+            AND "userId" = s.u ORDER BY "userId", "runAfter" LIMIT 1) <= $2 AS ok OFFSET 0) AS h
+    UNION ALL
+    SELECT s.u, s.wrapped, h.ok, r.k + CASE WHEN r.ok THEN 1 ELSE 0 END
+    FROM ring AS r CROSS JOIN LATERAL (
+        SELECT COALESCE(a.nx, CASE WHEN NOT r.wrapped THEN (SELECT "userId" FROM "visionJobs"
+                WHERE status = 'pending' ORDER BY "userId", "runAfter" LIMIT 1) END) AS u,
+            r.wrapped OR a.nx IS NULL AS wrapped
+        FROM (SELECT (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
+                AND "userId" > r.u ORDER BY "userId", "runAfter" LIMIT 1) AS nx OFFSET 0) AS a
+        ) AS s
+    CROSS JOIN LATERAL (SELECT (SELECT "runAfter" FROM "visionJobs" WHERE status = 'pending'
+            AND "userId" = s.u ORDER BY "userId", "runAfter" LIMIT 1) <= $2 AS ok OFFSET 0) AS h
+    WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $5) AND r.k < GREATEST(8, 2 * $4)),
+users AS MATERIALIZED (
+    SELECT r.u FROM ring AS r
+    WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $5) AND r.k < GREATEST(8, 2 * $4)
+        AND r.ok),
+busy AS (
+    SELECT "userId" AS u, count(*) AS running FROM "visionJobs"
+    WHERE status IN ('gemini_analyzing', 'deepseek_generating') GROUP BY "userId"),
+cand AS (
+    SELECT c.id, c."runAfter", COALESCE(b.running, 0) + c.k AS rank
+    FROM users AS w LEFT JOIN busy AS b ON b.u = w.u CROSS JOIN LATERAL (
+        SELECT h.id, h."runAfter", row_number() OVER (ORDER BY h."runAfter", h.id) AS k
+        FROM (SELECT id, "runAfter" FROM "visionJobs"
+              WHERE status = 'pending' AND "userId" = w.u AND "runAfter" <= $2
+              ORDER BY "userId", "runAfter", id
+              LIMIT GREATEST(1, $4 + 1 - (SELECT count(*) FROM users))) AS h) AS c),
+top AS (
+    SELECT id, rank, "runAfter" FROM cand ORDER BY rank, "runAfter", id LIMIT 3 * $4),
+picked AS (
+    SELECT j.id FROM top JOIN "visionJobs" AS j ON j.id = top.id
+    WHERE j.status = 'pending' AND j."runAfter" <= $2
+    ORDER BY top.rank, top."runAfter", top.id LIMIT $4
+    FOR UPDATE OF j SKIP LOCKED),
 claimed AS (
     UPDATE "visionJobs" AS j SET
         status = CASE WHEN j."geminOutput" IS NULL THEN 'gemini_analyzing'
@@ -192,7 +240,8 @@ SELECT id, attempt, "userId" FROM done;
 --   Leased until $4: the slots the completions free are refilled without a round trip of their
 --   own (bench/RESULTS.md: the instant-throughput benchmark needs it). Rows: the completed
 --   (id, attempt, userId), then one row per claimed job with its columns as JSON in claimed.
-WITH v AS (
+--   The claim is claim_jobs's, round-robin over users from after user $6 (the cursor).
+WITH RECURSIVE v AS (
     SELECT * FROM json_to_recordset($2::json) AS v(id bigint, attempt int, content text,
         colors_primary text, colors_secondary text, colors_description text, mood text,
         tone text, composition_layout text, brand_personality text, perceived_industry text,
@@ -228,11 +277,48 @@ attempts AS (
         v.vision_model, v.vision_in, v.vision_out, v.vision_ms, v.content_model, v.content_in,
         v.content_out, v.content_ms, v.cost, v.vision_from, v.content_from
     FROM done AS d JOIN v ON v.id = d.id AND v.attempt = d.attempt),
+ring(u, wrapped, ok, k) AS (
+    SELECT s.u, s.wrapped, h.ok, 0
+    FROM (SELECT COALESCE(a.nx, (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
+                ORDER BY "userId", "runAfter" LIMIT 1)) AS u, a.nx IS NULL AS wrapped
+          FROM (SELECT (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
+                AND "userId" > $6 ORDER BY "userId", "runAfter" LIMIT 1) AS nx) AS a) AS s
+    CROSS JOIN LATERAL (SELECT (SELECT "runAfter" FROM "visionJobs" WHERE status = 'pending'
+            AND "userId" = s.u ORDER BY "userId", "runAfter" LIMIT 1) <= $1 AS ok OFFSET 0) AS h
+    UNION ALL
+    SELECT s.u, s.wrapped, h.ok, r.k + CASE WHEN r.ok THEN 1 ELSE 0 END
+    FROM ring AS r CROSS JOIN LATERAL (
+        SELECT COALESCE(a.nx, CASE WHEN NOT r.wrapped THEN (SELECT "userId" FROM "visionJobs"
+                WHERE status = 'pending' ORDER BY "userId", "runAfter" LIMIT 1) END) AS u,
+            r.wrapped OR a.nx IS NULL AS wrapped
+        FROM (SELECT (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
+                AND "userId" > r.u ORDER BY "userId", "runAfter" LIMIT 1) AS nx OFFSET 0) AS a
+        ) AS s
+    CROSS JOIN LATERAL (SELECT (SELECT "runAfter" FROM "visionJobs" WHERE status = 'pending'
+            AND "userId" = s.u ORDER BY "userId", "runAfter" LIMIT 1) <= $1 AS ok OFFSET 0) AS h
+    WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $6) AND r.k < GREATEST(8, 2 * $5)),
+users AS MATERIALIZED (
+    SELECT r.u FROM ring AS r
+    WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $6) AND r.k < GREATEST(8, 2 * $5)
+        AND r.ok),
+busy AS (
+    SELECT "userId" AS u, count(*) AS running FROM "visionJobs"
+    WHERE status IN ('gemini_analyzing', 'deepseek_generating') GROUP BY "userId"),
+cand AS (
+    SELECT c.id, c."runAfter", COALESCE(b.running, 0) + c.k AS rank
+    FROM users AS w LEFT JOIN busy AS b ON b.u = w.u CROSS JOIN LATERAL (
+        SELECT h.id, h."runAfter", row_number() OVER (ORDER BY h."runAfter", h.id) AS k
+        FROM (SELECT id, "runAfter" FROM "visionJobs"
+              WHERE status = 'pending' AND "userId" = w.u AND "runAfter" <= $1
+              ORDER BY "userId", "runAfter", id
+              LIMIT GREATEST(1, $5 + 1 - (SELECT count(*) FROM users))) AS h) AS c),
+top AS (
+    SELECT id, rank, "runAfter" FROM cand ORDER BY rank, "runAfter", id LIMIT 3 * $5),
 picked AS (
-    SELECT id FROM "visionJobs"
-    WHERE status = 'pending' AND "runAfter" <= $1
-    ORDER BY "runAfter", id LIMIT $5
-    FOR UPDATE SKIP LOCKED),
+    SELECT j.id FROM top JOIN "visionJobs" AS j ON j.id = top.id
+    WHERE j.status = 'pending' AND j."runAfter" <= $1
+    ORDER BY top.rank, top."runAfter", top.id LIMIT $5
+    FOR UPDATE OF j SKIP LOCKED),
 claimed AS (
     UPDATE "visionJobs" AS j SET
         status = CASE WHEN j."geminOutput" IS NULL THEN 'gemini_analyzing'
@@ -535,6 +621,18 @@ FROM "visionJobEvents" WHERE "jobId" = $1 ORDER BY id LIMIT $2;
 -- The status of each job among the ids $1 (a JSON array): which exist, and in what state.
 SELECT id, status FROM "visionJobs"
 WHERE id IN (SELECT (jsonb_array_elements_text($1::jsonb))::int);
+
+-- name: operator_waiting_by_user --
+-- `jobs stats`: the $1 users with the most waiting jobs, with their openId and running jobs.
+--   The fair claim takes turns between these users (issue 17); idx_fair, the waiting jobs by
+--   user, is counted alone.
+SELECT w."userId", u."openId", w.waiting,
+    (SELECT COUNT(*) FROM "visionJobs" AS r WHERE r."userId" = w."userId"
+        AND r.status IN ('gemini_analyzing', 'deepseek_generating')) AS running
+FROM (SELECT "userId", COUNT(*) AS waiting FROM "visionJobs" WHERE status = 'pending'
+      GROUP BY "userId" ORDER BY waiting DESC, "userId" LIMIT $1) AS w
+LEFT JOIN users AS u ON u.id = w."userId"
+ORDER BY w.waiting DESC, w."userId";
 
 -- name: operator_oldest_pending --
 -- `jobs stats`: when the oldest waiting job was created (NULL: none waits).

@@ -97,19 +97,57 @@ FROM "visionJobs" WHERE "userId" = ?1 ORDER BY "createdAt", id LIMIT ?2 OFFSET ?
 -- === jobs: the worker side ===================================================================
 
 -- name: claim_jobs --
--- Take up to ?4 waiting jobs whose runAfter has passed, oldest first, for worker ?1.
+-- Take up to ?4 waiting jobs whose runAfter has passed, round-robin over users, for worker ?1.
 --   Bumps the attempt (the fencing token), sets the lease, and moves each to the stage it
 --   resumes at (a job whose vision output is stored resumes at the content stage). SQLite has
 --   one writer at a time: nothing to skip.
+--   Fair (issue 17), as postgres.sql's: ring walks the users with waiting jobs, one probe of
+--   idx_fair each, from after user ?5 (the store's rotating cursor), wrapping once, until it
+--   has max(8, 2 x ?4) users with an eligible job (users); each offers its first eligible jobs
+--   in (runAfter, id) order, at most ?4 + 1 - (users in the window), the k-th ranked (jobs it
+--   runs now) + k; the lowest ranks win, ties by (runAfter, id).
+WITH RECURSIVE ring(u, wrapped, k) AS (
+    SELECT COALESCE(
+            (SELECT "userId" FROM "visionJobs" INDEXED BY idx_fair WHERE status = 'pending'
+             AND "userId" > ?5 ORDER BY "userId", "runAfter" LIMIT 1),
+            (SELECT "userId" FROM "visionJobs" INDEXED BY idx_fair WHERE status = 'pending'
+             ORDER BY "userId", "runAfter" LIMIT 1)),
+        NOT EXISTS (SELECT 1 FROM "visionJobs" INDEXED BY idx_fair
+            WHERE status = 'pending' AND "userId" > ?5), 0
+    UNION ALL
+    SELECT COALESCE(
+            (SELECT "userId" FROM "visionJobs" INDEXED BY idx_fair WHERE status = 'pending'
+             AND "userId" > r.u ORDER BY "userId", "runAfter" LIMIT 1),
+            CASE WHEN NOT r.wrapped THEN (SELECT "userId" FROM "visionJobs" INDEXED BY idx_fair
+                WHERE status = 'pending' ORDER BY "userId", "runAfter" LIMIT 1) END),
+        r.wrapped OR NOT EXISTS (SELECT 1 FROM "visionJobs" INDEXED BY idx_fair
+            WHERE status = 'pending' AND "userId" > r.u),
+        r.k + EXISTS (SELECT 1 FROM "visionJobs" INDEXED BY idx_fair WHERE status = 'pending'
+            AND "userId" = r.u AND "runAfter" <= ?2)
+    FROM ring AS r
+    WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > ?5) AND r.k < max(8, 2 * ?4)),
+users AS MATERIALIZED (
+    SELECT r.u, (SELECT count(*) FROM "visionJobs" AS b WHERE b."userId" = r.u
+            AND b.status IN ('gemini_analyzing', 'deepseek_generating')) AS running
+    FROM ring AS r
+    WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > ?5) AND r.k < max(8, 2 * ?4)
+        AND EXISTS (SELECT 1 FROM "visionJobs" INDEXED BY idx_fair WHERE status = 'pending'
+            AND "userId" = r.u AND "runAfter" <= ?2)),
+cand AS (
+    SELECT j.id, j."runAfter", w.running + row_number() OVER (
+            PARTITION BY j."userId" ORDER BY j."runAfter", j.id) AS rank
+    FROM users AS w JOIN "visionJobs" AS j ON j.id IN (
+        SELECT id FROM "visionJobs" INDEXED BY idx_fair
+        WHERE status = 'pending' AND "userId" = w.u AND "runAfter" <= ?2
+        ORDER BY "userId", "runAfter", id
+        LIMIT max(1, ?4 + 1 - (SELECT count(*) FROM users))))
 UPDATE "visionJobs" SET
     status = CASE WHEN "geminOutput" IS NULL THEN 'gemini_analyzing'
                   ELSE 'deepseek_generating' END,
     progress = CASE WHEN "geminOutput" IS NULL THEN 25 ELSE 60 END,
     attempt = attempt + 1, "lockedBy" = ?1, "lockedAt" = ?2, "leaseExpiresAt" = ?3,
     "updatedAt" = ?2
-WHERE id IN (SELECT id FROM "visionJobs"
-             WHERE status = 'pending' AND "runAfter" <= ?2
-             ORDER BY "runAfter", id LIMIT ?4)
+WHERE id IN (SELECT id FROM cand ORDER BY rank, "runAfter", id LIMIT ?4)
 RETURNING id, "userId", "imageUrl", "imageContext", "analysisPurpose", "outputFormat",
     "creativityLevel", "additionalInstructions", status, "geminOutput", "retryCount",
     "maxRetries", attempt, "lockedAt", "bypassCache";
@@ -503,6 +541,18 @@ FROM "visionJobEvents" WHERE "jobId" = ?1 ORDER BY id LIMIT ?2;
 -- name: operator_job_states --
 -- The status of each job among the ids ?1 (a JSON array): which exist, and in what state.
 SELECT id, status FROM "visionJobs" WHERE id IN (SELECT value FROM json_each(?1));
+
+-- name: operator_waiting_by_user --
+-- `jobs stats`: the ?1 users with the most waiting jobs, with their openId and running jobs.
+--   The fair claim takes turns between these users (issue 17); idx_fair, the waiting jobs by
+--   user, is counted alone.
+SELECT w."userId", u."openId", w.waiting,
+    (SELECT COUNT(*) FROM "visionJobs" AS r WHERE r."userId" = w."userId"
+        AND r.status IN ('gemini_analyzing', 'deepseek_generating')) AS running
+FROM (SELECT "userId", COUNT(*) AS waiting FROM "visionJobs" WHERE status = 'pending'
+      GROUP BY "userId" ORDER BY waiting DESC, "userId" LIMIT ?1) AS w
+LEFT JOIN users AS u ON u.id = w."userId"
+ORDER BY w.waiting DESC, w."userId";
 
 -- name: operator_oldest_pending --
 -- `jobs stats`: when the oldest waiting job was created (NULL: none waits).

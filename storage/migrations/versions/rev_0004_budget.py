@@ -3,7 +3,7 @@ and the index the housekeeping clears old keys by) and the users' daily spending
 (users.dailyBudgetUsd, and the index a user's spend today is read by), issue 17.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
