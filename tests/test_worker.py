@@ -135,7 +135,9 @@ async def test_retry_after_from_the_provider_is_honoured(database_url: str) -> N
     ):  # fmt: skip
         [job_id] = await create(store)
         assert (await finished(store, job_id))["status"] == "complete"
-        assert vision.times[1] - vision.times[0] >= 0.4
+        # runAfter is stored to the millisecond, so the wait may come out a millisecond short
+        # of 0.4 s (seen once: 0.3996 s); without Retry-After it would be the 1 ms backoff.
+        assert vision.times[1] - vision.times[0] >= 0.4 - 0.002
 
 
 async def test_a_final_error_fails_the_job_at_once(database_url: str) -> None:
