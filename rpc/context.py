@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 
 from rpc import security
+from rpc.procedures.budgets import NoBudgetMemo
 from rpc.procedures.live import LiveProgress
 from rpc.procedures.quotas import Quotas
 from rpc.procedures.upload_quotas import UploadQuotas
@@ -36,6 +37,8 @@ class Services:
     quotas: Quotas = field(default_factory=Quotas)
     # uploadImage's limits (the per-minute window, the per-user storing locks).
     uploads: UploadQuotas = field(default_factory=UploadQuotas)
+    # createJob's budget check: the users lately found without a budget (no read for a while).
+    budgets: NoBudgetMemo = field(default_factory=NoBudgetMemo)
     # The calls of streamed (JSON Lines) batches, kept until they finish: a call keeps
     # running when its client leaves mid-stream (rpc.wire.jsonl).
     running: set[asyncio.Future[Any]] = field(default_factory=set)

@@ -23,7 +23,12 @@ import httpx
 import pytest
 
 from rpc import cli
+from rpc.auth.sessions import Caller
+from rpc.config import Settings
+from rpc.procedures import budgets
 from rpc.procedures.budgets import midnight
+from rpc.wire.errors import TRPCError
+from storage.budgets import UserSpend
 from storage.jobstate import Outcome, Stage
 from storage.records import AttemptRecord, NewJob, Outputs
 from storage.store import JobStore
@@ -274,3 +279,48 @@ async def test_the_spend_is_the_cost_of_the_attempts_the_worker_wrote(store: Job
     assert (await store.user_spend(user_id, 1.0, today)).spent == pytest.approx(0.75)  # type: ignore[union-attr]
     tomorrow = today + timedelta(days=1)
     assert (await store.user_spend(user_id, 1.0, tomorrow)).spent == 0  # type: ignore[union-attr]
+
+
+class _Spends:
+    """A store's ``user_spend`` as the check calls it, counting the reads."""
+
+    def __init__(self, budget: float | None, spent: float) -> None:
+        self.reads = 0
+        self.row = UserSpend("user", budget, spent)
+
+    async def user_spend(self, user_id: int, default: float, today: datetime) -> UserSpend:
+        self.reads += 1
+        return self.row
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_user_without_any_budget_is_not_read_again_for_a_few_seconds(
+    monkeypatch: pytest.MonkeyPatch, anyio_backend: str
+) -> None:
+    """With no default budget, a user just found without one of their own costs createJob no
+    read for NO_BUDGET_SECONDS; with a default, or a budget of their own, every call reads."""
+    clock = [100.0]
+    monkeypatch.setattr(budgets.time, "monotonic", lambda: clock[0])
+    caller = Caller(7, "memo", "user")
+    free, memo = _Spends(None, 5.0), budgets.NoBudgetMemo()
+    no_default = Settings(user_daily_budget_usd=0)
+    for _ in range(3):
+        await budgets.check(free, no_default, caller, memo)  # type: ignore[arg-type]
+    assert free.reads == 1
+    clock[0] += budgets.NO_BUDGET_SECONDS + 0.01
+    await budgets.check(free, no_default, caller, memo)  # type: ignore[arg-type]
+    assert free.reads == 2
+    # Their own budget (set meanwhile): read every time, and refused once spent.
+    own = _Spends(1.0, 5.0)
+    clock[0] += budgets.NO_BUDGET_SECONDS + 0.01
+    for _ in range(2):
+        with pytest.raises(TRPCError) as refused:
+            await budgets.check(own, no_default, caller, memo)  # type: ignore[arg-type]
+        assert refused.value.code == "PAYMENT_REQUIRED"
+    assert own.reads == 2
+    # A default budget: every call reads (the user's spend is what decides).
+    with_default, memo = _Spends(None, 0.5), budgets.NoBudgetMemo()
+    for _ in range(2):
+        await budgets.check(with_default, Settings(user_daily_budget_usd=1), caller, memo)  # type: ignore[arg-type]
+    assert with_default.reads == 2

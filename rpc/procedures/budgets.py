@@ -14,13 +14,19 @@ What this module promises:
 
 Cost: one read per createJob of a user who is not an admin (``user_spend_today``: the users
 row, and only when a budget applies, the sum over the user's jobs changed today by the
-(userId, updatedAt) index and their attempts by the (jobId, attempt) one).
+(userId, updatedAt) index and their attempts by the (jobId, attempt) one). With no default
+budget (USER_DAILY_BUDGET_USD=0, the default), a user found without a budget of their own is
+not read again for ``NO_BUDGET_SECONDS`` (``NoBudgetMemo``): the read, one round trip per
+createJob that the inserts' coalescing cannot share, halved the API's job creation with 100
+users (bench/RESULTS.md §20). So a budget set for such a user reaches a running server within
+those seconds, as a role change does.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -42,6 +48,27 @@ class Budget:
     usd: float | None  # None: no budget
     source: Source
     exempt: bool  # an admin
+
+
+# How long a user seen without any budget is not read again (rpc.auth.sessions.ROLE_SECONDS').
+NO_BUDGET_SECONDS = 2.0
+_MEMO_LIMIT = 100_000  # users remembered at most (then forgotten all at once)
+
+
+@dataclass
+class NoBudgetMemo:
+    """The users lately found without a budget while there is no default one: until when
+    each needs no read (per process; hangs off the app's services)."""
+
+    until: dict[int, float] = field(default_factory=dict)
+
+    def fresh(self, user_id: int, now: float) -> bool:
+        return self.until.get(user_id, 0.0) > now
+
+    def remember(self, user_id: int, now: float) -> None:
+        if len(self.until) >= _MEMO_LIMIT:
+            self.until.clear()
+        self.until[user_id] = now + NO_BUDGET_SECONDS
 
 
 def midnight(now: datetime) -> datetime:
@@ -66,16 +93,21 @@ def money(usd: float) -> str:
     return f"${usd:,.2f}"
 
 
-async def check(store: JobStore, settings: Settings, caller: Caller) -> None:
+async def check(store: JobStore, settings: Settings, caller: Caller, memo: NoBudgetMemo) -> None:
     """createJob's check: ``PAYMENT_REQUIRED`` when the caller's spend today reached their
-    budget. Admins are not read at all."""
+    budget. Admins are not read at all, nor (for a few seconds) a user just found without one."""
     if caller.role == "admin":
+        return
+    default = settings.user_daily_budget_usd
+    clock = time.monotonic()
+    if default <= 0 and memo.fresh(caller.user_id, clock):
         return
     now = utcnow()
     today = midnight(now)
-    default = settings.user_daily_budget_usd
     spend = await store.user_spend(caller.user_id, default, today)
     budget = budget_of(spend, default)
+    if budget.usd is None and default <= 0:
+        memo.remember(caller.user_id, clock)
     if budget.usd is None or spend is None or spend.spent is None:
         return
     if spend.spent >= budget.usd:

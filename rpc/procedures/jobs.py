@@ -163,7 +163,7 @@ async def create_job(ctx: Context, data: CreateJobInput) -> dict[str, Any]:
         held = await ctx.services.store.find_keyed_job(caller.user_id, key)
         if held is not None:
             return idempotency.answer(held, fingerprint)
-    await budgets.check(ctx.services.store, settings, caller)  # 402 once spent
+    await budgets.check(ctx.services.store, settings, caller, ctx.services.budgets)  # 402
     # 429/503 when over a quota; one user's creations are admitted one at a time.
     async with quotas.admit(ctx.services.quotas, settings, ctx.services.store, caller.user_id):
         created = await _create(
