@@ -103,7 +103,7 @@ def test_the_wheel_holds_every_module_and_sql_file(tmp_path: Path) -> None:
     expected = {
         str(p.relative_to(ROOT))
         for package in PACKAGES
-        for pattern in ("*.py", "*.sql", "py.typed", "*.html", "*.js", "*.css")  # ui: rpc/ui/static
+        for pattern in ("*.py", "*.sql", "py.typed", "*.html", "*.js", "*.css", "*.png")  # ui
         for p in (ROOT / package).rglob(pattern)
         if "__pycache__" not in p.parts
     }
@@ -111,3 +111,4 @@ def test_the_wheel_holds_every_module_and_sql_file(tmp_path: Path) -> None:
     assert not missing, f"not in the wheel: {missing}"
     assert any(n.endswith(".sql") for n in names), "no SQL file shipped"
     assert "rpc/ui/static/index.html" in names, "the built-in page is not shipped"
+    assert "rpc/ui/static/sample-brand.png" in names, "the walkthrough's image is not shipped"
