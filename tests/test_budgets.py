@@ -19,6 +19,7 @@ from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -290,6 +291,7 @@ class _Spends:
 
     async def user_spend(self, user_id: int, default: float, today: datetime) -> UserSpend:
         self.reads += 1
+        await anyio.sleep(0.01)
         return self.row
 
 
@@ -301,7 +303,7 @@ async def test_a_user_without_any_budget_is_not_read_again_for_a_few_seconds(
     """With no default budget, a user just found without one of their own costs createJob no
     read for NO_BUDGET_SECONDS; with a default, or a budget of their own, every call reads."""
     clock = [100.0]
-    monkeypatch.setattr(budgets.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(budgets, "monotonic", lambda: clock[0])
     caller = Caller(7, "memo", "user")
     free, memo = _Spends(None, 5.0), budgets.NoBudgetMemo()
     no_default = Settings(user_daily_budget_usd=0)
@@ -324,3 +326,9 @@ async def test_a_user_without_any_budget_is_not_read_again_for_a_few_seconds(
     for _ in range(2):
         await budgets.check(with_default, Settings(user_daily_budget_usd=1), caller, memo)  # type: ignore[arg-type]
     assert with_default.reads == 2
+    # Calls of one user that arrive together (a tRPC batch) share one read.
+    together, memo = _Spends(None, 0.0), budgets.NoBudgetMemo()
+    async with anyio.create_task_group() as tg:
+        for _ in range(5):
+            tg.start_soon(budgets.check, together, Settings(user_daily_budget_usd=1), caller, memo)
+    assert together.reads == 1 and memo.reading == {}

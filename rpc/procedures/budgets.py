@@ -24,10 +24,12 @@ those seconds, as a role change does.
 
 from __future__ import annotations
 
+import asyncio
 import math
-import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from time import monotonic
 from typing import TYPE_CHECKING, Any, Literal
 
 from rpc.wire.errors import TRPCError
@@ -58,9 +60,26 @@ _MEMO_LIMIT = 100_000  # users remembered at most (then forgotten all at once)
 @dataclass
 class NoBudgetMemo:
     """The users lately found without a budget while there is no default one: until when
-    each needs no read (per process; hangs off the app's services)."""
+    each needs no read; and the reads in flight, shared by the calls of one user that arrive
+    together (a batch of 50 createJob calls makes one read). Per process, on the services."""
 
     until: dict[int, float] = field(default_factory=dict)
+    reading: dict[int, asyncio.Future[UserSpend | None]] = field(default_factory=dict)
+
+    async def read(
+        self, user_id: int, load: Callable[[], Awaitable[UserSpend | None]]
+    ) -> UserSpend | None:
+        task = self.reading.get(user_id)
+        if task is None:
+            task = asyncio.ensure_future(load())
+            self.reading[user_id] = task
+
+            def done(finished: asyncio.Future[UserSpend | None]) -> None:
+                if self.reading.get(user_id) is finished:
+                    del self.reading[user_id]
+
+            task.add_done_callback(done)
+        return await asyncio.shield(task)
 
     def fresh(self, user_id: int, now: float) -> bool:
         return self.until.get(user_id, 0.0) > now
@@ -99,12 +118,14 @@ async def check(store: JobStore, settings: Settings, caller: Caller, memo: NoBud
     if caller.role == "admin":
         return
     default = settings.user_daily_budget_usd
-    clock = time.monotonic()
+    clock = monotonic()
     if default <= 0 and memo.fresh(caller.user_id, clock):
         return
     now = utcnow()
     today = midnight(now)
-    spend = await store.user_spend(caller.user_id, default, today)
+    spend = await memo.read(
+        caller.user_id, lambda: store.user_spend(caller.user_id, default, today)
+    )
     budget = budget_of(spend, default)
     if budget.usd is None and default <= 0:
         memo.remember(caller.user_id, clock)
