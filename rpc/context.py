@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 
 from rpc import security
-from rpc.procedures.budgets import NoBudgetMemo
+from rpc.procedures.budget_memo import NoBudgetMemo
 from rpc.procedures.live import LiveProgress
 from rpc.procedures.quotas import Quotas
 from rpc.procedures.upload_quotas import UploadQuotas

@@ -435,7 +435,8 @@ def test_a_user_cannot_read_another_users_job(server: Server, images: str) -> No
         assert get(owner, USAGE, {"jobId": 10**9}).json()["error"]["data"]["code"] == "NOT_FOUND"
         usage = get(owner, USAGE, {"jobId": job_id}).json()["result"]["data"]
         assert set(usage) == {"geminiInputTokens", "geminiOutputTokens", "deepseekInputTokens",
-                              "deepseekOutputTokens", "attempts", "costUsd"}  # fmt: skip
+                              "deepseekOutputTokens", "attempts", "costUsd", "visionCachedFrom",
+                              "contentCachedFrom"}  # fmt: skip
 
 
 def test_an_unknown_job_is_not_found(server: Server) -> None:

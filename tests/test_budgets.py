@@ -27,6 +27,7 @@ from rpc import cli
 from rpc.auth.sessions import Caller
 from rpc.config import Settings
 from rpc.procedures import budgets
+from rpc.procedures.budget_memo import NO_BUDGET_SECONDS, NoBudgetMemo
 from rpc.procedures.budgets import midnight
 from rpc.wire.errors import TRPCError
 from storage.budgets import UserSpend
@@ -305,29 +306,29 @@ async def test_a_user_without_any_budget_is_not_read_again_for_a_few_seconds(
     clock = [100.0]
     monkeypatch.setattr(budgets, "monotonic", lambda: clock[0])
     caller = Caller(7, "memo", "user")
-    free, memo = _Spends(None, 5.0), budgets.NoBudgetMemo()
+    free, memo = _Spends(None, 5.0), NoBudgetMemo()
     no_default = Settings(user_daily_budget_usd=0)
     for _ in range(3):
         await budgets.check(free, no_default, caller, memo)  # type: ignore[arg-type]
     assert free.reads == 1
-    clock[0] += budgets.NO_BUDGET_SECONDS + 0.01
+    clock[0] += NO_BUDGET_SECONDS + 0.01
     await budgets.check(free, no_default, caller, memo)  # type: ignore[arg-type]
     assert free.reads == 2
     # Their own budget (set meanwhile): read every time, and refused once spent.
     own = _Spends(1.0, 5.0)
-    clock[0] += budgets.NO_BUDGET_SECONDS + 0.01
+    clock[0] += NO_BUDGET_SECONDS + 0.01
     for _ in range(2):
         with pytest.raises(TRPCError) as refused:
             await budgets.check(own, no_default, caller, memo)  # type: ignore[arg-type]
         assert refused.value.code == "PAYMENT_REQUIRED"
     assert own.reads == 2
     # A default budget: every call reads (the user's spend is what decides).
-    with_default, memo = _Spends(None, 0.5), budgets.NoBudgetMemo()
+    with_default, memo = _Spends(None, 0.5), NoBudgetMemo()
     for _ in range(2):
         await budgets.check(with_default, Settings(user_daily_budget_usd=1), caller, memo)  # type: ignore[arg-type]
     assert with_default.reads == 2
     # Calls of one user that arrive together (a tRPC batch) share one read.
-    together, memo = _Spends(None, 0.0), budgets.NoBudgetMemo()
+    together, memo = _Spends(None, 0.0), NoBudgetMemo()
     async with anyio.create_task_group() as tg:
         for _ in range(5):
             tg.start_soon(budgets.check, together, Settings(user_daily_budget_usd=1), caller, memo)

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from pipeline.errors import ImageError
 from pipeline.images import decode_data_url
-from rpc.procedures.jobs import CreateJobInput
+from rpc.procedures.job_inputs import CreateJobInput
 from rpc.wire.validation import issues
 from tests.support import png_bytes
 

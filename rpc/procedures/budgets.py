@@ -24,14 +24,13 @@ those seconds, as a role change does.
 
 from __future__ import annotations
 
-import asyncio
 import math
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Literal
 
+from rpc.procedures.budget_memo import NoBudgetMemo
 from rpc.wire.errors import TRPCError
 from storage.timeutil import utcnow
 
@@ -50,44 +49,6 @@ class Budget:
     usd: float | None  # None: no budget
     source: Source
     exempt: bool  # an admin
-
-
-# How long a user seen without any budget is not read again (rpc.auth.sessions.ROLE_SECONDS').
-NO_BUDGET_SECONDS = 2.0
-_MEMO_LIMIT = 100_000  # users remembered at most (then forgotten all at once)
-
-
-@dataclass
-class NoBudgetMemo:
-    """The users lately found without a budget while there is no default one: until when
-    each needs no read; and the reads in flight, shared by the calls of one user that arrive
-    together (a batch of 50 createJob calls makes one read). Per process, on the services."""
-
-    until: dict[int, float] = field(default_factory=dict)
-    reading: dict[int, asyncio.Future[UserSpend | None]] = field(default_factory=dict)
-
-    async def read(
-        self, user_id: int, load: Callable[[], Awaitable[UserSpend | None]]
-    ) -> UserSpend | None:
-        task = self.reading.get(user_id)
-        if task is None:
-            task = asyncio.ensure_future(load())
-            self.reading[user_id] = task
-
-            def done(finished: asyncio.Future[UserSpend | None]) -> None:
-                if self.reading.get(user_id) is finished:
-                    del self.reading[user_id]
-
-            task.add_done_callback(done)
-        return await asyncio.shield(task)
-
-    def fresh(self, user_id: int, now: float) -> bool:
-        return self.until.get(user_id, 0.0) > now
-
-    def remember(self, user_id: int, now: float) -> None:
-        if len(self.until) >= _MEMO_LIMIT:
-            self.until.clear()
-        self.until[user_id] = now + NO_BUDGET_SECONDS
 
 
 def midnight(now: datetime) -> datetime:

@@ -19,7 +19,7 @@ from rpc.wire.errors import TRPCError
 from storage.images import image_path
 
 if TYPE_CHECKING:
-    from rpc.procedures.jobs import CreateJobInput
+    from rpc.procedures.job_inputs import CreateJobInput
     from storage.budgets import KeyedJob
     from storage.records import NewImage
 

@@ -4,21 +4,21 @@ rooms, importable and testable alone; to add a procedure, write it there and lis
 
 from __future__ import annotations
 
-from rpc.procedures import admin, budgets, jobs, progress, template, uploads
+from rpc.procedures import admin, budgets, job_inputs, jobs, progress, template, uploads
 from rpc.wire.router import Procedure, Router
 
 PROCEDURES: tuple[Procedure, ...] = (
-    # visionPipeline (rpc.procedures.jobs, rpc.procedures.progress)
+    # visionPipeline (rpc.procedures.jobs, .job_inputs, .progress, .budgets)
     Procedure("visionPipeline.createJob", "mutation", jobs.create_job,
-              jobs.CreateJobInput, guard="user"),
+              job_inputs.CreateJobInput, guard="user"),
     Procedure("visionPipeline.getJobStatus", "query", jobs.get_job_status,
-              jobs.JobIdInput, guard="user"),
+              job_inputs.JobIdInput, guard="user"),
     Procedure("visionPipeline.getWorkerStatus", "query", jobs.get_worker_status, guard="admin"),
     Procedure("visionPipeline.getJobUsage", "query", jobs.get_job_usage,
-              jobs.JobIdInput, guard="user"),
+              job_inputs.JobIdInput, guard="user"),
     Procedure("visionPipeline.getUsage", "query", budgets.get_usage, guard="user"),
     Procedure("visionPipeline.getJobHistory", "query", jobs.get_job_history,
-              jobs.HistoryInput, input_optional=True, guard="user"),
+              job_inputs.HistoryInput, input_optional=True, guard="user"),
     Procedure("visionPipeline.onJobProgress", "subscription", progress.on_job_progress,
               progress.JobProgressInput, guard="user"),
     Procedure("visionPipeline.onMyJobs", "subscription", progress.on_my_jobs,
