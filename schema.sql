@@ -138,7 +138,7 @@ CREATE TABLE "visionJobs" (
 
 CREATE INDEX idx_claim ON "visionJobs" ("runAfter", id) WHERE status = 'pending';
 
-CREATE INDEX "idx_contentCacheKey" ON "visionJobs" ("contentCacheKey");
+CREATE INDEX "idx_contentCacheKey" ON "visionJobs" ("contentCacheKey") WHERE "contentCacheKey" IS NOT NULL;
 
 CREATE INDEX "idx_createdAt" ON "visionJobs" ("createdAt");
 
@@ -162,7 +162,7 @@ CREATE INDEX "idx_userId_status" ON "visionJobs" ("userId", status);
 
 CREATE INDEX "idx_userId_updatedAt" ON "visionJobs" ("userId", "updatedAt");
 
-CREATE INDEX "idx_visionCacheKey" ON "visionJobs" ("visionCacheKey");
+CREATE INDEX "idx_visionCacheKey" ON "visionJobs" ("visionCacheKey") WHERE "visionCacheKey" IS NOT NULL;
 
 CREATE UNIQUE INDEX "uq_jobs_userId_idempotencyKey" ON "visionJobs" ("userId", "idempotencyKey") WHERE "idempotencyKey" IS NOT NULL;
 
@@ -342,7 +342,7 @@ CREATE TABLE "visionJobs" (
 
 CREATE INDEX idx_claim ON "visionJobs" ("runAfter", id) WHERE status = 'pending';
 
-CREATE INDEX "idx_contentCacheKey" ON "visionJobs" ("contentCacheKey");
+CREATE INDEX "idx_contentCacheKey" ON "visionJobs" ("contentCacheKey") WHERE "contentCacheKey" IS NOT NULL;
 
 CREATE INDEX "idx_createdAt" ON "visionJobs" ("createdAt");
 
@@ -366,7 +366,7 @@ CREATE INDEX "idx_userId_status" ON "visionJobs" ("userId", status);
 
 CREATE INDEX "idx_userId_updatedAt" ON "visionJobs" ("userId", "updatedAt");
 
-CREATE INDEX "idx_visionCacheKey" ON "visionJobs" ("visionCacheKey");
+CREATE INDEX "idx_visionCacheKey" ON "visionJobs" ("visionCacheKey") WHERE "visionCacheKey" IS NOT NULL;
 
 CREATE UNIQUE INDEX "uq_jobs_userId_idempotencyKey" ON "visionJobs" ("userId", "idempotencyKey") WHERE "idempotencyKey" IS NOT NULL;
 

@@ -32,6 +32,11 @@ FINISHED_JOB = "status IN ('complete', 'error')"
 # Jobs created with an idempotencyKey still held (createJob, issue 17): the housekeeping
 # clears keys older than 24 hours, so both indexes hold a day's keyed jobs at most.
 KEYED_JOB = '"idempotencyKey" IS NOT NULL'
+# The result cache's keys, set by the stage that paid for an answer (issue 17): their indexes
+# hold those jobs only, so the updates that leave a key NULL (a claim, a failure, a job run
+# with the cache off) write no entry into them.
+VISION_KEYED_JOB = '"visionCacheKey" IS NOT NULL'
+CONTENT_KEYED_JOB = '"contentCacheKey" IS NOT NULL'
 
 
 class User(SQLModel, table=True):
@@ -117,9 +122,19 @@ class VisionJob(SQLModel, table=True):
         ),
         # The result cache (pipeline.cache): a stage's answer by its key, newest first; a
         # lookup also names the user unless CACHE_SCOPE=global (a key is a SHA-256: a few
-        # rows at most share one).
-        sa.Index("idx_visionCacheKey", "visionCacheKey"),
-        sa.Index("idx_contentCacheKey", "contentCacheKey"),
+        # rows at most share one). Partial: a lookup's `key = $1` implies the condition.
+        sa.Index(
+            "idx_visionCacheKey",
+            "visionCacheKey",
+            sqlite_where=sa.text(VISION_KEYED_JOB),
+            postgresql_where=sa.text(VISION_KEYED_JOB),
+        ),
+        sa.Index(
+            "idx_contentCacheKey",
+            "contentCacheKey",
+            sqlite_where=sa.text(CONTENT_KEYED_JOB),
+            postgresql_where=sa.text(CONTENT_KEYED_JOB),
+        ),
         # createJob's idempotencyKey: one job per (user, key), also when two API processes
         # insert at once; partial, so the jobs without a key (and cleared ones) are not in it.
         sa.Index(

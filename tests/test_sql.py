@@ -141,3 +141,44 @@ def test_every_postgresql_statement_prepares_on_a_fresh_database(pg_url: str) ->
             await conn.close()
 
     anyio.run(prepare_all)
+
+
+# The result cache's lookups name `key = $1`, which implies the partial indexes' `key IS NOT
+# NULL`: each backend must see that, or a lookup would read the whole table.
+CACHE_LOOKUPS = {"cache_vision_answer": "idx_visionCacheKey",
+                 "cache_content_answer": "idx_contentCacheKey"}  # fmt: skip
+
+
+def test_the_cache_lookups_use_their_partial_index_on_sqlite(tmp_path: Path) -> None:
+    path = tmp_path / "fresh.db"
+    anyio.run(push, parse_database_url(f"sqlite:///{path}"))
+    conn = sqlite3.connect(path)
+    try:
+        for name, index in CACHE_LOOKUPS.items():
+            sql = _texts("sqlite")[name]
+            plan = conn.execute("EXPLAIN QUERY PLAN " + sql, ["k" * 64, "2026-01-01", 1]).fetchall()
+            assert any(f"INDEX {index} " in str(row[-1]) for row in plan), (name, plan)
+    finally:
+        conn.close()
+
+
+@pytest.mark.postgres
+def test_the_cache_lookups_use_their_partial_index_on_postgresql(pg_url: str) -> None:
+    reset_database(pg_url)
+
+    async def plans() -> dict[str, str]:
+        conn = await asyncpg.connect(pg_url)
+        try:
+            await conn.execute("SET enable_seqscan = off")  # an empty table: force the question
+            found = {}
+            for name in CACHE_LOOKUPS:
+                sql = _texts("postgres")[name].replace("$1", "'k'").replace("$2", "now()")
+                sql = sql.replace("$3::integer", "1")
+                rows = await conn.fetch("EXPLAIN " + sql)
+                found[name] = "\n".join(r[0] for r in rows)
+            return found
+        finally:
+            await conn.close()
+
+    for name, plan in anyio.run(plans).items():
+        assert CACHE_LOOKUPS[name] in plan, (name, plan)

@@ -41,7 +41,12 @@ def _columns() -> dict[str, list[sa.Column[object]]]:
     }
 
 
-_INDEXES = (("idx_visionCacheKey", "visionCacheKey"), ("idx_contentCacheKey", "contentCacheKey"))
+# Partial (the keyed jobs only): the text is storage.tables' conditions as of this revision,
+# frozen here so that the revision does not change when the models do.
+_INDEXES = (
+    ("idx_visionCacheKey", "visionCacheKey", '"visionCacheKey" IS NOT NULL'),
+    ("idx_contentCacheKey", "contentCacheKey", '"contentCacheKey" IS NOT NULL'),
+)
 
 
 def upgrade() -> None:
@@ -54,13 +59,20 @@ def upgrade() -> None:
             if column.name not in existing:
                 op.add_column(table, column)
     indexes = {i["name"] for i in inspector.get_indexes("visionJobs")}
-    for index, column_name in _INDEXES:
+    for index, column_name, where in _INDEXES:
         if index not in indexes:
-            op.create_index(index, "visionJobs", [column_name])
+            condition = sa.text(where)
+            op.create_index(
+                index,
+                "visionJobs",
+                [column_name],
+                sqlite_where=condition,
+                postgresql_where=condition,
+            )
 
 
 def downgrade() -> None:
-    for index, _ in _INDEXES:
+    for index, _, _ in _INDEXES:
         op.drop_index(index, table_name="visionJobs")
     # Plain DROP COLUMN (SQLite 3.35+): a batch would copy visionJobs into a new table and
     # lose its triggers.
