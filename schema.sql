@@ -346,7 +346,7 @@ CREATE INDEX "idx_contentCacheKey" ON "visionJobs" ("contentCacheKey") WHERE "co
 
 CREATE INDEX "idx_createdAt" ON "visionJobs" ("createdAt");
 
-CREATE INDEX idx_fair ON "visionJobs" ("userId", "runAfter", id) WHERE status = 'pending';
+CREATE INDEX idx_fair ON "visionJobs" ("userId", "runAfter", id) WHERE (status = 'pending') IS TRUE;
 
 CREATE INDEX idx_finished ON "visionJobs" ("updatedAt") WHERE status IN ('complete', 'error');
 

@@ -32,6 +32,12 @@ FINISHED_JOB = "status IN ('complete', 'error')"
 # Jobs created with an idempotencyKey still held (createJob, issue 17): the housekeeping
 # clears keys older than 24 hours, so both indexes hold a day's keyed jobs at most.
 KEYED_JOB = '"idempotencyKey" IS NOT NULL'
+# The fair claim's waiting jobs on PostgreSQL (postgres.sql's claim statements say it word for
+# word). Not `status = 'pending'`: idx_status can serve that, and once the statistics hold no
+# waiting job (ANALYZE of a drained queue, the usual state) the planner prefers it, a scan of
+# every waiting job per probe of the claim's walk over the users (bench/RESULTS.md §21). No
+# other index can serve this wording, so the claim keeps to idx_fair whatever the statistics.
+FAIR_WAITING_JOB = "(status = 'pending') IS TRUE"
 # The result cache's keys, set by the stage that paid for an answer (issue 17): their indexes
 # hold those jobs only, so the updates that leave a key NULL (a claim, a failure, a job run
 # with the cache off) write no entry into them.
@@ -76,14 +82,15 @@ class VisionJob(SQLModel, table=True):
             postgresql_where=sa.text("status = 'pending'"),
         ),
         # The fair claim (issue 17): the users with waiting jobs, one probe each, and each
-        # user's waiting jobs in claim order. Partial like idx_claim, worded the same.
+        # user's waiting jobs in claim order. Partial like idx_claim; on PostgreSQL worded so
+        # that only this index can serve the claim (see FAIR_WAITING_JOB).
         sa.Index(
             "idx_fair",
             "userId",
             "runAfter",
             "id",
             sqlite_where=sa.text("status = 'pending'"),
-            postgresql_where=sa.text("status = 'pending'"),
+            postgresql_where=sa.text(FAIR_WAITING_JOB),
         ),
         # The reaper looks only at running jobs, by lease expiry.
         sa.Index(

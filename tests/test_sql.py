@@ -182,3 +182,43 @@ def test_the_cache_lookups_use_their_partial_index_on_postgresql(pg_url: str) ->
 
     for name, plan in anyio.run(plans).items():
         assert CACHE_LOOKUPS[name] in plan, (name, plan)
+
+
+_USERS = """INSERT INTO users ("openId", name, role, "createdAt", "updatedAt", "lastSignedIn")
+    SELECT 'fair-' || g, 'u', 'user', now(), now(), now() FROM generate_series(1, 100) AS g"""
+_JOBS = """INSERT INTO "visionJobs" ("userId", "imageUrl", "analysisPurpose", "outputFormat",
+    "creativityLevel", status, progress, "retryCount", "maxRetries", "createdAt", "updatedAt",
+    "runAfter", attempt, "cancelRequested", "costUsd")
+    SELECT u.id, 'https://example.test/x.png', 'p', 'bullet_points', 1, $2, 0, 0, 3, now(),
+        now(), now(), 0, FALSE, 0
+    FROM generate_series(1, $1) AS g JOIN users AS u ON u."openId" = 'fair-' || (1 + g % 100)"""
+
+
+@pytest.mark.postgres
+def test_the_fair_claim_keeps_to_idx_fair_when_the_statistics_hold_no_waiting_job(
+    pg_url: str,
+) -> None:
+    """The usual state of a queue: ANALYZE saw it drained. Then a backlog arrives; a plan
+    that probes idx_status would read every waiting job per user it walks (RESULTS §21)."""
+    reset_database(pg_url)
+
+    async def plans() -> dict[str, str]:
+        conn = await asyncpg.connect(pg_url)
+        try:
+            await conn.execute(_USERS)
+            await conn.execute(_JOBS, 3000, "complete")
+            await conn.execute('ANALYZE "visionJobs"')
+            await conn.execute(_JOBS, 2000, "pending")
+            await conn.execute("SET plan_cache_mode = force_generic_plan")
+            now = await conn.fetchval("SELECT now()")
+            found = {}
+            for name, args in (("claim_jobs", ("w", now, now, 16, 0)),
+                               ("complete_and_claim", (now, "[]", "w", now, 16, 0))):  # fmt: skip
+                statement = await conn.prepare("EXPLAIN " + _texts("postgres")[name])
+                found[name] = "\n".join(r[0] for r in await statement.fetch(*args))
+            return found
+        finally:
+            await conn.close()
+
+    for name, plan in anyio.run(plans).items():
+        assert "idx_fair" in plan and "idx_status" not in plan, (name, plan)

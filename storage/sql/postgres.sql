@@ -105,24 +105,28 @@ FROM "visionJobs" WHERE "userId" = $1 ORDER BY "createdAt", id LIMIT $2 OFFSET $
 --   alone, and enough that the window offers $4 whenever it holds $4 (top: the best 3 x $4
 --   before the rows are read and locked). So a user with 10,000 waiting jobs does not delay
 --   another's single job past the next claim, and each user's jobs keep their order.
+--   The walk, the candidates and the pick say "(status = 'pending') IS TRUE", idx_fair's own
+--   condition, which idx_status cannot serve: with "status = 'pending'" a plan made from
+--   statistics that hold no waiting job (ANALYZE of a drained queue) reads every waiting job
+--   through idx_status at each probe (bench/RESULTS.md §21).
 WITH RECURSIVE ring(u, wrapped, ok, k) AS (
     SELECT s.u, s.wrapped, h.ok, 0
-    FROM (SELECT COALESCE(a.nx, (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
+    FROM (SELECT COALESCE(a.nx, (SELECT "userId" FROM "visionJobs" WHERE (status = 'pending') IS TRUE
                 ORDER BY "userId", "runAfter" LIMIT 1)) AS u, a.nx IS NULL AS wrapped
-          FROM (SELECT (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
+          FROM (SELECT (SELECT "userId" FROM "visionJobs" WHERE (status = 'pending') IS TRUE
                 AND "userId" > $5 ORDER BY "userId", "runAfter" LIMIT 1) AS nx) AS a) AS s
-    CROSS JOIN LATERAL (SELECT (SELECT "runAfter" FROM "visionJobs" WHERE status = 'pending'
+    CROSS JOIN LATERAL (SELECT (SELECT "runAfter" FROM "visionJobs" WHERE (status = 'pending') IS TRUE
             AND "userId" = s.u ORDER BY "userId", "runAfter" LIMIT 1) <= $2 AS ok OFFSET 0) AS h
     UNION ALL
     SELECT s.u, s.wrapped, h.ok, r.k + CASE WHEN r.ok THEN 1 ELSE 0 END
     FROM ring AS r CROSS JOIN LATERAL (
         SELECT COALESCE(a.nx, CASE WHEN NOT r.wrapped THEN (SELECT "userId" FROM "visionJobs"
-                WHERE status = 'pending' ORDER BY "userId", "runAfter" LIMIT 1) END) AS u,
+                WHERE (status = 'pending') IS TRUE ORDER BY "userId", "runAfter" LIMIT 1) END) AS u,
             r.wrapped OR a.nx IS NULL AS wrapped
-        FROM (SELECT (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
+        FROM (SELECT (SELECT "userId" FROM "visionJobs" WHERE (status = 'pending') IS TRUE
                 AND "userId" > r.u ORDER BY "userId", "runAfter" LIMIT 1) AS nx OFFSET 0) AS a
         ) AS s
-    CROSS JOIN LATERAL (SELECT (SELECT "runAfter" FROM "visionJobs" WHERE status = 'pending'
+    CROSS JOIN LATERAL (SELECT (SELECT "runAfter" FROM "visionJobs" WHERE (status = 'pending') IS TRUE
             AND "userId" = s.u ORDER BY "userId", "runAfter" LIMIT 1) <= $2 AS ok OFFSET 0) AS h
     WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $5) AND r.k < GREATEST(8, 2 * $4)),
 users AS MATERIALIZED (
@@ -137,14 +141,14 @@ cand AS (
     FROM users AS w LEFT JOIN busy AS b ON b.u = w.u CROSS JOIN LATERAL (
         SELECT h.id, h."runAfter", row_number() OVER (ORDER BY h."runAfter", h.id) AS k
         FROM (SELECT id, "runAfter" FROM "visionJobs"
-              WHERE status = 'pending' AND "userId" = w.u AND "runAfter" <= $2
+              WHERE (status = 'pending') IS TRUE AND "userId" = w.u AND "runAfter" <= $2
               ORDER BY "userId", "runAfter", id
               LIMIT GREATEST(1, $4 + 1 - (SELECT count(*) FROM users))) AS h) AS c),
 top AS (
     SELECT id, rank, "runAfter" FROM cand ORDER BY rank, "runAfter", id LIMIT 3 * $4),
 picked AS (
     SELECT j.id FROM top JOIN "visionJobs" AS j ON j.id = top.id
-    WHERE j.status = 'pending' AND j."runAfter" <= $2
+    WHERE (j.status = 'pending') IS TRUE AND j."runAfter" <= $2
     ORDER BY top.rank, top."runAfter", top.id LIMIT $4
     FOR UPDATE OF j SKIP LOCKED),
 claimed AS (
@@ -279,22 +283,22 @@ attempts AS (
     FROM done AS d JOIN v ON v.id = d.id AND v.attempt = d.attempt),
 ring(u, wrapped, ok, k) AS (
     SELECT s.u, s.wrapped, h.ok, 0
-    FROM (SELECT COALESCE(a.nx, (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
+    FROM (SELECT COALESCE(a.nx, (SELECT "userId" FROM "visionJobs" WHERE (status = 'pending') IS TRUE
                 ORDER BY "userId", "runAfter" LIMIT 1)) AS u, a.nx IS NULL AS wrapped
-          FROM (SELECT (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
+          FROM (SELECT (SELECT "userId" FROM "visionJobs" WHERE (status = 'pending') IS TRUE
                 AND "userId" > $6 ORDER BY "userId", "runAfter" LIMIT 1) AS nx) AS a) AS s
-    CROSS JOIN LATERAL (SELECT (SELECT "runAfter" FROM "visionJobs" WHERE status = 'pending'
+    CROSS JOIN LATERAL (SELECT (SELECT "runAfter" FROM "visionJobs" WHERE (status = 'pending') IS TRUE
             AND "userId" = s.u ORDER BY "userId", "runAfter" LIMIT 1) <= $1 AS ok OFFSET 0) AS h
     UNION ALL
     SELECT s.u, s.wrapped, h.ok, r.k + CASE WHEN r.ok THEN 1 ELSE 0 END
     FROM ring AS r CROSS JOIN LATERAL (
         SELECT COALESCE(a.nx, CASE WHEN NOT r.wrapped THEN (SELECT "userId" FROM "visionJobs"
-                WHERE status = 'pending' ORDER BY "userId", "runAfter" LIMIT 1) END) AS u,
+                WHERE (status = 'pending') IS TRUE ORDER BY "userId", "runAfter" LIMIT 1) END) AS u,
             r.wrapped OR a.nx IS NULL AS wrapped
-        FROM (SELECT (SELECT "userId" FROM "visionJobs" WHERE status = 'pending'
+        FROM (SELECT (SELECT "userId" FROM "visionJobs" WHERE (status = 'pending') IS TRUE
                 AND "userId" > r.u ORDER BY "userId", "runAfter" LIMIT 1) AS nx OFFSET 0) AS a
         ) AS s
-    CROSS JOIN LATERAL (SELECT (SELECT "runAfter" FROM "visionJobs" WHERE status = 'pending'
+    CROSS JOIN LATERAL (SELECT (SELECT "runAfter" FROM "visionJobs" WHERE (status = 'pending') IS TRUE
             AND "userId" = s.u ORDER BY "userId", "runAfter" LIMIT 1) <= $1 AS ok OFFSET 0) AS h
     WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $6) AND r.k < GREATEST(8, 2 * $5)),
 users AS MATERIALIZED (
@@ -309,14 +313,14 @@ cand AS (
     FROM users AS w LEFT JOIN busy AS b ON b.u = w.u CROSS JOIN LATERAL (
         SELECT h.id, h."runAfter", row_number() OVER (ORDER BY h."runAfter", h.id) AS k
         FROM (SELECT id, "runAfter" FROM "visionJobs"
-              WHERE status = 'pending' AND "userId" = w.u AND "runAfter" <= $1
+              WHERE (status = 'pending') IS TRUE AND "userId" = w.u AND "runAfter" <= $1
               ORDER BY "userId", "runAfter", id
               LIMIT GREATEST(1, $5 + 1 - (SELECT count(*) FROM users))) AS h) AS c),
 top AS (
     SELECT id, rank, "runAfter" FROM cand ORDER BY rank, "runAfter", id LIMIT 3 * $5),
 picked AS (
     SELECT j.id FROM top JOIN "visionJobs" AS j ON j.id = top.id
-    WHERE j.status = 'pending' AND j."runAfter" <= $1
+    WHERE (j.status = 'pending') IS TRUE AND j."runAfter" <= $1
     ORDER BY top.rank, top."runAfter", top.id LIMIT $5
     FOR UPDATE OF j SKIP LOCKED),
 claimed AS (
