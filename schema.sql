@@ -160,7 +160,7 @@ CREATE INDEX "idx_userId_createdAt" ON "visionJobs" ("userId", "createdAt", id);
 
 CREATE INDEX "idx_userId_status" ON "visionJobs" ("userId", status);
 
-CREATE INDEX "idx_userId_updatedAt" ON "visionJobs" ("userId", "updatedAt");
+CREATE INDEX "idx_userId_updatedAt" ON "visionJobs" ("userId", "updatedAt") WHERE status IN ('complete', 'error');
 
 CREATE INDEX "idx_visionCacheKey" ON "visionJobs" ("visionCacheKey") WHERE "visionCacheKey" IS NOT NULL;
 
@@ -364,7 +364,7 @@ CREATE INDEX "idx_userId_createdAt" ON "visionJobs" ("userId", "createdAt", id);
 
 CREATE INDEX "idx_userId_status" ON "visionJobs" ("userId", status);
 
-CREATE INDEX "idx_userId_updatedAt" ON "visionJobs" ("userId", "updatedAt");
+CREATE INDEX "idx_userId_updatedAt" ON "visionJobs" ("userId", "updatedAt") WHERE status IN ('complete', 'error');
 
 CREATE INDEX "idx_visionCacheKey" ON "visionJobs" ("visionCacheKey") WHERE "visionCacheKey" IS NOT NULL;
 

@@ -159,9 +159,16 @@ class VisionJob(SQLModel, table=True):
             sqlite_where=sa.text(KEYED_JOB),
             postgresql_where=sa.text(KEYED_JOB),
         ),
-        # A user's spend today (the budget): their jobs changed since midnight, whose attempts
-        # ended then (an attempt's end writes its job's updatedAt).
-        sa.Index("idx_userId_updatedAt", "userId", "updatedAt"),
+        # A user's spend today (the budget): their jobs finished since midnight (the rest are
+        # their unfinished jobs, idx_userId_status). Partial: written once per job, by its
+        # final transition, rather than by each of the userId-scattered updates of its life.
+        sa.Index(
+            "idx_userId_updatedAt",
+            "userId",
+            "updatedAt",
+            sqlite_where=sa.text(FINISHED_JOB),
+            postgresql_where=sa.text(FINISHED_JOB),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -278,7 +278,13 @@ async def test_the_spend_is_the_cost_of_the_attempts_the_worker_wrote(store: Job
     assert await store.complete_job(third, "[]", OUTPUTS, cached)
     spent = await store.user_spend(user_id, 0.0, today, always=True)
     assert spent is not None and spent.spent == pytest.approx(0.75)
+    # The retried job (pending, then running again) keeps its failed attempt's cost.
+    (again,) = await store.claim_jobs("w2", 1, lease)
+    assert again.id == second.id
     assert (await store.user_spend(user_id, 1.0, today)).spent == pytest.approx(0.75)  # type: ignore[union-attr]
+    failed_for_good = AttemptRecord(Outcome.ERROR, Stage.VISION, "no", cost_usd=0.125)
+    assert await store.end_attempt(again, failed_for_good)
+    assert (await store.user_spend(user_id, 1.0, today)).spent == pytest.approx(0.875)  # type: ignore[union-attr]
     tomorrow = today + timedelta(days=1)
     assert (await store.user_spend(user_id, 1.0, tomorrow)).spent == 0  # type: ignore[union-attr]
 

@@ -76,6 +76,24 @@ async def test_a_claim_larger_than_the_users_takes_several_jobs_of_each(store: J
     assert sorted(j.id for j in claimed) == sorted([a_ids[4], b_ids[4], *alone[:6]])
 
 
+async def test_a_large_claim_takes_a_quarter_of_itself_from_each_user_in_turn(
+    store: JobStore,
+) -> None:
+    # A claim of 16 serves users four consecutive jobs at a time (each user's jobs are
+    # neighbours in the table, so the claim and the stage writes touch a few pages, not 16),
+    # counting the jobs a user runs already: still round-robin, in quanta of n / 4.
+    users = [await _user(store, f"q{i}") for i in range(5)]
+    ids = {u: await _waiting(store, u, 10) for u in users}
+    first = await store.claim_jobs("w1", 16, LEASE)
+    assert [j.id for j in first] == [i for u in users[:4] for i in ids[u][:4]]
+    second = await store.claim_jobs("w1", 16, LEASE)
+    # The fifth user's first quantum, then the next quantum of the users who ran one (their
+    # fifth job ranks with the fifth user's second quantum; the oldest win the ties).
+    assert sorted(j.id for j in second) == sorted(
+        ids[users[4]][:4] + [i for u in users[:3] for i in ids[u][4:8]]
+    )
+
+
 async def test_users_past_the_window_are_served_in_turn(store: JobStore) -> None:
     # More users than one claim looks at (max(8, 2 x 4)): the window rotates, so none starves,
     # and the heavy user (the lowest id) gets no second job while lone users wait.

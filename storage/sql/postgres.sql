@@ -100,11 +100,15 @@ FROM "visionJobs" WHERE "userId" = $1 ORDER BY "createdAt", id LIMIT $2 OFFSET $
 --   max(8, 2 x $4) users with an eligible job (users): a claim costs a few
 --   probes per job it takes however many users wait, and the rotating start lets every user
 --   into a window in turn. Each of those users offers its first eligible jobs in (runAfter, id)
---   order, the k-th ranked (jobs it runs now, busy) + k; the lowest ranks win, ties by
---   (runAfter, id). A user offers at most $4 + 1 - (users in the window) jobs: still $4 when
---   alone, and enough that the window offers $4 whenever it holds $4 (top: the best 3 x $4
---   before the rows are read and locked). So a user with 10,000 waiting jobs does not delay
---   another's single job past the next claim, and each user's jobs keep their order.
+--   order, the k-th ranked ceil(((jobs it runs now, busy) + k) / q), q = max(1, $4 / 4): the
+--   turns are quanta of a quarter of the claim, so a claim of 16 takes four neighbouring jobs
+--   of each of four users (a user's jobs are neighbours in the table: the claim and the stage
+--   writes touch a few pages, not 16, bench/RESULTS.md §21), and a claim of up to 7 one job of
+--   each. The lowest ranks win, ties by (runAfter, id). A user offers at most
+--   max(q, $4 + 1 - (users in the window)) jobs: still $4 when alone, and enough that the
+--   window offers $4 whenever it holds $4 (top: the best 3 x $4 before the rows are read and
+--   locked). So a user with 10,000 waiting jobs does not delay another's single job past the
+--   next claim, and each user's jobs keep their order.
 --   The walk, the candidates and the pick say "(status = 'pending') IS TRUE", idx_fair's own
 --   condition, which idx_status cannot serve: with "status = 'pending'" a plan made from
 --   statistics that hold no waiting job (ANALYZE of a drained queue) reads every waiting job
@@ -137,13 +141,14 @@ busy AS (
     SELECT "userId" AS u, count(*) AS running FROM "visionJobs"
     WHERE status IN ('gemini_analyzing', 'deepseek_generating') GROUP BY "userId"),
 cand AS (
-    SELECT c.id, c."runAfter", COALESCE(b.running, 0) + c.k AS rank
+    SELECT c.id, c."runAfter",
+        (COALESCE(b.running, 0) + c.k + GREATEST(1, $4 / 4) - 1) / GREATEST(1, $4 / 4) AS rank
     FROM users AS w LEFT JOIN busy AS b ON b.u = w.u CROSS JOIN LATERAL (
         SELECT h.id, h."runAfter", row_number() OVER (ORDER BY h."runAfter", h.id) AS k
         FROM (SELECT id, "runAfter" FROM "visionJobs"
               WHERE (status = 'pending') IS TRUE AND "userId" = w.u AND "runAfter" <= $2
               ORDER BY "userId", "runAfter", id
-              LIMIT GREATEST(1, $4 + 1 - (SELECT count(*) FROM users))) AS h) AS c),
+              LIMIT GREATEST(1, $4 / 4, $4 + 1 - (SELECT count(*) FROM users))) AS h) AS c),
 top AS (
     SELECT id, rank, "runAfter" FROM cand ORDER BY rank, "runAfter", id LIMIT 3 * $4),
 picked AS (
@@ -309,13 +314,14 @@ busy AS (
     SELECT "userId" AS u, count(*) AS running FROM "visionJobs"
     WHERE status IN ('gemini_analyzing', 'deepseek_generating') GROUP BY "userId"),
 cand AS (
-    SELECT c.id, c."runAfter", COALESCE(b.running, 0) + c.k AS rank
+    SELECT c.id, c."runAfter",
+        (COALESCE(b.running, 0) + c.k + GREATEST(1, $5 / 4) - 1) / GREATEST(1, $5 / 4) AS rank
     FROM users AS w LEFT JOIN busy AS b ON b.u = w.u CROSS JOIN LATERAL (
         SELECT h.id, h."runAfter", row_number() OVER (ORDER BY h."runAfter", h.id) AS k
         FROM (SELECT id, "runAfter" FROM "visionJobs"
               WHERE (status = 'pending') IS TRUE AND "userId" = w.u AND "runAfter" <= $1
               ORDER BY "userId", "runAfter", id
-              LIMIT GREATEST(1, $5 + 1 - (SELECT count(*) FROM users))) AS h) AS c),
+              LIMIT GREATEST(1, $5 / 4, $5 + 1 - (SELECT count(*) FROM users))) AS h) AS c),
 top AS (
     SELECT id, rank, "runAfter" FROM cand ORDER BY rank, "runAfter", id LIMIT 3 * $5),
 picked AS (
@@ -935,13 +941,19 @@ WHERE id IN (SELECT id FROM "visionJobs"
 -- name: user_spend_today --
 -- The budget of user $1: role, own budget, and their spend since $4 (UTC midnight) when $3,
 --   or when a budget applies (theirs, else the default $2; not 0; admins are not asked):
---   the cost of the attempts that ended since, read through their jobs changed since (an
---   attempt's end writes its job's updatedAt), by the (userId, updatedAt) index.
+--   the cost of the attempts that ended since. Those are attempts of the user's jobs that
+--   finished since (a job's last transition writes its updatedAt: idx_userId_updatedAt,
+--   partial) or have not finished (idx_userId_status): a finished job's attempts all ended
+--   by then, and only a retry, which makes it unfinished again, adds one.
 SELECT u.role, u."dailyBudgetUsd" AS budget,
     CASE WHEN $3 OR COALESCE(u."dailyBudgetUsd", $2) > 0 THEN
-        (SELECT COALESCE(SUM(s."costUsd"), 0)
-         FROM "visionJobs" j JOIN "visionJobSessions" s ON s."jobId" = j.id
-         WHERE j."userId" = u.id AND j."updatedAt" >= $4 AND s."endedAt" >= $4)
+        (SELECT COALESCE(SUM(s."costUsd"), 0) FROM "visionJobSessions" s
+         WHERE s."endedAt" >= $4 AND s."jobId" IN (
+            SELECT id FROM "visionJobs" WHERE "userId" = u.id
+                AND status IN ('complete', 'error') AND "updatedAt" >= $4
+            UNION ALL
+            SELECT id FROM "visionJobs" WHERE "userId" = u.id
+                AND status IN ('pending', 'gemini_analyzing', 'deepseek_generating')))
     END AS spent
 FROM users u WHERE u.id = $1;
 

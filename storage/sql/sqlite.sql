@@ -104,8 +104,9 @@ FROM "visionJobs" WHERE "userId" = ?1 ORDER BY "createdAt", id LIMIT ?2 OFFSET ?
 --   Fair (issue 17), as postgres.sql's: ring walks the users with waiting jobs, one probe of
 --   idx_fair each, from after user ?5 (the store's rotating cursor), wrapping once, until it
 --   has max(8, 2 x ?4) users with an eligible job (users); each offers its first eligible jobs
---   in (runAfter, id) order, at most ?4 + 1 - (users in the window), the k-th ranked (jobs it
---   runs now) + k; the lowest ranks win, ties by (runAfter, id).
+--   in (runAfter, id) order, at most max(q, ?4 + 1 - (users in the window)), the k-th ranked
+--   ceil(((jobs it runs now) + k) / q), q = max(1, ?4 / 4): turns in quanta of a quarter of
+--   the claim, neighbouring rows; the lowest ranks win, ties by (runAfter, id).
 WITH RECURSIVE ring(u, wrapped, k) AS (
     SELECT COALESCE(
             (SELECT "userId" FROM "visionJobs" INDEXED BY idx_fair WHERE status = 'pending'
@@ -134,13 +135,14 @@ users AS MATERIALIZED (
         AND EXISTS (SELECT 1 FROM "visionJobs" INDEXED BY idx_fair WHERE status = 'pending'
             AND "userId" = r.u AND "runAfter" <= ?2)),
 cand AS (
-    SELECT j.id, j."runAfter", w.running + row_number() OVER (
-            PARTITION BY j."userId" ORDER BY j."runAfter", j.id) AS rank
+    SELECT j.id, j."runAfter", (w.running + row_number() OVER (
+            PARTITION BY j."userId" ORDER BY j."runAfter", j.id) + max(1, ?4 / 4) - 1)
+        / max(1, ?4 / 4) AS rank
     FROM users AS w JOIN "visionJobs" AS j ON j.id IN (
         SELECT id FROM "visionJobs" INDEXED BY idx_fair
         WHERE status = 'pending' AND "userId" = w.u AND "runAfter" <= ?2
         ORDER BY "userId", "runAfter", id
-        LIMIT max(1, ?4 + 1 - (SELECT count(*) FROM users))))
+        LIMIT max(1, ?4 / 4, ?4 + 1 - (SELECT count(*) FROM users))))
 UPDATE "visionJobs" SET
     status = CASE WHEN "geminOutput" IS NULL THEN 'gemini_analyzing'
                   ELSE 'deepseek_generating' END,
@@ -831,13 +833,19 @@ WHERE id IN (SELECT id FROM "visionJobs"
 -- name: user_spend_today --
 -- The budget of user ?1: role, own budget, and their spend since ?4 (UTC midnight) when ?3,
 --   or when a budget applies (theirs, else the default ?2; not 0; admins are not asked):
---   the cost of the attempts that ended since, read through their jobs changed since (an
---   attempt's end writes its job's updatedAt), by the (userId, updatedAt) index.
+--   the cost of the attempts that ended since. Those are attempts of the user's jobs that
+--   finished since (a job's last transition writes its updatedAt: idx_userId_updatedAt,
+--   partial) or have not finished (idx_userId_status): a finished job's attempts all ended
+--   by then, and only a retry, which makes it unfinished again, adds one.
 SELECT u.role, u."dailyBudgetUsd" AS budget,
     CASE WHEN ?3 OR COALESCE(u."dailyBudgetUsd", ?2) > 0 THEN
-        (SELECT COALESCE(SUM(s."costUsd"), 0)
-         FROM "visionJobs" j JOIN "visionJobSessions" s ON s."jobId" = j.id
-         WHERE j."userId" = u.id AND j."updatedAt" >= ?4 AND s."endedAt" >= ?4)
+        (SELECT COALESCE(SUM(s."costUsd"), 0) FROM "visionJobSessions" s
+         WHERE s."endedAt" >= ?4 AND s."jobId" IN (
+            SELECT id FROM "visionJobs" WHERE "userId" = u.id
+                AND status IN ('complete', 'error') AND "updatedAt" >= ?4
+            UNION ALL
+            SELECT id FROM "visionJobs" WHERE "userId" = u.id
+                AND status IN ('pending', 'gemini_analyzing', 'deepseek_generating')))
     END AS spent
 FROM users u WHERE u.id = ?1;
 

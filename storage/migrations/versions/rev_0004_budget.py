@@ -24,6 +24,8 @@ adds_columns = (
 
 # As storage/tables.py words it (the schema check compares the partial indexes by name).
 _KEYED = sa.text('"idempotencyKey" IS NOT NULL')
+# idx_userId_updatedAt holds finished jobs only (storage.tables.FINISHED_JOB, frozen here).
+_FINISHED = "status IN ('complete', 'error')"
 _COLUMNS = (
     ("visionJobs", sa.Column("idempotencyKey", sa.String(200), nullable=True)),
     ("visionJobs", sa.Column("idempotencyFingerprint", sa.String(64), nullable=True)),
@@ -59,7 +61,14 @@ def upgrade() -> None:
             postgresql_where=_KEYED,
         )
     if "idx_userId_updatedAt" not in indexes:
-        op.create_index("idx_userId_updatedAt", "visionJobs", ["userId", "updatedAt"])
+        finished = sa.text(_FINISHED)
+        op.create_index(
+            "idx_userId_updatedAt",
+            "visionJobs",
+            ["userId", "updatedAt"],
+            sqlite_where=finished,
+            postgresql_where=finished,
+        )
 
 
 def downgrade() -> None:
