@@ -109,10 +109,13 @@ FROM "visionJobs" WHERE "userId" = $1 ORDER BY "createdAt", id LIMIT $2 OFFSET $
 --   window offers $4 whenever it holds $4 (top: the best 3 x $4 before the rows are read and
 --   locked). So a user with 10,000 waiting jobs does not delay another's single job past the
 --   next claim, and each user's jobs keep their order.
---   The walk, the candidates and the pick say "(status = 'pending') IS TRUE", idx_fair's own
---   condition, which idx_status cannot serve: with "status = 'pending'" a plan made from
---   statistics that hold no waiting job (ANALYZE of a drained queue) reads every waiting job
---   through idx_status at each probe (bench/RESULTS.md §21).
+--   Plans that hold whatever the statistics say (bench/RESULTS.md §21): the walk and the
+--   candidates say "(status = 'pending') IS TRUE", idx_fair's own condition, which idx_status
+--   cannot serve (with "status = 'pending'", statistics holding no waiting job, an ANALYZE of a
+--   drained queue, made each probe read every waiting job through idx_status); the pick locks
+--   the chosen rows by the ctid the candidates read, a TID scan (joined by id, a plan made
+--   while the table was small read it whole), skipping a row locked, or updated since (its
+--   version moved); the claim keeps those still pending and due.
 WITH RECURSIVE ring(u, wrapped, ok, k) AS (
     SELECT s.u, s.wrapped, h.ok, 0
     FROM (SELECT COALESCE(a.nx, (SELECT "userId" FROM "visionJobs" WHERE (status = 'pending') IS TRUE
@@ -141,19 +144,19 @@ busy AS (
     SELECT "userId" AS u, count(*) AS running FROM "visionJobs"
     WHERE status IN ('gemini_analyzing', 'deepseek_generating') GROUP BY "userId"),
 cand AS (
-    SELECT c.id, c."runAfter",
+    SELECT c.id, c.ctid, c."runAfter",
         (COALESCE(b.running, 0) + c.k + GREATEST(1, $4 / 4) - 1) / GREATEST(1, $4 / 4) AS rank
     FROM users AS w LEFT JOIN busy AS b ON b.u = w.u CROSS JOIN LATERAL (
-        SELECT h.id, h."runAfter", row_number() OVER (ORDER BY h."runAfter", h.id) AS k
-        FROM (SELECT id, "runAfter" FROM "visionJobs"
+        SELECT h.id, h.ctid, h."runAfter", row_number() OVER (ORDER BY h."runAfter", h.id) AS k
+        FROM (SELECT id, ctid, "runAfter" FROM "visionJobs"
               WHERE (status = 'pending') IS TRUE AND "userId" = w.u AND "runAfter" <= $2
               ORDER BY "userId", "runAfter", id
               LIMIT GREATEST(1, $4 / 4, $4 + 1 - (SELECT count(*) FROM users))) AS h) AS c),
 top AS (
-    SELECT id, rank, "runAfter" FROM cand ORDER BY rank, "runAfter", id LIMIT 3 * $4),
+    SELECT id, ctid, rank, "runAfter" FROM cand ORDER BY rank, "runAfter", id LIMIT 3 * $4),
 picked AS (
-    SELECT j.id FROM top JOIN "visionJobs" AS j ON j.id = top.id
-    WHERE (j.status = 'pending') IS TRUE AND j."runAfter" <= $2
+    SELECT j.id, j.status AS was, j."runAfter" AS due
+    FROM top JOIN "visionJobs" AS j ON j.ctid = top.ctid
     ORDER BY top.rank, top."runAfter", top.id LIMIT $4
     FOR UPDATE OF j SKIP LOCKED),
 claimed AS (
@@ -163,7 +166,7 @@ claimed AS (
         progress = CASE WHEN j."geminOutput" IS NULL THEN 25 ELSE 60 END,
         attempt = j.attempt + 1, "lockedBy" = $1, "lockedAt" = $2,
         "leaseExpiresAt" = $3, "updatedAt" = $2
-    FROM picked WHERE j.id = picked.id
+    FROM picked WHERE j.id = picked.id AND picked.was = 'pending' AND picked.due <= $2
     RETURNING j.id, "userId", "imageUrl", "imageContext", "analysisPurpose", "outputFormat",
         "creativityLevel", "additionalInstructions", status, "geminOutput", "retryCount",
         "maxRetries", attempt, "lockedAt", "bypassCache")
@@ -314,19 +317,19 @@ busy AS (
     SELECT "userId" AS u, count(*) AS running FROM "visionJobs"
     WHERE status IN ('gemini_analyzing', 'deepseek_generating') GROUP BY "userId"),
 cand AS (
-    SELECT c.id, c."runAfter",
+    SELECT c.id, c.ctid, c."runAfter",
         (COALESCE(b.running, 0) + c.k + GREATEST(1, $5 / 4) - 1) / GREATEST(1, $5 / 4) AS rank
     FROM users AS w LEFT JOIN busy AS b ON b.u = w.u CROSS JOIN LATERAL (
-        SELECT h.id, h."runAfter", row_number() OVER (ORDER BY h."runAfter", h.id) AS k
-        FROM (SELECT id, "runAfter" FROM "visionJobs"
+        SELECT h.id, h.ctid, h."runAfter", row_number() OVER (ORDER BY h."runAfter", h.id) AS k
+        FROM (SELECT id, ctid, "runAfter" FROM "visionJobs"
               WHERE (status = 'pending') IS TRUE AND "userId" = w.u AND "runAfter" <= $1
               ORDER BY "userId", "runAfter", id
               LIMIT GREATEST(1, $5 / 4, $5 + 1 - (SELECT count(*) FROM users))) AS h) AS c),
 top AS (
-    SELECT id, rank, "runAfter" FROM cand ORDER BY rank, "runAfter", id LIMIT 3 * $5),
+    SELECT id, ctid, rank, "runAfter" FROM cand ORDER BY rank, "runAfter", id LIMIT 3 * $5),
 picked AS (
-    SELECT j.id FROM top JOIN "visionJobs" AS j ON j.id = top.id
-    WHERE (j.status = 'pending') IS TRUE AND j."runAfter" <= $1
+    SELECT j.id, j.status AS was, j."runAfter" AS due
+    FROM top JOIN "visionJobs" AS j ON j.ctid = top.ctid
     ORDER BY top.rank, top."runAfter", top.id LIMIT $5
     FOR UPDATE OF j SKIP LOCKED),
 claimed AS (
@@ -336,7 +339,7 @@ claimed AS (
         progress = CASE WHEN j."geminOutput" IS NULL THEN 25 ELSE 60 END,
         attempt = j.attempt + 1, "lockedBy" = $3, "lockedAt" = $1,
         "leaseExpiresAt" = $4, "updatedAt" = $1
-    FROM picked WHERE j.id = picked.id
+    FROM picked WHERE j.id = picked.id AND picked.was = 'pending' AND picked.due <= $1
     RETURNING j.id, "userId", "imageUrl", "imageContext", "analysisPurpose", "outputFormat",
         "creativityLevel", "additionalInstructions", status, "geminOutput", "retryCount",
         "maxRetries", attempt, "lockedAt", "bypassCache")
