@@ -11,12 +11,13 @@ ranges (see ``storage/sql/``): nothing here runs per request or per job.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from storage.driver import Driver, Work, execute, fetch_all, fetch_one
 from storage.jobstate import JobStatus
+from storage.operators import BACKLOG_COLUMNS, BACKLOG_USERS, UserBacklog
 from storage.queries import QUERIES
 from storage.timeutil import as_datetime, utcnow
 
@@ -60,6 +61,7 @@ class InFlight:
     worker_id: str | None
     attempt: int
     locked_at: datetime | None  # when the attempt's worker claimed it
+    streamed_chars: int | None = None  # the content streamed in so far (None: none yet)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,9 @@ class Overview:
     spend_per_day: list[DaySpend]  # days with finished jobs, newest first
     oldest_waiting: datetime | None  # the oldest pending job's createdAt
     cache_hits_today: int = 0  # stage answers reused by the jobs finished today (UTC)
+    # The users with the most waiting jobs, with their running ones: whom the fair claim
+    # takes turns between (issue 17; `jobs stats` lists the same).
+    waiting_by_user: list[UserBacklog] = field(default_factory=list)
 
 
 def _worker(row: Any) -> WorkerRow:
@@ -157,6 +162,7 @@ class DashboardStore:
         oldest = await read(fetch_one(QUERIES["operator_oldest_pending"]))
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
         hits = await read(fetch_one(QUERIES["dashboard_cache_hits"], midnight))
+        backlog = await read(fetch_all(QUERIES["operator_waiting_by_user"], BACKLOG_USERS))
         return Overview(
             now=now,
             counts={s.value: by_status.get(s.value, 0) for s in JobStatus},
@@ -167,6 +173,7 @@ class DashboardStore:
             spend_per_day=spend,
             oldest_waiting=as_datetime(oldest["oldest"]),
             cache_hits_today=int(hits["hits"]),
+            waiting_by_user=[UserBacklog(*(r[k] for k in BACKLOG_COLUMNS)) for r in backlog],
         )
 
     async def _spend_per_day(self, now: datetime) -> list[DaySpend]:
@@ -209,6 +216,7 @@ def _in_flight(row: Any) -> InFlight:
     return InFlight(
         int(row["jobId"]), int(row["userId"]), str(row["status"]), row["workerId"],
         int(row["attempt"]), as_datetime(row["lockedAt"]),
+        None if row["streamedChars"] is None else int(row["streamedChars"]),
     )  # fmt: skip
 
 

@@ -35,7 +35,8 @@ _TIMESTAMPS = frozenset(
         "lastSignedIn",
     }
 )
-_FLAGS = frozenset({"cancelRequested", "isTrainingData"})  # SQLite stores them as 0/1
+# SQLite stores them as 0/1.
+_FLAGS = frozenset({"cancelRequested", "isTrainingData", "bypassCache"})
 _FLOATS = frozenset({"costUsd", "creativityLevel"})  # PostgreSQL may hand back Decimals
 # A job's events are a handful (one per change of status); the cap guards `jobs show`.
 MAX_EVENTS_SHOWN = 1000

@@ -103,6 +103,8 @@ def test_the_overview_counts_jobs_run_through_the_api(
     assert len(flying) == 1
     assert flying[0]["status"] == "gemini_analyzing" and flying[0]["workerId"] == worker_id
     assert flying[0]["attempt"] == 1 and flying[0]["leaseAgeMs"] >= 0
+    assert flying[0]["streamedChars"] is None  # stage 1: no content yet
+    assert isinstance(after["waitingByUser"], list)
     own = [w for w in after["workers"] if w["workerId"] == worker_id]
     assert len(own) == 1 and own[0]["alive"] is True
     assert own[0]["host"] == socket.gethostname() and own[0]["concurrency"] == 16
@@ -278,3 +280,33 @@ async def test_spend_per_day_and_the_last_hour_by_when_jobs_finished(
     await _finished_job(database_url, "complete", now - timedelta(days=2), 4.0, None)
     again = [(d.day, d.cost_usd, d.jobs) for d in (await store.overview(now)).spend_per_day]
     assert again == [(now.strftime("%Y-%m-%d"), 2.875, 5), day[1]]
+
+
+@pytest.mark.anyio
+async def test_the_overview_shows_whom_the_claim_takes_turns_between_and_streamed_text(
+    store: JobStore,
+) -> None:
+    """Issue 17 on the dashboard: the users with waiting jobs (the most first, with their
+    running ones), and how much of a running job's content has streamed in."""
+    from storage.batches import insert_jobs
+    from storage.driver import execute
+    from storage.records import NewJob
+    from tests.support import adhoc
+
+    many, _ = await store.user_seen("many-waiting", None)
+    few, _ = await store.user_seen("few-waiting", None)
+    for user_id, count in ((many, 5), (few, 2)):
+        job = NewJob(user_id, "http://img/x.png", None, "p", "bullet_points", 1.0, None, 3)
+        await store.driver.write(insert_jobs([job] * count))
+    (running,) = await store.claim_jobs("w1", 1, timedelta(seconds=30))
+    view = await store.overview()
+    backlog = [(b.open_id, b.waiting, b.running) for b in view.waiting_by_user]
+    ran = 1 if running.user_id == many else 0
+    assert backlog == [("many-waiting", 5 - ran, ran), ("few-waiting", 2 - (1 - ran), 1 - ran)]
+    assert [(j.job_id, j.streamed_chars) for j in view.in_flight] == [(running.id, None)]
+    partial = '{"content_pieces": [{"title": "Café'  # characters, not bytes
+    await store.driver.write(execute(adhoc(
+        """UPDATE "visionJobs" SET status = 'deepseek_generating', "partialContent" = $2
+            WHERE id = $1"""), running.id, partial))  # fmt: skip
+    view = await store.overview()
+    assert [(j.job_id, j.streamed_chars) for j in view.in_flight] == [(running.id, len(partial))]

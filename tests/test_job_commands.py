@@ -119,6 +119,24 @@ def test_show_has_the_job_its_attempts_and_events(
     assert (code, out, err) == (1, "", "job 987654 does not exist\n")
 
 
+def test_show_has_the_key_and_the_cache_choice_createjob_was_given(
+    server: Server, images: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    with server.client("cmd-keyed") as client:
+        body = {"imageUrl": f"{images}/red.png", **BODY, "cache": False, "idempotencyKey": "k-1"}
+        r = client.post("/visionPipeline.createJob", json=body)
+        assert r.status_code == 200, r.text
+        job_id = int(r.json()["result"]["data"]["jobId"])
+        assert wait_for_status(client, job_id)["status"] == "complete"
+    code, out, _ = run(server, monkeypatch, capsys, "jobs", "show", str(job_id), "--json")
+    job = json.loads(out)["job"]
+    assert code == 0 and job["idempotencyKey"] == "k-1" and job["bypassCache"] is True
+    assert job["partialContent"] is None  # cleared at completion
+    code, out, _ = run(server, monkeypatch, capsys, "jobs", "show", str(job_id))
+    assert code == 0 and "k-1" in out
+
+
 def test_stats_match_the_database(
     server: Server, filled: dict[str, list[int]], monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],

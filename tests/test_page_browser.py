@@ -450,6 +450,9 @@ def test_the_dashboard_counts_update(server: Server, open_tab: Any) -> None:
     before = int(complete.inner_text())
     finished(server, create_job(server, data_url(brand_png(RED))))
     sync_api.expect(complete).to_have_text(str(before + 1))  # the next poll shows it
+    # Whom the claim takes turns between (issue 17): nobody now, said in words.
+    sync_api.expect(tab.page.locator("#waiting-users tbody")).to_have_text("Nothing is waiting.")
+    sync_api.expect(tab.page.locator("#in-flight thead")).to_contain_text("Streamed")
 
 
 def test_a_failed_job_is_retried_from_the_dashboard(

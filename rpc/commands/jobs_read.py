@@ -101,7 +101,7 @@ def cached_lines(attempts: list[dict[str, Any]]) -> list[str]:
 
 
 def _job_fields(job: dict[str, Any]) -> list[tuple[str, Any]]:
-    long = {"geminOutput", "deepseekOutput", "imageUrl"}
+    long = {"geminOutput", "deepseekOutput", "imageUrl", "partialContent"}
     return [(k, cell(v, OUTPUT_PREVIEW) if k in long else v) for k, v in job.items()]
 
 

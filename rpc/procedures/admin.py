@@ -42,6 +42,7 @@ def _in_flight(job: InFlight, now: datetime) -> dict[str, Any]:
     return {
         "jobId": job.job_id, "userId": job.user_id, "status": job.status,
         "workerId": job.worker_id, "attempt": job.attempt, "leaseAgeMs": age,
+        "streamedChars": job.streamed_chars,
     }  # fmt: skip
 
 
@@ -70,6 +71,10 @@ def overview_json(view: Overview, lease_seconds: float) -> dict[str, Any]:
             {"day": d.day, "costUsd": d.cost_usd, "jobs": d.jobs} for d in view.spend_per_day
         ],
         "cacheHitsToday": view.cache_hits_today,
+        "waitingByUser": [
+            {"userId": b.user_id, "openId": b.open_id, "waiting": b.waiting, "running": b.running}
+            for b in view.waiting_by_user
+        ],
         "oldestWaitingAgeMs": None
         if view.oldest_waiting is None
         else _ms(now - view.oldest_waiting),

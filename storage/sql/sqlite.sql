@@ -520,11 +520,14 @@ ORDER BY j.id LIMIT ?5;
 
 -- name: operator_get_job --
 -- `jobs show`: the whole job row with its owner's openId.
+--   With issue 17's columns: the createJob's idempotencyKey, whether it asked for fresh
+--   answers (bypassCache), the content streamed in so far.
 SELECT j.id, u."openId", j."userId", j.status, j.progress, j."imageUrl", j."imageContext",
     j."analysisPurpose", j."outputFormat", j."creativityLevel", j."additionalInstructions",
     j."geminOutput", j."deepseekOutput", j."errorMessage", j."errorStage", j."retryCount",
     j."maxRetries", j.attempt, j."lockedBy", j."leaseExpiresAt", j."cancelRequested",
-    j."costUsd", j."createdAt", j."updatedAt", j."completedAt", j."runAfter"
+    j."costUsd", j."createdAt", j."updatedAt", j."completedAt", j."runAfter",
+    j."idempotencyKey", j."bypassCache", j."partialContent"
 FROM "visionJobs" j LEFT JOIN users u ON u.id = j."userId" WHERE j.id = ?1;
 
 -- name: operator_job_attempts --
@@ -748,7 +751,9 @@ GROUP BY bucket;
 
 -- name: dashboard_in_flight --
 -- The running jobs, longest held first, at most ?1: stage, worker, attempt, when claimed.
-SELECT id AS "jobId", "userId", status, "lockedBy" AS "workerId", attempt, "lockedAt"
+--   And how much of the content has streamed in (partialContent's characters, NULL: none).
+SELECT id AS "jobId", "userId", status, "lockedBy" AS "workerId", attempt, "lockedAt",
+    length("partialContent") AS "streamedChars"
 FROM "visionJobs" WHERE status IN ('gemini_analyzing', 'deepseek_generating')
 ORDER BY "lockedAt", id LIMIT ?1;
 

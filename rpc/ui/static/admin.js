@@ -88,7 +88,9 @@ function failureActions(f) {
 function draw(data) {
   counts(data);
   chart(data.lastHour || []);
-  rows("in-flight", data.inFlight || [], (j) => [`#${j.jobId}`, j.userId, statusWord(j.status), j.workerId || "–", j.attempt, ago(j.leaseAgeMs)], "No job is running.");
+  rows("in-flight", data.inFlight || [], (j) => [`#${j.jobId}`, j.userId, statusWord(j.status), j.workerId || "–", j.attempt, ago(j.leaseAgeMs),
+    j.streamedChars === null || j.streamedChars === undefined ? "–" : `${j.streamedChars} characters`], "No job is running.");
+  rows("waiting-users", data.waitingByUser || [], (u) => [u.openId ? `${u.openId} (#${u.userId})` : `#${u.userId}`, u.waiting, u.running], "Nothing is waiting.");
   rows("workers", data.workers || [], (w) => [w.workerId, w.host, w.pid, `${w.running} of ${w.concurrency}`, when(w.startedAt), when(w.lastSeenAt),
     el("span", { class: `badge ${w.alive ? "complete" : "error"}`, text: w.alive ? "alive" : "silent" })], "No worker has reported.");
   rows("failures", data.recentFailures || [], (f) => [`#${f.jobId}`, f.userId, STAGE_WORDS[f.errorStage] || f.errorStage || "–", f.errorMessage || "", f.retryCount, when(f.updatedAt), failureActions(f)], "No failures.");
