@@ -45,6 +45,15 @@ VISION_KEYED_JOB = '"visionCacheKey" IS NOT NULL'
 CONTENT_KEYED_JOB = '"contentCacheKey" IS NOT NULL'
 
 
+def _partial(name: str, *columns: str, where: str, unique: bool = False) -> sa.Index:
+    """An index of the rows that meet ``where``, worded the same on both dialects (a partial
+    index serves a query only when the query names its condition)."""
+    condition = sa.text(where)
+    return sa.Index(
+        name, *columns, unique=unique, sqlite_where=condition, postgresql_where=condition
+    )
+
+
 class User(SQLModel, table=True):
     __tablename__ = "users"
 
@@ -74,13 +83,7 @@ class VisionJob(SQLModel, table=True):
         # The claim reads only waiting jobs, oldest eligible first; a partial index keeps it
         # small however many finished jobs the table holds (PERF_NOTES: the plain status index
         # degrades as the table churns).
-        sa.Index(
-            "idx_claim",
-            "runAfter",
-            "id",
-            sqlite_where=sa.text("status = 'pending'"),
-            postgresql_where=sa.text("status = 'pending'"),
-        ),
+        _partial("idx_claim", "runAfter", "id", where="status = 'pending'"),
         # The fair claim (issue 17): the users with waiting jobs, one probe each, and each
         # user's waiting jobs in claim order. Partial like idx_claim; on PostgreSQL worded so
         # that only this index can serve the claim (see FAIR_WAITING_JOB).
@@ -93,82 +96,43 @@ class VisionJob(SQLModel, table=True):
             postgresql_where=sa.text(FAIR_WAITING_JOB),
         ),
         # The reaper looks only at running jobs, by lease expiry.
-        sa.Index(
+        _partial(
             "idx_lease",
             "leaseExpiresAt",
-            sqlite_where=sa.text("status IN ('gemini_analyzing', 'deepseek_generating')"),
-            postgresql_where=sa.text("status IN ('gemini_analyzing', 'deepseek_generating')"),
+            where="status IN ('gemini_analyzing', 'deepseek_generating')",
         ),
         # Jobs made from a stored image (storage.images): whether any job of the user still
         # uses an image, asked by the deletion trigger. Partial: an index of every imageUrl
         # would hold 8 KB URLs (over PostgreSQL's index row limit).
-        sa.Index(
-            "idx_stored_image_jobs",
-            "userId",
-            "imageUrl",
-            sqlite_where=sa.text(STORED_IMAGE_JOB),
-            postgresql_where=sa.text(STORED_IMAGE_JOB),
-        ),
+        _partial("idx_stored_image_jobs", "userId", "imageUrl", where=STORED_IMAGE_JOB),
         # Jobs still holding a whole data: URL (older versions stored them): what the
         # conversion at start-up looks for, an empty index once it has run.
-        sa.Index(
-            "idx_inline_image_jobs",
-            "id",
-            sqlite_where=sa.text(INLINE_IMAGE_JOB),
-            postgresql_where=sa.text(INLINE_IMAGE_JOB),
-        ),
+        _partial("idx_inline_image_jobs", "id", where=INLINE_IMAGE_JOB),
         # Finished jobs by when they finished (a completion sets updatedAt = completedAt, and
         # nothing touches a finished job but a retry, which takes it out): the dashboard's
         # last hour, recent failures and spend per day read a range of it. Partial: one
         # entry per job, written by its final transition only.
-        sa.Index(
-            "idx_finished",
-            "updatedAt",
-            sqlite_where=sa.text(FINISHED_JOB),
-            postgresql_where=sa.text(FINISHED_JOB),
-        ),
+        _partial("idx_finished", "updatedAt", where=FINISHED_JOB),
         # The result cache (pipeline.cache): a stage's answer by its key, newest first; a
         # lookup also names the user unless CACHE_SCOPE=global (a key is a SHA-256: a few
         # rows at most share one). Partial: a lookup's `key = $1` implies the condition.
-        sa.Index(
-            "idx_visionCacheKey",
-            "visionCacheKey",
-            sqlite_where=sa.text(VISION_KEYED_JOB),
-            postgresql_where=sa.text(VISION_KEYED_JOB),
-        ),
-        sa.Index(
-            "idx_contentCacheKey",
-            "contentCacheKey",
-            sqlite_where=sa.text(CONTENT_KEYED_JOB),
-            postgresql_where=sa.text(CONTENT_KEYED_JOB),
-        ),
+        _partial("idx_visionCacheKey", "visionCacheKey", where=VISION_KEYED_JOB),
+        _partial("idx_contentCacheKey", "contentCacheKey", where=CONTENT_KEYED_JOB),
         # createJob's idempotencyKey: one job per (user, key), also when two API processes
         # insert at once; partial, so the jobs without a key (and cleared ones) are not in it.
-        sa.Index(
+        _partial(
             "uq_jobs_userId_idempotencyKey",
             "userId",
             "idempotencyKey",
+            where=KEYED_JOB,
             unique=True,
-            sqlite_where=sa.text(KEYED_JOB),
-            postgresql_where=sa.text(KEYED_JOB),
         ),
         # The housekeeping's clearing of keys older than 24 hours: a range of this one.
-        sa.Index(
-            "idx_keyed_createdAt",
-            "createdAt",
-            sqlite_where=sa.text(KEYED_JOB),
-            postgresql_where=sa.text(KEYED_JOB),
-        ),
+        _partial("idx_keyed_createdAt", "createdAt", where=KEYED_JOB),
         # A user's spend today (the budget): their jobs finished since midnight (the rest are
         # their unfinished jobs, idx_userId_status). Partial: written once per job, by its
         # final transition, rather than by each of the userId-scattered updates of its life.
-        sa.Index(
-            "idx_userId_updatedAt",
-            "userId",
-            "updatedAt",
-            sqlite_where=sa.text(FINISHED_JOB),
-            postgresql_where=sa.text(FINISHED_JOB),
-        ),
+        _partial("idx_userId_updatedAt", "userId", "updatedAt", where=FINISHED_JOB),
     )
 
     id: int | None = Field(default=None, primary_key=True)
