@@ -37,7 +37,7 @@ def loads(text: str) -> Any:
                 "PAYLOAD_TOO_LARGE", f"Request input holds more than {MAX_JSON_VALUES} values"
             )
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        return _DECODER.decode(text)
     except RecursionError:
         raise TRPCError("BAD_REQUEST", "Invalid JSON input: nested too deeply") from None
     except ValueError as exc:
@@ -49,6 +49,12 @@ def loads(text: str) -> Any:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+# One decoder for every call: json.loads with an option builds a JSONDecoder each time, 1.1 µs
+# of a request's input parse (timeit: 1.7 → 0.6 µs for {"jobId":1}). A decoder holds no state
+# between calls. Unlike json.loads it does not name a leading BOM; such text is refused anyway.
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
 
 
 def nul_path(value: Any) -> list[str | int] | None:
