@@ -20,10 +20,13 @@ import anyio.to_thread
 import httpx
 import pytest
 
+from storage.batches import insert_jobs
 from storage.dashboard import STALE_WORKER_AFTER, WorkerRow, bucket_starts
+from storage.driver import execute
+from storage.records import NewJob
 from storage.store import JobStore
 from storage.timeutil import to_sqlite, utcnow
-from tests.support import ROOT, Server, data_url, sql, start_process, wait_for_status
+from tests.support import ROOT, Server, adhoc, data_url, sql, start_process, wait_for_status
 
 ADMIN = "dash-admin"
 
@@ -288,11 +291,6 @@ async def test_the_overview_shows_whom_the_claim_takes_turns_between_and_streame
 ) -> None:
     """Issue 17 on the dashboard: the users with waiting jobs (the most first, with their
     running ones), and how much of a running job's content has streamed in."""
-    from storage.batches import insert_jobs
-    from storage.driver import execute
-    from storage.records import NewJob
-    from tests.support import adhoc
-
     many, _ = await store.user_seen("many-waiting", None)
     few, _ = await store.user_seen("few-waiting", None)
     for user_id, count in ((many, 5), (few, 2)):

@@ -114,9 +114,9 @@ FROM "visionJobs" WHERE "userId" = $1 ORDER BY "createdAt", id LIMIT $2 OFFSET $
 --   cannot serve (with "status = 'pending'", statistics holding no waiting job, an ANALYZE of a
 --   drained queue, made each probe read every waiting job through idx_status); the pick locks
 --   the chosen rows by the ctid the candidates read, a TID scan (joined by id, a plan made
---   while the table was small read it whole): a row another claim holds is skipped, one
---   updated since is locked in its latest version, and the claim keeps only rows still
---   pending and due (was, due: the locked version's).
+--   while the table was small read it whole): a row another claim holds is skipped, and
+--   whatever PostgreSQL hands back for a row updated since the candidates read it, the claim
+--   keeps only rows whose locked version is still pending and due (was, due).
 WITH RECURSIVE ring(u, wrapped, ok, k) AS (
     SELECT s.u, s.wrapped, h.ok, 0
     FROM (SELECT COALESCE(a.nx, (SELECT "userId" FROM "visionJobs" WHERE (status = 'pending') IS TRUE
