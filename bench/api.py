@@ -5,6 +5,9 @@ superjson, better-sqlite3) reading the same SQLite rows. Candidates run in alter
 
 Our server is ``rpc.cli serve --no-worker`` (one process, uvicorn + uvloop); the Node server is
 one process too. Each client acts as one of 50 users spread over the table (``bench.dataset``).
+With ``--baseline``, ``bench.api_inproc`` then also measures our code's CPU per request and the
+baseline's in process, in short passes taking turns: a few percent shows there that wrk's
+rounds on this 2-core machine cannot tell from their spread.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 import anyio
 import httpx
 
-from bench import dataset
+from bench import api_inproc, dataset
 from bench.common import (
     ROOT,
     SECRET,
@@ -41,6 +44,7 @@ from bench.common import (
 NODE_DIR = ROOT / "bench" / "node"
 LUA = ROOT / "bench" / "wrk" / "trpc.lua"
 PROCS = ("status", "history")
+INPROC_PASSES = 6  # in-process passes per wrk round (bench.api_inproc), each tree in turn
 
 
 @dataclass
@@ -208,6 +212,7 @@ async def run(
     if node:
         ensure_node_modules()
     candidates: list[Candidate] = []
+    databases: list[tuple[str, str, int]] = []
     async with contextlib.AsyncExitStack() as stack:
         procs: list[Proc] = []
         stack.callback(lambda: [p.stop() for p in procs])
@@ -215,6 +220,7 @@ async def run(
             for size in sizes:
                 tag = f"api_{backend}_{label(size)}"
                 url = await stack.enter_async_context(database(backend, tmp, tag))
+                databases.append((url, backend, size))
                 t0 = time.monotonic()
                 await dataset.load(url, size)
                 section.notes.append(
@@ -261,6 +267,10 @@ async def run(
             order = candidates if r % 2 == 0 else list(reversed(candidates))
             for c in order:
                 c.runs.append(await run_wrk(c, seconds, connections))
+        if before is not None:  # our code's own cost, out of wrk's noise (bench.api_inproc)
+            for url, backend, size in databases:
+                api_inproc.compare(section, url, backend, label(size), size, before,
+                                   INPROC_PASSES * rounds, tmp)  # fmt: skip
     _report(section, candidates, sizes_seen, sizes)
     if before is not None:
         _against_baseline(section, candidates, before[0])
