@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
 import anyio
@@ -39,6 +38,8 @@ from pipeline.runner import run as run_process
 from pipeline.runner import run_worker
 from pipeline.stages import Stages
 from pipeline.worker import Worker
+from rpc.config import Settings
+from rpc.logs import setup_logging
 from storage.engine import open_store
 
 ANALYSIS = VisionAnalysis(
@@ -113,7 +114,9 @@ def main() -> None:
     p.add_argument("--vision-seconds", type=float, default=0.0)
     p.add_argument("--content-seconds", type=float, default=0.0)
     args = p.parse_args()
-    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The logging `vision-pipeline worker` sets up (rpc.logs: its handler and formats,
+    # LOG_LEVEL from the environment), so each finished job's line costs what it costs there.
+    setup_logging(Settings())
     stats = run_process(run, args.vision_seconds, args.content_seconds)
     print("BENCH-STATS " + json.dumps(stats), flush=True)
     sys.exit(0)
