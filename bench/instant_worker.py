@@ -39,6 +39,7 @@ from pipeline.runner import run_worker
 from pipeline.stages import Stages
 from pipeline.worker import Worker
 from rpc.config import Settings
+from rpc.job_log import JobLines
 from rpc.logs import setup_logging
 from storage.engine import open_store
 
@@ -100,7 +101,12 @@ async def run(vision_seconds: float, content_seconds: float) -> dict[str, object
         settings.stage_timeout_seconds,
     )
     worker = Worker(store, stages, settings)
-    await run_worker(store, worker)
+    job_lines = JobLines()  # as `vision-pipeline worker` writes the finished-job lines
+    worker.report.lines = job_lines.add
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(job_lines.flush_periodically)
+        await run_worker(store, worker)
+        tasks.cancel_scope.cancel()
     return {
         "completed": worker.state.completed,
         "failed": worker.state.failed,

@@ -5,6 +5,8 @@ finished (complete, failed for good, cancelled), one log line. All in memory: no
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,6 +20,26 @@ log = logging.getLogger("pipeline.jobs")
 
 _FINISHED = {Outcome.COMPLETE: "complete", Outcome.ERROR: "error",
              Outcome.CANCELLED: "cancelled"}  # fmt: skip
+MESSAGE = "job %d %s%s: attempts %d, last %d ms, $%.6f"
+
+# A finished job's line: time.time(), job id, status, " (error message)" or "", attempts,
+# milliseconds of its last attempt, cost in USD.
+FinishedJob = tuple[float, int, str, str, int, int, float]
+JobLineSink = Callable[[FinishedJob], None]
+
+
+def extras(entry: FinishedJob) -> dict[str, object]:
+    """The fields a JSON log line carries beside the message."""
+    _, job_id, status, _, attempts, ms, cost = entry
+    return {"job_id": job_id, "status": status, "attempts": attempts, "duration_ms": ms,
+            "cost_usd": cost}  # fmt: skip
+
+
+def log_finished(entry: FinishedJob) -> None:
+    """A finished job's line as one log record, written at once (``Reporter.lines``' default;
+    the service batches them instead: ``rpc.job_log``)."""
+    _, job_id, status, error, attempts, ms, cost = entry
+    log.info(MESSAGE, job_id, status, error, attempts, ms, cost, extra=extras(entry))
 
 
 @dataclass
@@ -35,6 +57,10 @@ class Reporter:
         self.vision = vision  # the providers' names ("gemini", "deepseek", "offline")
         self.content = content
         self.settings = settings
+        # Where a finished job's line goes. The service sets a batching sink
+        # (rpc.job_log.JobLines): a log record and a write per job were ~9% of a PostgreSQL
+        # worker's CPU (bench/RESULTS.md §27, §28).
+        self.lines: JobLineSink = log_finished
 
     def cost(self, vision: StageUsage, content: StageUsage) -> float:
         """What an attempt's provider calls cost, from the configured prices."""
@@ -60,9 +86,4 @@ class Reporter:
             return
         ms = round((datetime.now(UTC) - job.locked_at).total_seconds() * 1000)
         error = f" ({record.error_message})" if record.error_message else ""
-        log.info(
-            "job %d %s%s: attempts %d, last %d ms, $%.6f", job.id, status, error, job.attempt, ms,
-            record.cost_usd,
-            extra={"job_id": job.id, "status": status, "attempts": job.attempt,
-                   "duration_ms": ms, "cost_usd": record.cost_usd},
-        )  # fmt: skip
+        self.lines((time.time(), job.id, status, error, job.attempt, ms, record.cost_usd))

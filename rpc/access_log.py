@@ -27,11 +27,31 @@ MESSAGE = "%s %s %d %.1f ms"
 Entry = tuple[float, str, str, int, float]  # time.time(), method, target, status, seconds
 
 
+class Stamp:
+    """``rpc.logs.TEXT_FORMAT``'s asctime of a time.time(), its date made once per second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._stamp = ""
+
+    def __call__(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        return f"{self._stamp},{int((created - second) * 1000):03d}"
+
+
+def json_time(created: float) -> str:
+    """``rpc.logs.JsonLineFormatter``'s time of a time.time()."""
+    when = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    return when.replace("+00:00", "Z")
+
+
 class AccessBuffer:
     def __init__(self) -> None:
         self.pending: list[Entry] = []
-        self._second = -1
-        self._stamp = ""
+        self._stamp = Stamp()
 
     def add(self, method: str, target: str, status: int, seconds: float) -> None:
         pending = self.pending
@@ -51,7 +71,7 @@ class AccessBuffer:
         batch, self.pending = self.pending, []
         if not batch:
             return
-        handler = _sole_handler()
+        handler = sole_handler(access_log)
         if handler is None:
             for entry in batch:
                 access_log.handle(_record(entry))
@@ -63,21 +83,17 @@ class AccessBuffer:
     def _text_line(self, entry: Entry) -> str:
         """``rpc.logs.TEXT_FORMAT``'s line, its asctime made once per second."""
         created, method, target, status, seconds = entry
-        second = int(created)
-        if second != self._second:
-            self._second = second
-            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-        millis = int((created - second) * 1000)
         return (
-            f"{self._stamp},{millis:03d} INFO {ACCESS_LOGGER}: "
+            f"{self._stamp(created)} INFO {ACCESS_LOGGER}: "
             f"{method} {target} {status} {seconds * 1000:.1f} ms\n"
         )  # MESSAGE
 
 
-def _sole_handler() -> OurHandler | None:
-    """``rpc.logs``' handler when every access record would reach it alone, unfiltered."""
+def sole_handler(logger: logging.Logger) -> OurHandler | None:
+    """``rpc.logs``' handler when every record of ``logger`` would reach it alone, unfiltered
+    (then a batch of lines can be formatted here and written in one call)."""
     root = logging.getLogger()
-    if access_log.handlers or access_log.filters or not access_log.propagate or root.filters:
+    if logger.handlers or logger.filters or not logger.propagate or root.filters:
         return None
     handlers = root.handlers
     if len(handlers) != 1 or not isinstance(handlers[0], OurHandler):
@@ -103,8 +119,7 @@ def _json_line(entry: Entry) -> str:
     """``rpc.logs.JsonLineFormatter``'s line for an access entry."""
     created, method, target, status, seconds = entry
     ms = round(seconds * 1000, 1)
-    when = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
-    line = {"time": when.replace("+00:00", "Z"), "level": "INFO", "logger": ACCESS_LOGGER,
+    line = {"time": json_time(created), "level": "INFO", "logger": ACCESS_LOGGER,
             "message": MESSAGE % (method, target, status, seconds * 1000), "method": method,
             "target": target, "status": status, "duration_ms": ms}  # fmt: skip
     return json.dumps(line) + "\n"

@@ -25,6 +25,7 @@ from rpc.auth.sessions import Authenticator
 from rpc.auth.tokens import secret_warning
 from rpc.config import Settings
 from rpc.context import Services
+from rpc.job_log import JobLines
 from rpc.observe import Observed
 from rpc.procedures import images, progress
 from rpc.procedures.routes import build_router
@@ -128,6 +129,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
                 await tasks.start(store.feed.run)
                 tasks.start_soon(outer.observed.access.flush_periodically)
                 if worker is not None:
+                    job_lines = JobLines()  # the finished-job lines, batched (rpc.job_log)
+                    worker.report.lines = job_lines.add
+                    tasks.start_soon(job_lines.flush_periodically)
                     await tasks.start(worker.run)
                     tasks.start_soon(trim_memory_periodically)  # flat RSS after bursts
                     tasks.start_soon(Housekeeping(store, settings).run)  # retention

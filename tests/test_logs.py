@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from pipeline.reporting import MESSAGE, FinishedJob, extras
 from rpc.access_log import AccessBuffer, _record
 from rpc.config import Settings
+from rpc.job_log import JobLines, jobs_log
 from rpc.logs import CHATTY, OurHandler, level_of, setup_logging
 from tests.inprocess import running_app
 from tests.support import backend_server, wait_for_status
@@ -174,3 +176,46 @@ def test_batched_access_lines_are_the_lines_the_formatter_writes(log_format: str
     expected = "".join(ours[0].format(_record(e)) + "\n" for e in entries)
     assert out.getvalue() == expected
     assert "GET visionPipeline.getJobStatus 200 0.4 ms" in out.getvalue()
+
+
+def _finished_record(entry: FinishedJob) -> logging.LogRecord:
+    """The record ``pipeline.reporting.log_finished`` makes for ``entry``, at its time."""
+    created, job_id, status, error, attempts, ms, cost = entry
+    record = jobs_log.makeRecord(jobs_log.name, logging.INFO, __file__, 0, MESSAGE,
+                                 (job_id, status, error, attempts, ms, cost), None,
+                                 extra=extras(entry))  # fmt: skip
+    record.created = created
+    record.msecs = (created - int(created)) * 1000
+    return record
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+@pytest.mark.usefixtures("restored_logging")
+def test_batched_finished_job_lines_are_the_lines_the_formatter_writes(log_format: str) -> None:
+    out = io.StringIO()
+    setup_logging(Settings(log_format=log_format), out)
+    root = logging.getLogger()
+    ours = [h for h in root.handlers if isinstance(h, OurHandler)]
+    root.handlers[:] = ours  # alone (no pytest capture): the batch is written directly
+    lines = JobLines()
+    lines.add((1_796_000_000.25, 7, "complete", "", 1, 412, 0.000123))
+    lines.add((1_796_000_001.5, 8, "error", " (Image fetch failed: 404)", 3, 9, 0.0))
+    entries = list(lines.pending)
+    assert len(entries) == 2 and out.getvalue() == ""  # nothing written before the flush
+    lines.flush()
+    assert lines.pending == []
+    expected = "".join(ours[0].format(_finished_record(e)) + "\n" for e in entries)
+    assert out.getvalue() == expected
+    assert "job 8 error (Image fetch failed: 404): attempts 3, last 9 ms, $0.000000" in expected
+
+
+def test_finished_job_lines_are_records_at_once_when_another_handler_listens(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    lines = JobLines()
+    with caplog.at_level(logging.INFO, logger="pipeline.jobs"):
+        lines.add((1_796_000_000.0, 9, "cancelled", "", 2, 5, 0.5))
+    assert lines.pending == []
+    (record,) = [r for r in caplog.records if r.name == "pipeline.jobs"]
+    assert record.getMessage() == "job 9 cancelled: attempts 2, last 5 ms, $0.500000"
+    assert (record.job_id, record.status, record.attempts) == (9, "cancelled", 2)  # type: ignore[attr-defined]

@@ -104,6 +104,7 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings, listening: socket
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.runner import run, run_worker
     from pipeline.service import build_worker
+    from rpc.job_log import JobLines
     from rpc.probes import Probes, bind_probe_socket, serve_probes
     from storage.engine import open_store
 
@@ -122,11 +123,12 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             settings.database_url, create=settings.migrate_on_start, pool_size=settings.pool_size()
         )
         worker = build_worker(store, settings)
-        if sock is None:
-            await run_worker(store, worker)
-            return
-        async with anyio.create_task_group() as tasks:  # /metrics, /healthz, /readyz beside it
-            tasks.start_soon(serve_probes, Probes(store, worker, settings.metrics_token), sock)
+        job_lines = JobLines()  # the finished-job lines, batched (rpc.job_log)
+        worker.report.lines = job_lines.add
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(job_lines.flush_periodically)
+            if sock is not None:  # /metrics, /healthz, /readyz beside it
+                tasks.start_soon(serve_probes, Probes(store, worker, settings.metrics_token), sock)
             await run_worker(store, worker)
             tasks.cancel_scope.cancel()
 
