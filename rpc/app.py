@@ -98,6 +98,17 @@ def _hot_path(dispatcher: Dispatcher, settings: Settings) -> ASGIApp:
     return app
 
 
+def _warn_about_the_secret(settings: Settings) -> None:
+    if settings.local_mode:
+        log.warning(
+            "LOCAL MODE: JWT_SECRET is not set, so every request acts as the local user "
+            "and only requests to localhost are answered. Set JWT_SECRET to expose this "
+            "server."
+        )
+    elif weak := secret_warning(settings.jwt_secret):
+        log.warning(weak)
+
+
 def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> App:
     settings = settings or Settings()
     router = build_router()
@@ -116,14 +127,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
             store, worker, settings.metrics_token, lambda: services.live.subscribers
         )
         outer.hot = _hot_path(dispatcher, settings)
-        if settings.local_mode:
-            log.warning(
-                "LOCAL MODE: JWT_SECRET is not set, so every request acts as the local user "
-                "and only requests to localhost are answered. Set JWT_SECRET to expose this "
-                "server."
-            )
-        elif weak := secret_warning(settings.jwt_secret):
-            log.warning(weak)
+        _warn_about_the_secret(settings)
         try:
             async with anyio.create_task_group() as tasks:
                 await tasks.start(store.feed.run)

@@ -159,21 +159,27 @@ def test_a_json_server_log_has_one_line_per_finished_job(
     assert {"method", "target", "status", "duration_ms"} <= set(access[0])
 
 
-@pytest.mark.parametrize("log_format", ["text", "json"])
-@pytest.mark.usefixtures("restored_logging")
-def test_batched_access_lines_are_the_lines_the_formatter_writes(log_format: str) -> None:
+def _our_handler_alone(log_format: str) -> tuple[io.StringIO, OurHandler]:
+    """``setup_logging``'s handler as the root's only one (no pytest capture), writing to the
+    returned buffer: a batch is then written directly."""
     out = io.StringIO()
     setup_logging(Settings(log_format=log_format), out)
     root = logging.getLogger()
-    ours = [h for h in root.handlers if isinstance(h, OurHandler)]
-    root.handlers[:] = ours  # alone (no pytest capture): the batch is written directly
+    root.handlers[:] = ours = [h for h in root.handlers if isinstance(h, OurHandler)]
+    return out, ours[0]
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+@pytest.mark.usefixtures("restored_logging")
+def test_batched_access_lines_are_the_lines_the_formatter_writes(log_format: str) -> None:
+    out, ours = _our_handler_alone(log_format)
     buffer = AccessBuffer()
     buffer.add("GET", "visionPipeline.getJobStatus", 200, 0.0004)  # seconds
     buffer.add("POST", "a,b", 207, 0.0123)
     entries = list(buffer.pending)
     buffer.flush()
     assert buffer.pending == []
-    expected = "".join(ours[0].format(_record(e)) + "\n" for e in entries)
+    expected = "".join(ours.format(_record(e)) + "\n" for e in entries)
     assert out.getvalue() == expected
     assert "GET visionPipeline.getJobStatus 200 0.4 ms" in out.getvalue()
 
@@ -192,11 +198,7 @@ def _finished_record(entry: FinishedJob) -> logging.LogRecord:
 @pytest.mark.parametrize("log_format", ["text", "json"])
 @pytest.mark.usefixtures("restored_logging")
 def test_batched_finished_job_lines_are_the_lines_the_formatter_writes(log_format: str) -> None:
-    out = io.StringIO()
-    setup_logging(Settings(log_format=log_format), out)
-    root = logging.getLogger()
-    ours = [h for h in root.handlers if isinstance(h, OurHandler)]
-    root.handlers[:] = ours  # alone (no pytest capture): the batch is written directly
+    out, ours = _our_handler_alone(log_format)
     lines = JobLines()
     lines.add((1_796_000_000.25, 7, "complete", "", 1, 412, 0.000123))
     lines.add((1_796_000_001.5, 8, "error", " (Image fetch failed: 404)", 3, 9, 0.0))
@@ -204,7 +206,7 @@ def test_batched_finished_job_lines_are_the_lines_the_formatter_writes(log_forma
     assert len(entries) == 2 and out.getvalue() == ""  # nothing written before the flush
     lines.flush()
     assert lines.pending == []
-    expected = "".join(ours[0].format(_finished_record(e)) + "\n" for e in entries)
+    expected = "".join(ours.format(_finished_record(e)) + "\n" for e in entries)
     assert out.getvalue() == expected
     assert "job 8 error (Image fetch failed: 404): attempts 3, last 9 ms, $0.000000" in expected
 
