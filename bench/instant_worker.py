@@ -101,8 +101,7 @@ async def run(vision_seconds: float, content_seconds: float) -> dict[str, object
         settings.stage_timeout_seconds,
     )
     worker = Worker(store, stages, settings)
-    job_lines = JobLines()  # as `vision-pipeline worker` writes the finished-job lines
-    worker.report.lines = job_lines.add
+    job_lines = JobLines.of(worker.report)  # as `vision-pipeline worker` writes them
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(job_lines.flush_periodically)
         await run_worker(store, worker)

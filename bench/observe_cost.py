@@ -97,6 +97,7 @@ def parts(n: int, log_file: Any) -> None:
     from types import SimpleNamespace
 
     from pipeline.reporting import Reporter, Tally
+    from rpc.job_log import JobLines
     from rpc.observe import Observed
     from storage.jobstate import Outcome, Stage
     from storage.records import AttemptRecord, StageUsage
@@ -105,6 +106,7 @@ def parts(n: int, log_file: Any) -> None:
     observed = Observed(None, ["visionPipeline.getJobStatus"])  # type: ignore[arg-type]
     scope = {"type": "http", "method": "GET", "path": "/api/trpc/visionPipeline.getJobStatus"}
     reporter = Reporter(Tally(), "offline", "offline", settings)
+    job_lines = JobLines.of(reporter)  # as the service writes finished-job lines (batched)
     job = SimpleNamespace(id=1, attempt=1, locked_at=datetime.now(UTC))
     used = StageUsage("offline", 0, 0, 3)
     record = AttemptRecord(Outcome.COMPLETE, Stage.CONTENT, None, used, used, 0.0)
@@ -117,6 +119,7 @@ def parts(n: int, log_file: Any) -> None:
         per_request = _per_call(request, n) + _per_call(observed.access.flush, 1) / n
         logging.getLogger("pipeline.jobs").setLevel(logging.NOTSET if on else logging.WARNING)
         per_job = _per_call(lambda: reporter.written(job, record), n)  # type: ignore[arg-type]
+        per_job += _per_call(job_lines.flush, 1) / n
         state = "on" if on else "off"
         print(f"   lines {state:>3}: Observed.record {per_request:.2f} µs a request, "
               f"Reporter.written {per_job:.2f} µs a job")  # fmt: skip

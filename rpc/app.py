@@ -133,9 +133,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
                 await tasks.start(store.feed.run)
                 tasks.start_soon(outer.observed.access.flush_periodically)
                 if worker is not None:
-                    job_lines = JobLines()  # the finished-job lines, batched (rpc.job_log)
-                    worker.report.lines = job_lines.add
-                    tasks.start_soon(job_lines.flush_periodically)
+                    # The finished-job lines, batched (rpc.job_log).
+                    tasks.start_soon(JobLines.of(worker.report).flush_periodically)
                     await tasks.start(worker.run)
                     tasks.start_soon(trim_memory_periodically)  # flat RSS after bursts
                     tasks.start_soon(Housekeeping(store, settings).run)  # retention

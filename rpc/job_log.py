@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 
-from pipeline.reporting import MESSAGE, FinishedJob, extras, log_finished
+from pipeline.reporting import MESSAGE, FinishedJob, Reporter, extras, log_finished
 from rpc.line_batch import LineBatch, json_time, sole_handler
 
 jobs_log = logging.getLogger("pipeline.jobs")
@@ -19,6 +19,14 @@ jobs_log = logging.getLogger("pipeline.jobs")
 class JobLines(LineBatch[FinishedJob]):
     def __init__(self) -> None:
         super().__init__(jobs_log)
+
+    @classmethod
+    def of(cls, report: Reporter) -> JobLines:
+        """A buffer that ``report`` (a worker's ``Reporter``) hands its lines to; the caller
+        runs its ``flush_periodically`` beside the worker."""
+        lines = cls()
+        report.lines = lines.add
+        return lines
 
     def add(self, entry: FinishedJob) -> None:
         """``Reporter.lines``: keep the line for the next batch, or log it now when another

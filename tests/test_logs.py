@@ -8,17 +8,21 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from pipeline.reporting import MESSAGE, FinishedJob, extras
+from pipeline.reporting import MESSAGE, FinishedJob, Reporter, Tally, extras
 from rpc.access_log import AccessBuffer, _record
 from rpc.config import Settings
 from rpc.job_log import JobLines, jobs_log
 from rpc.logs import CHATTY, OurHandler, level_of, setup_logging
+from storage.jobstate import Outcome, Stage
+from storage.records import AttemptRecord, StageUsage
 from tests.inprocess import running_app
 from tests.support import backend_server, wait_for_status
 
@@ -221,3 +225,18 @@ def test_finished_job_lines_are_records_at_once_when_another_handler_listens(
     (record,) = [r for r in caplog.records if r.name == "pipeline.jobs"]
     assert record.getMessage() == "job 9 cancelled: attempts 2, last 5 ms, $0.500000"
     assert (record.job_id, record.status, record.attempts) == (9, "cancelled", 2)  # type: ignore[attr-defined]
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_a_workers_reporter_hands_finished_jobs_to_the_batch() -> None:
+    out, _ = _our_handler_alone("text")
+    reporter = Reporter(Tally(), "offline", "offline", Settings(providers="offline"))
+    lines = JobLines.of(reporter)
+    job = SimpleNamespace(id=5, attempt=2, locked_at=datetime.now(UTC))
+    used = StageUsage("offline", 0, 0, 3)
+    reporter.written(job, AttemptRecord(Outcome.RETRY, Stage.VISION, "busy", used, used, 0.0))  # type: ignore[arg-type]
+    reporter.written(job, AttemptRecord(Outcome.COMPLETE, Stage.CONTENT, None, used, used, 0.0))  # type: ignore[arg-type]
+    assert [e[1:5] for e in lines.pending] == [(5, "complete", "", 2)]  # a retry is not finished
+    assert out.getvalue() == ""
+    lines.flush()
+    assert " INFO pipeline.jobs: job 5 complete: attempts 2, last " in out.getvalue()

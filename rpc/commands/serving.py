@@ -123,8 +123,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             settings.database_url, create=settings.migrate_on_start, pool_size=settings.pool_size()
         )
         worker = build_worker(store, settings)
-        job_lines = JobLines()  # the finished-job lines, batched (rpc.job_log)
-        worker.report.lines = job_lines.add
+        job_lines = JobLines.of(worker.report)  # finished-job lines, batched (rpc.job_log)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(job_lines.flush_periodically)
             if sock is not None:  # /metrics, /healthz, /readyz beside it
