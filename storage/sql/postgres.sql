@@ -116,15 +116,20 @@ FROM "visionJobs" WHERE "userId" = $1 ORDER BY "createdAt", id LIMIT $2 OFFSET $
 --   the chosen rows by the ctid the candidates read, a TID scan (joined by id, a plan made
 --   while the table was small read it whole): a row another claim holds is skipped, and
 --   whatever PostgreSQL hands back for a row updated since the candidates read it, the claim
---   keeps only rows whose locked version is still pending and due (was, due).
+--   keeps only rows whose locked version is still pending and due (was, due). A probe of
+--   one user's jobs asks for the first rows from that user on ("userId" >= u, in idx_fair's
+--   order) and keeps that user's: with "userId" = u, a plan made before the statistics knew
+--   of a backlog (a new table, one user's burst) read and sorted all of the user's waiting
+--   jobs through idx_userId_status, twice per claim (bench/RESULTS.md §29).
 WITH RECURSIVE ring(u, wrapped, ok, k) AS (
     SELECT s.u, s.wrapped, h.ok, 0
     FROM (SELECT COALESCE(a.nx, (SELECT "userId" FROM "visionJobs" WHERE (status = 'pending') IS TRUE
                 ORDER BY "userId", "runAfter" LIMIT 1)) AS u, a.nx IS NULL AS wrapped
           FROM (SELECT (SELECT "userId" FROM "visionJobs" WHERE (status = 'pending') IS TRUE
                 AND "userId" > $5 ORDER BY "userId", "runAfter" LIMIT 1) AS nx) AS a) AS s
-    CROSS JOIN LATERAL (SELECT (SELECT "runAfter" FROM "visionJobs" WHERE (status = 'pending') IS TRUE
-            AND "userId" = s.u ORDER BY "userId", "runAfter" LIMIT 1) <= $2 AS ok OFFSET 0) AS h
+    CROSS JOIN LATERAL (SELECT (SELECT "userId" = s.u AND "runAfter" <= $2 FROM "visionJobs"
+            WHERE (status = 'pending') IS TRUE AND "userId" >= s.u
+            ORDER BY "userId", "runAfter" LIMIT 1) AS ok OFFSET 0) AS h
     UNION ALL
     SELECT s.u, s.wrapped, h.ok, r.k + CASE WHEN r.ok THEN 1 ELSE 0 END
     FROM ring AS r CROSS JOIN LATERAL (
@@ -134,8 +139,9 @@ WITH RECURSIVE ring(u, wrapped, ok, k) AS (
         FROM (SELECT (SELECT "userId" FROM "visionJobs" WHERE (status = 'pending') IS TRUE
                 AND "userId" > r.u ORDER BY "userId", "runAfter" LIMIT 1) AS nx OFFSET 0) AS a
         ) AS s
-    CROSS JOIN LATERAL (SELECT (SELECT "runAfter" FROM "visionJobs" WHERE (status = 'pending') IS TRUE
-            AND "userId" = s.u ORDER BY "userId", "runAfter" LIMIT 1) <= $2 AS ok OFFSET 0) AS h
+    CROSS JOIN LATERAL (SELECT (SELECT "userId" = s.u AND "runAfter" <= $2 FROM "visionJobs"
+            WHERE (status = 'pending') IS TRUE AND "userId" >= s.u
+            ORDER BY "userId", "runAfter" LIMIT 1) AS ok OFFSET 0) AS h
     WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $5) AND r.k < GREATEST(8, 2 * $4)),
 users AS MATERIALIZED (
     SELECT r.u FROM ring AS r
@@ -149,10 +155,11 @@ cand AS (
         (COALESCE(b.running, 0) + c.k + GREATEST(1, $4 / 4) - 1) / GREATEST(1, $4 / 4) AS rank
     FROM users AS w LEFT JOIN busy AS b ON b.u = w.u CROSS JOIN LATERAL (
         SELECT h.id, h.ctid, h."runAfter", row_number() OVER (ORDER BY h."runAfter", h.id) AS k
-        FROM (SELECT id, ctid, "runAfter" FROM "visionJobs"
-              WHERE (status = 'pending') IS TRUE AND "userId" = w.u AND "runAfter" <= $2
+        FROM (SELECT id, ctid, "userId", "runAfter" FROM "visionJobs"
+              WHERE (status = 'pending') IS TRUE AND "userId" >= w.u
               ORDER BY "userId", "runAfter", id
-              LIMIT GREATEST(1, $4 / 4, $4 + 1 - (SELECT count(*) FROM users))) AS h) AS c),
+              LIMIT GREATEST(1, $4 / 4, $4 + 1 - (SELECT count(*) FROM users))) AS h
+        WHERE h."userId" = w.u AND h."runAfter" <= $2) AS c),
 top AS (
     SELECT id, ctid, rank, "runAfter" FROM cand ORDER BY rank, "runAfter", id LIMIT 3 * $4),
 picked AS (
@@ -296,8 +303,9 @@ ring(u, wrapped, ok, k) AS (
                 ORDER BY "userId", "runAfter" LIMIT 1)) AS u, a.nx IS NULL AS wrapped
           FROM (SELECT (SELECT "userId" FROM "visionJobs" WHERE (status = 'pending') IS TRUE
                 AND "userId" > $6 ORDER BY "userId", "runAfter" LIMIT 1) AS nx) AS a) AS s
-    CROSS JOIN LATERAL (SELECT (SELECT "runAfter" FROM "visionJobs" WHERE (status = 'pending') IS TRUE
-            AND "userId" = s.u ORDER BY "userId", "runAfter" LIMIT 1) <= $1 AS ok OFFSET 0) AS h
+    CROSS JOIN LATERAL (SELECT (SELECT "userId" = s.u AND "runAfter" <= $1 FROM "visionJobs"
+            WHERE (status = 'pending') IS TRUE AND "userId" >= s.u
+            ORDER BY "userId", "runAfter" LIMIT 1) AS ok OFFSET 0) AS h
     UNION ALL
     SELECT s.u, s.wrapped, h.ok, r.k + CASE WHEN r.ok THEN 1 ELSE 0 END
     FROM ring AS r CROSS JOIN LATERAL (
@@ -307,8 +315,9 @@ ring(u, wrapped, ok, k) AS (
         FROM (SELECT (SELECT "userId" FROM "visionJobs" WHERE (status = 'pending') IS TRUE
                 AND "userId" > r.u ORDER BY "userId", "runAfter" LIMIT 1) AS nx OFFSET 0) AS a
         ) AS s
-    CROSS JOIN LATERAL (SELECT (SELECT "runAfter" FROM "visionJobs" WHERE (status = 'pending') IS TRUE
-            AND "userId" = s.u ORDER BY "userId", "runAfter" LIMIT 1) <= $1 AS ok OFFSET 0) AS h
+    CROSS JOIN LATERAL (SELECT (SELECT "userId" = s.u AND "runAfter" <= $1 FROM "visionJobs"
+            WHERE (status = 'pending') IS TRUE AND "userId" >= s.u
+            ORDER BY "userId", "runAfter" LIMIT 1) AS ok OFFSET 0) AS h
     WHERE r.u IS NOT NULL AND NOT (r.wrapped AND r.u > $6) AND r.k < GREATEST(8, 2 * $5)),
 users AS MATERIALIZED (
     SELECT r.u FROM ring AS r
@@ -322,10 +331,11 @@ cand AS (
         (COALESCE(b.running, 0) + c.k + GREATEST(1, $5 / 4) - 1) / GREATEST(1, $5 / 4) AS rank
     FROM users AS w LEFT JOIN busy AS b ON b.u = w.u CROSS JOIN LATERAL (
         SELECT h.id, h.ctid, h."runAfter", row_number() OVER (ORDER BY h."runAfter", h.id) AS k
-        FROM (SELECT id, ctid, "runAfter" FROM "visionJobs"
-              WHERE (status = 'pending') IS TRUE AND "userId" = w.u AND "runAfter" <= $1
+        FROM (SELECT id, ctid, "userId", "runAfter" FROM "visionJobs"
+              WHERE (status = 'pending') IS TRUE AND "userId" >= w.u
               ORDER BY "userId", "runAfter", id
-              LIMIT GREATEST(1, $5 / 4, $5 + 1 - (SELECT count(*) FROM users))) AS h) AS c),
+              LIMIT GREATEST(1, $5 / 4, $5 + 1 - (SELECT count(*) FROM users))) AS h
+        WHERE h."userId" = w.u AND h."runAfter" <= $1) AS c),
 top AS (
     SELECT id, ctid, rank, "runAfter" FROM cand ORDER BY rank, "runAfter", id LIMIT 3 * $5),
 picked AS (
