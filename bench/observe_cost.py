@@ -1,13 +1,15 @@
 """The in-process cost of the access log and the HTTP metrics (rpc.observe) per request:
 N getJobStatus calls straight through the ASGI app (no sockets, no HTTP client), with the
-access log written to a file, with it off (ACCESS_LOG=false), and with ``rpc.observe``
-bypassed altogether; medians of alternated rounds, in microseconds per request. Then the
-parts alone: ``Observed.record`` (the HTTP metrics and the access entry, its line written at
-flush) per request, and ``Reporter.written`` (a worker's tallies, metrics and finished-job
-line) per job, each with its log line on and off.
+access log written to a file, with it off (ACCESS_LOG=false), and with nothing noted
+(``Observer.note`` a no-op: neither metrics nor lines); medians of alternated rounds, in
+microseconds per request. Then the parts alone: ``Observer.note`` with its share of the
+batches (the HTTP metrics moved and the access lines written) per request, and
+``Reporter.written`` (a worker's tallies, metrics and finished-job line) per job, each with
+its log line on and off.
 
-Last, ``Observed`` as a whole (its ``send`` wrapper, clock reads and ``record``) around a
-stand-in app that only sends a 200, against that app alone, with the access log off.
+Last, ``rpc.app.App``'s own layer (the gate's checks, the routing, the timing and the
+note) around a stand-in dispatcher that only sends a 200, against that stand-in alone, with
+the access log off; once as it is and once with ``note`` a no-op.
 
     python -m bench.observe_cost [--requests 20000] [--rounds 7]
 """
@@ -50,12 +52,17 @@ async def _call(app: Any, method: str, path: str, query: bytes = b"", body: byte
     return int(sent[0]["status"])
 
 
-async def _round(app: App, n: int, bypass: bool) -> float:
-    target: Any = app._route if bypass else app
+async def _round(app: App, n: int, noted: bool) -> float:
+    note = app.observer.note
+    if not noted:
+        app.observer.note = lambda *_: None  # type: ignore[method-assign]
     query = b'input={"jobId":1}'
     started = time.perf_counter()
-    for _ in range(n):
-        await _call(target, "GET", "/api/trpc/visionPipeline.getJobStatus", query)
+    try:
+        for _ in range(n):
+            await _call(app, "GET", "/api/trpc/visionPipeline.getJobStatus", query)
+    finally:
+        app.observer.note = note  # type: ignore[method-assign]
     return (time.perf_counter() - started) / n * 1e6
 
 
@@ -72,13 +79,13 @@ async def main(requests: int, rounds: int) -> None:
         await send.send({"type": "lifespan.startup"})
         await back_receive.receive()
         assert await _call(app, "POST", "/api/trpc/visionPipeline.createJob", body=CREATE) == 200
-        results: dict[str, list[float]] = {"log on": [], "log off": [], "bypassed": []}
+        results: dict[str, list[float]] = {"log on": [], "log off": [], "not noted": []}
         for r in range(rounds):
             order = list(results) if r % 2 == 0 else list(reversed(results))
             for name in order:
                 access = name == "log on"
                 setup_logging(settings.model_copy(update={"access_log": access}), log_file)
-                results[name].append(await _round(app, requests, bypass=name == "bypassed"))
+                results[name].append(await _round(app, requests, noted=name != "not noted"))
         await send.send({"type": "lifespan.shutdown"})
         await back_receive.receive()
     logging.getLogger().handlers.clear()
@@ -95,18 +102,18 @@ def _per_call(call: Any, n: int) -> float:
 
 
 def parts(n: int, log_file: Any) -> None:
-    """``Observed.record`` + the access lines' flush, and ``Reporter.written``, in µs a call."""
+    """``Observer.note`` + its share of the batches, and ``Reporter.written``, in µs a call."""
     from datetime import UTC, datetime
     from types import SimpleNamespace
 
     from pipeline.reporting import Reporter, Tally
     from rpc.job_log import JobLines
-    from rpc.observe import Observed
+    from rpc.observe import Observer
     from storage.jobstate import Outcome, Stage
     from storage.records import AttemptRecord, StageUsage
 
     settings = Settings(providers="offline")
-    observed = Observed(None, ["visionPipeline.getJobStatus"])  # type: ignore[arg-type]
+    observer = Observer(["visionPipeline.getJobStatus"])
     scope = {"type": "http", "method": "GET", "path": "/api/trpc/visionPipeline.getJobStatus"}
     reporter = Reporter(Tally(), "offline", "offline", settings)
     job_lines = JobLines.of(reporter)  # as the service writes finished-job lines (batched)
@@ -115,23 +122,23 @@ def parts(n: int, log_file: Any) -> None:
     record = AttemptRecord(Outcome.COMPLETE, Stage.CONTENT, None, used, used, 0.0)
 
     def request() -> None:
-        observed.record(scope, 200, 0.0001)
+        observer.note(scope, 200, time.perf_counter() - 0.0001)
 
     for on in (True, False):
         setup_logging(settings.model_copy(update={"access_log": on}), log_file)
-        per_request = _per_call(request, n) + _per_call(observed.access.flush, 1) / n
+        per_request = _per_call(request, n) + _per_call(observer.flush, 1) / n
         logging.getLogger("pipeline.jobs").setLevel(logging.NOTSET if on else logging.WARNING)
         per_job = _per_call(lambda: reporter.written(job, record), n)  # type: ignore[arg-type]
         per_job += _per_call(job_lines.flush, 1) / n
         state = "on" if on else "off"
-        print(f"   lines {state:>3}: Observed.record {per_request:.2f} µs a request, "
+        print(f"   lines {state:>3}: Observer.note {per_request:.2f} µs a request, "
               f"Reporter.written {per_job:.2f} µs a job")  # fmt: skip
     logging.getLogger().handlers.clear()
 
 
-async def wrapper(n: int) -> None:
-    """``Observed.__call__`` around an app that only answers, less the app alone, in µs."""
-    from rpc.observe import Observed
+async def app_layer(n: int) -> None:
+    """``App.__call__`` around a dispatcher that only answers, less that dispatcher alone."""
+    from starlette.applications import Starlette
 
     async def answer(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -145,18 +152,25 @@ async def wrapper(n: int) -> None:
 
     logging.getLogger().handlers.clear()
     logging.getLogger("rpc.access").setLevel(logging.WARNING)  # the access log off
-    observed = Observed(answer, ["visionPipeline.getJobStatus"])
-    scope = {"type": "http", "method": "GET", "path": "/api/trpc/visionPipeline.getJobStatus"}
-    took: dict[str, list[float]] = {"observed": [], "alone": []}
+    app = App(Starlette(), None, ["visionPipeline.getJobStatus"])
+    app.hot = answer
+    quiet = App(Starlette(), None, ["visionPipeline.getJobStatus"])
+    quiet.hot = answer
+    quiet.observer.note = lambda *_: None  # type: ignore[method-assign]
+    scope = {"type": "http", "method": "GET", "path": "/api/trpc/visionPipeline.getJobStatus",
+             "headers": [(b"host", b"127.0.0.1:3000")]}  # fmt: skip
+    took: dict[str, list[float]] = {"app": [], "not noted": [], "alone": []}
+    targets: dict[str, Any] = {"app": app, "not noted": quiet, "alone": answer}
     for _ in range(5):
-        for name, app in (("observed", observed), ("alone", answer)):
+        for name, target in targets.items():
             started = time.perf_counter()
             for _ in range(n):
-                await app(scope, receive, send)
+                await target(dict(scope), receive, send)
             took[name].append((time.perf_counter() - started) / n * 1e6)
     alone = statistics.median(took["alone"])
-    print(f"  Observed around a stand-in app: {statistics.median(took['observed']) - alone:.2f} "
-          f"µs a request (the app alone {alone:.2f} µs; access log off)")  # fmt: skip
+    print(f"  App around a stand-in dispatcher: {statistics.median(took['app']) - alone:.2f} µs "
+          f"a request, {statistics.median(took['not noted']) - alone:.2f} with nothing noted "
+          f"(the stand-in alone {alone:.2f} µs; access log off)")  # fmt: skip
 
 
 if __name__ == "__main__":
@@ -166,4 +180,4 @@ if __name__ == "__main__":
     args = parser.parse_args()
     anyio.run(main, args.requests, args.rounds)
     parts(args.requests * 5, (Path(tempfile.mkdtemp()) / "parts.log").open("w"))
-    anyio.run(wrapper, args.requests * 5)
+    anyio.run(app_layer, args.requests * 5)

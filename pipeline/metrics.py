@@ -78,6 +78,16 @@ class LoopHistogram:
         counts[bisect_left(self.buckets, value)] += 1
         counts[-1] += value
 
+    def observe_all(self, key: Key, values: list[float]) -> None:
+        """`observe` of each value, the key looked up once."""
+        counts = self.values.get(key)
+        if counts is None:
+            counts = self.values[key] = [0.0] * (len(self.buckets) + 1)
+        buckets = self.buckets
+        for value in values:
+            counts[bisect_left(buckets, value)] += 1
+        counts[-1] += sum(values)
+
     def collect(self) -> Metric:
         family = HistogramMetricFamily(self.name, self.doc, labels=list(self.labels))
         for key, counts in sorted(self.values.items()):
@@ -171,10 +181,11 @@ def usage(provider: str, used: StageUsage, cost: float) -> None:
         COST.inc((provider,), cost)
 
 
-def http_request(procedure: str, status: int, seconds: float) -> None:
-    """One HTTP request (``rpc.observe``): by procedure and status, and its duration."""
-    HTTP_REQUESTS.inc((procedure, str(status)))
-    HTTP_SECONDS.observe((procedure,), seconds)
+def http_requests(procedure: str, status: int, durations: list[float]) -> None:
+    """HTTP requests of one procedure (or route) and status (``rpc.observe``, a batch at a
+    time): counted, and each duration observed."""
+    HTTP_REQUESTS.inc((procedure, str(status)), len(durations))
+    HTTP_SECONDS.observe_all((procedure,), durations)
 
 
 async def refresh_queue(store: JobStore) -> None:

@@ -1,14 +1,13 @@
-"""The access log's buffer (``rpc.line_batch``): a request only appends its facts (time,
-method, target, status, seconds) to a list; the lines are written in batches.
+"""The access log's buffer (``rpc.line_batch``): ``rpc.observe`` appends each request's facts
+(time, method, target, status, seconds) a batch at a time, and the lines are written so.
 
 A log record and a formatter call per request cost ~8 µs, about 5% of a getJobStatus's server
-CPU (bench/RESULTS.md: ~160 µs); batched, a line costs ~1 µs."""
+CPU (bench/RESULTS.md: ~160 µs); batched, a line costs ~0.5 µs (§30)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 
 from rpc.line_batch import FLUSH_LINES, LineBatch, json_time
 from rpc.logs import ACCESS_LOGGER
@@ -17,18 +16,23 @@ access_log = logging.getLogger(ACCESS_LOGGER)
 MESSAGE = "%s %s %d %.1f ms"
 
 Entry = tuple[float, str, str, int, float]  # time.time(), method, target, status, seconds
+_TEXT = f"%s,%03d INFO {ACCESS_LOGGER}: {MESSAGE}\n"  # text_line's, in one %-format
 
 
 class AccessBuffer(LineBatch[Entry]):
     def __init__(self) -> None:
         super().__init__(access_log)
 
-    def add(self, method: str, target: str, status: int, seconds: float) -> None:
-        # LineBatch.keep written out: this runs once a request.
-        pending = self.pending
-        pending.append((time.time(), method, target, status, seconds))
-        if len(pending) >= FLUSH_LINES:
-            self.flush()
+    def text_lines(self, batch: list[Entry]) -> str:
+        """`text_line` of each entry, written out with %-formatting (0.89 → 0.57 µs a line,
+        bench/RESULTS.md §30): this runs once a request."""
+        of_second = self.stamp.of_second
+        lines = []
+        for created, method, target, status, seconds in batch:
+            second = int(created)
+            ms = (created - second) * 1000  # %03d truncates, as Stamp does
+            lines.append(_TEXT % (of_second(second), ms, method, target, status, seconds * 1000))
+        return "".join(lines)
 
     def text_line(self, entry: Entry) -> str:
         """``rpc.logs.TEXT_FORMAT``'s line, its asctime made once per second."""

@@ -5,6 +5,7 @@ serves the API and runs jobs."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,7 +15,7 @@ from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline.retention import Housekeeping
 from pipeline.runner import trim_memory_periodically
@@ -26,7 +27,7 @@ from rpc.auth.tokens import secret_warning
 from rpc.config import Settings
 from rpc.context import Services
 from rpc.job_log import JobLines
-from rpc.observe import Observed
+from rpc.observe import Observer
 from rpc.procedures import images, progress
 from rpc.procedures.routes import build_router
 from rpc.wire.dispatch import BASE_PATH, METHODS, ROUTE_PATH, Dispatcher
@@ -41,8 +42,8 @@ class App:
     middleware stack (`Dispatcher.asgi` does what they did for it); OAuth, static files, SSE and
     /healthz keep them. Like Starlette's router, the prefix check reads ``scope["path"]``.
     Before either, ``rpc.gate`` refuses an oversized Cookie header and, in local mode, a
-    Host that is not this machine. Around all of it, ``rpc.observe`` counts and logs each
-    request."""
+    Host that is not this machine. Each request is timed and noted for ``rpc.observe`` (HTTP
+    metrics, access log)."""
 
     def __init__(
         self, cold: Starlette, settings: Settings | None = None, procedures: tuple[str, ...] = ()
@@ -51,7 +52,7 @@ class App:
         self.hot: ASGIApp = _not_started  # the dispatcher, once the lifespan has opened the store
         self.settings = settings
         self.loopback_only = settings is not None and settings.local_mode  # rpc.gate
-        self.observed = Observed(self._route, procedures)
+        self.observer = Observer(procedures)  # HTTP metrics and access lines
 
     @property
     def state(self) -> State:
@@ -62,17 +63,29 @@ class App:
         if scope["type"] != "http":
             await self.cold(scope, receive, send)  # the lifespan
             return
-        await self.observed(scope, receive, send)
+        # Timed and noted for rpc.observe here rather than by an ASGI app around this one:
+        # each await between the server and the dispatcher is walked again at every
+        # suspension of the request (~0.4 µs a level a request, bench/RESULTS.md §30).
+        started = time.perf_counter()
+        status = 500  # what the server answers when the app fails before its response
 
-    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
-        refused = gate.check(scope["headers"], self.loopback_only)  # cookie cap, local Host
-        if refused is not None:
-            await gate.refusal_app(refused, self.settings)(scope, receive, send)
-        elif scope["path"].startswith(BASE_PATH):
-            scope["app"] = self.cold  # as Starlette sets it: request.app.state stays reachable
-            await self.hot(scope, receive, send)
-        else:
-            await self.cold(scope, receive, send)
+        async def sent(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            refused = gate.check(scope["headers"], self.loopback_only)  # cookie cap, local Host
+            if refused is not None:
+                await gate.refusal_app(refused, self.settings)(scope, receive, sent)
+            elif scope["path"].startswith(BASE_PATH):
+                scope["app"] = self.cold  # as Starlette sets it: request.app.state is reachable
+                await self.hot(scope, receive, sent)
+            else:
+                await self.cold(scope, receive, sent)
+        finally:
+            self.observer.note(scope, status, started)
 
 
 async def _redirect_only(request: Request) -> Response:
@@ -124,14 +137,18 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         app.state.services = services
         app.state.dispatcher = dispatcher = Dispatcher(router, services)
         app.state.probes = probes.Probes(
-            store, worker, settings.metrics_token, lambda: services.live.subscribers
+            store,
+            worker,
+            settings.metrics_token,
+            lambda: services.live.subscribers,
+            outer.observer.fold_seen,
         )
         outer.hot = _hot_path(dispatcher, settings)
         _warn_about_the_secret(settings)
         try:
             async with anyio.create_task_group() as tasks:
                 await tasks.start(store.feed.run)
-                tasks.start_soon(outer.observed.access.flush_periodically)
+                tasks.start_soon(outer.observer.flush_periodically)
                 if worker is not None:
                     # The finished-job lines, batched (rpc.job_log).
                     tasks.start_soon(JobLines.of(worker.report).flush_periodically)

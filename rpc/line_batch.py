@@ -57,7 +57,10 @@ class LineBatch(Generic[E]):
         elif handler.log_format == "json":
             handler.write_lines("".join(self.json_line(entry) for entry in batch))
         else:
-            handler.write_lines("".join(self.text_line(entry) for entry in batch))
+            handler.write_lines(self.text_lines(batch))
+
+    def text_lines(self, batch: list[E]) -> str:
+        return "".join(self.text_line(entry) for entry in batch)
 
     def text_line(self, entry: E) -> str:
         raise NotImplementedError
@@ -78,10 +81,14 @@ class Stamp:
 
     def __call__(self, created: float) -> str:
         second = int(created)
+        return f"{self.of_second(second)},{int((created - second) * 1000):03d}"
+
+    def of_second(self, second: int) -> str:
+        """The asctime of a whole second, without its milliseconds."""
         if second != self._second:
             self._second = second
             self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-        return f"{self._stamp},{int((created - second) * 1000):03d}"
+        return self._stamp
 
 
 def json_time(created: float) -> str:

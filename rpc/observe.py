@@ -1,10 +1,17 @@
-"""Every HTTP request, seen once on its way out: the HTTP metrics (``pipeline.metrics``) and one
-access-log line (``rpc.access``: method, tRPC procedure names or the path, status, ms).
+"""Every HTTP request, seen once when it ends (``rpc.app.App`` notes it): the HTTP metrics
+(``pipeline.metrics``) and one access-log line (``rpc.access``: method, tRPC procedure names or
+the path, status, ms).
+
+A request only appends what was seen (method, path, status, times) to a list; the metrics are
+moved and the access lines made from it in batches: when `FLUSH_LINES` wait, every
+`FLUSH_SECONDS` (``flush_periodically``), before ``/metrics`` is rendered, and at shutdown.
+Why: the same work done once a request, between the request's own code, cost ~2 µs more
+than in a batch, where the metrics' dicts and the logger stay in the CPU's caches
+(bench/RESULTS.md §30). No query, no lock, no log record a request.
 
 Never logged: the query string (a tRPC GET's input), bodies, headers (cookies, tokens). Names
 that are not procedures come from the client: they are escaped, cut short, and counted in the
-metrics as "unknown" so a scanner cannot grow the label set. The cost is a few microseconds:
-no query, no lock, and no log record at all when the access log is off."""
+metrics as "unknown" so a scanner cannot grow the label set."""
 
 from __future__ import annotations
 
@@ -12,10 +19,12 @@ import logging
 import time
 from collections.abc import Collection
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+import anyio
+from starlette.types import Scope
 
 from pipeline import metrics
 from rpc.access_log import AccessBuffer, access_log
+from rpc.line_batch import FLUSH_LINES, FLUSH_SECONDS
 from rpc.wire.dispatch import BASE_PATH
 
 # The other routes, as the metrics label them (prefix → label); anything else is "other".
@@ -25,45 +34,75 @@ _ROUTES = (("/healthz", "/healthz"), ("/readyz", "/readyz"), ("/metrics", "/metr
 _MAX_LOGGED = 200
 _PATHS_REMEMBERED = 1024
 
+# What a request leaves: time.perf_counter() at its end, method, path, status, seconds.
+Seen = tuple[float, str, str, int, float]
 
-class Observed:
-    """An ASGI app around ``app`` that records each HTTP request when its answer is sent."""
 
-    def __init__(self, app: ASGIApp, procedures: Collection[str]) -> None:
-        self.app = app
+class Observer:
+    """The requests seen since the last batch. ``rpc.app.App`` times each HTTP request and
+    notes it here when it ends (`note`)."""
+
+    def __init__(self, procedures: Collection[str]) -> None:
         self.procedures = frozenset(procedures)
-        self.access = AccessBuffer()  # its lines are written in batches (rpc.access_log)
+        self.seen: list[Seen] = []
+        self.access = AccessBuffer()  # the lines of the batches moved so far, until written
         self._paths: dict[str, tuple[tuple[str, ...], str]] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
-        status = 500  # what the server answers when the app fails before its response
+    def note(self, scope: Scope, status: int, started: float) -> None:
+        """A request that ended: ``started`` is its time.perf_counter() when it came in."""
+        ended = time.perf_counter()
+        seen = self.seen
+        seen.append((ended, scope["method"], scope["path"], status, ended - started))
+        if len(seen) >= FLUSH_LINES:
+            self.flush()
 
-        async def sent(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
+    def flush(self) -> None:
+        """`fold_seen`, and the access lines written."""
+        self.fold_seen()
+        self.access.flush()
 
+    def fold_seen(self) -> None:
+        """The requests seen since the last batch moved into the HTTP metrics (run before
+        ``/metrics`` is rendered) and into the access lines waiting to be written."""
+        batch, self.seen = self.seen, []
+        if batch:
+            self.fold(batch)
+
+    async def flush_periodically(self) -> None:
         try:
-            await self.app(scope, receive, sent)
+            while True:
+                await anyio.sleep(FLUSH_SECONDS)
+                self.flush()
         finally:
-            self.record(scope, status, time.perf_counter() - started)
+            self.flush()
 
-    def record(self, scope: Scope, status: int, seconds: float) -> None:
-        path: str = scope["path"]
-        labels, target = self._paths.get(path) or self._describe(path)
-        record = metrics.http_request
-        for label in labels:
-            record(label, status, seconds)
+    def fold(self, batch: list[Seen]) -> None:
+        """A batch's requests into the HTTP metrics (grouped by path and status first: a
+        metric's key made and looked up once a group) and, if the access log is on, into
+        its lines."""
+        groups: dict[tuple[str, int], list[float]] = {}
+        for _, _, path, status, seconds in batch:
+            durations = groups.get((path, status))
+            if durations is None:
+                groups[path, status] = [seconds]
+            else:
+                durations.append(seconds)
+        paths, describe = self._paths, self._describe
+        for (path, status), durations in groups.items():
+            for label in (paths.get(path) or describe(path))[0]:
+                metrics.http_requests(label, status, durations)
         if access_log.isEnabledFor(logging.INFO):
-            self.access.add(scope["method"], target, status, seconds)
+            wall = time.time() - time.perf_counter()  # perf_counter → time.time()
+            self.access.pending.extend(
+                (wall + ended, method, (paths.get(path) or describe(path))[1], status, seconds)
+                for ended, method, path, status, seconds in batch
+            )
 
     def _describe(self, path: str) -> tuple[tuple[str, ...], str]:
         """A path's metric labels (one per tRPC call of a batch) and its access-log target.
-        Remembered for paths made of known procedures only, so the hot path pays one dict
-        lookup instead of a split, a join and an escape (``Observed.record``: 2.7 → 2.2 µs a
-        request, bench/RESULTS.md §14) and a scanner's made-up names cannot grow the memory."""
+        Remembered for paths made of known procedures only, so a batch pays one dict lookup a
+        request instead of a split, a join and an escape, and a scanner's made-up names cannot
+        grow the memory."""
         if not path.startswith(BASE_PATH):
             return (_route_of(path),), _escaped(path)
         names = path[len(BASE_PATH) :].split(",")

@@ -37,6 +37,7 @@ class Probes:
     worker: Worker | None
     metrics_token: str | None
     subscribers: Callable[[], int] = lambda: 0
+    before_render: Callable[[], None] = lambda: None  # the API's HTTP metrics, moved in batches
 
     async def readiness(self) -> str | None:
         """None when ready, else the short reason it is not."""
@@ -71,6 +72,7 @@ class Probes:
                 await metrics.refresh_queue(self.store)
         except Exception as exc:  # the process's own numbers are still worth answering
             log.warning("metrics: the queue could not be read (%s)", type(exc).__name__)
+        self.before_render()
         in_flight = 0 if self.worker is None else len(self.worker.state.in_flight)
         return metrics.render(in_flight, self.subscribers())
 

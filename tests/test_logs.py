@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,10 +18,12 @@ import pytest
 from pydantic import ValidationError
 
 from pipeline.reporting import MESSAGE, FinishedJob, Reporter, Tally, extras
-from rpc.access_log import AccessBuffer, _record
+from rpc.access_log import _record
 from rpc.config import Settings
 from rpc.job_log import JobLines, jobs_log
 from rpc.logs import CHATTY, OurHandler, level_of, setup_logging
+from rpc.observe import Observer
+from rpc.wire.dispatch import BASE_PATH
 from storage.jobstate import Outcome, Stage
 from storage.records import AttemptRecord, StageUsage
 from tests.inprocess import running_app
@@ -177,15 +180,20 @@ def _our_handler_alone(log_format: str) -> tuple[io.StringIO, OurHandler]:
 @pytest.mark.usefixtures("restored_logging")
 def test_batched_access_lines_are_the_lines_the_formatter_writes(log_format: str) -> None:
     out, ours = _our_handler_alone(log_format)
-    buffer = AccessBuffer()
-    buffer.add("GET", "visionPipeline.getJobStatus", 200, 0.0004)  # seconds
-    buffer.add("POST", "a,b", 207, 0.0123)
-    entries = list(buffer.pending)
-    buffer.flush()
-    assert buffer.pending == []
+    observer = Observer(["visionPipeline.getJobStatus"])
+    requests = [("GET", f"{BASE_PATH}visionPipeline.getJobStatus", 200),
+                ("POST", f"{BASE_PATH}a,b", 207), ("GET", "/healthz", 503)] * 40  # fmt: skip
+    for i, (method, path, status) in enumerate(requests):  # times with every millisecond
+        observer.note({"method": method, "path": path}, status, time.perf_counter() - i * 0.0137)
+    observer.fold_seen()
+    entries = list(observer.access.pending)
+    assert len(entries) == len(requests)
+    observer.flush()
+    assert observer.access.pending == observer.seen == []
     expected = "".join(ours.format(_record(e)) + "\n" for e in entries)
     assert out.getvalue() == expected
-    assert "GET visionPipeline.getJobStatus 200 0.4 ms" in out.getvalue()
+    assert "GET visionPipeline.getJobStatus 200 0.0 ms" in out.getvalue()
+    assert "POST a,b 207 13.7 ms" in out.getvalue()
 
 
 def _finished_record(entry: FinishedJob) -> logging.LogRecord:

@@ -150,18 +150,56 @@ async def test_unknown_procedures_share_one_label(tmp_path: Path) -> None:
         assert after - before == 3
 
 
-def test_observed_remembers_only_paths_of_known_procedures() -> None:
-    from rpc.observe import Observed
+def test_observer_remembers_only_paths_of_known_procedures() -> None:
+    from rpc.observe import Observer
     from rpc.wire.dispatch import BASE_PATH
 
-    observed = Observed(None, ["visionPipeline.getJobStatus"])  # type: ignore[arg-type]
+    observer = Observer(["visionPipeline.getJobStatus"])
     for n in range(50):  # a scanner's made-up names: counted as "unknown", never remembered
-        labels, target = observed._describe(f"{BASE_PATH}probe{n}\n")
+        labels, target = observer._describe(f"{BASE_PATH}probe{n}\n")
         assert labels == ("unknown",) and target == f"probe{n}\\n"
-    assert observed._paths == {}
+    assert observer._paths == {}
     known = f"{BASE_PATH}visionPipeline.getJobStatus,visionPipeline.getJobStatus"
-    assert observed._describe(known) == (
+    assert observer._describe(known) == (
         ("visionPipeline.getJobStatus",) * 2,
         "visionPipeline.getJobStatus,visionPipeline.getJobStatus",
     )
-    assert list(observed._paths) == [known]
+    assert list(observer._paths) == [known]
+
+
+def test_observer_batches_count_as_requests_one_by_one() -> None:
+    """Requests noted and moved in batches (grouped by path and status) give the counts,
+    buckets and sums that each request observed alone would."""
+    from pipeline import metrics
+    from rpc.observe import Observer
+    from rpc.wire.dispatch import BASE_PATH
+
+    status_path, batch_path = f"{BASE_PATH}a.status", f"{BASE_PATH}a.status,a.history"
+    observer = Observer(["a.status", "a.history"])
+    requests = [(status_path, 200, 0.0004), (batch_path, 207, 0.03), (status_path, 404, 0.002),
+                ("/healthz", 200, 0.0001), (f"{BASE_PATH}nope", 404, 0.7)] * 300  # fmt: skip
+    expected_counts: dict[tuple[str, str], float] = {}
+    expected_seconds: dict[tuple[str], list[float]] = {}
+    for path, status, seconds in requests:
+        labels, _ = observer._describe(path)
+        for label in labels:
+            key = (label, str(status))
+            expected_counts[key] = expected_counts.get(key, 0) + 1
+            expected_seconds.setdefault((label,), []).append(seconds)
+    counts_before = dict(metrics.HTTP_REQUESTS.values)
+    buckets_before = {k: list(v) for k, v in metrics.HTTP_SECONDS.values.items()}
+    for path, status, seconds in requests:  # over FLUSH_LINES: some batches move on their own
+        observer.note({"method": "GET", "path": path}, status, time.perf_counter() - seconds)
+    assert 0 < len(observer.seen) < len(requests)
+    observer.fold_seen()
+    assert observer.seen == []
+    for key, count in expected_counts.items():
+        assert metrics.HTTP_REQUESTS.values[key] - counts_before.get(key, 0) == count
+    buckets = metrics.HTTP_SECONDS.buckets
+    for key, seconds_seen in expected_seconds.items():
+        before = buckets_before.get(key, [0.0] * (len(buckets) + 1))
+        moved = [a - b for a, b in zip(metrics.HTTP_SECONDS.values[key], before, strict=True)]
+        per_bucket = [sum(1 for s in seconds_seen if s <= b and (i == 0 or s > buckets[i - 1]))
+                      for i, b in enumerate(buckets)]  # fmt: skip
+        assert moved[:-1] == per_bucket, key
+        assert moved[-1] == pytest.approx(sum(seconds_seen), rel=1e-3)  # noted with a clock
