@@ -46,9 +46,22 @@ def _scope(path: str, query: bytes, token: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _log_as_serve_does() -> None:
+    """Logging set up from the environment, as ``vision-pipeline serve`` sets it up (LOG_LEVEL,
+    ACCESS_LOG): without it the access log's lines are never made. Trees from before
+    ``rpc.logs`` have no such switch."""
+    try:
+        from rpc.config import Settings
+        from rpc.logs import setup_logging
+    except ImportError:
+        return
+    setup_logging(Settings())
+
+
 async def _main(spec: dict[str, Any]) -> None:
     from rpc.app import create_app
 
+    _log_as_serve_does()
     app = create_app(run_worker=False)
     inbox, task = await _lifespan(app)
     clients = [(int(u), t) for u, t in spec["clients"]]

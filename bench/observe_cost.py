@@ -8,7 +8,8 @@ batches (the HTTP metrics moved and the access lines written) per request, and
 its log line on and off.
 
 Last, ``rpc.app.App``'s own layer (the gate's checks, the routing, the timing and the
-note) around a stand-in dispatcher that only sends a 200, against that stand-in alone, with
+note) around a stand-in dispatcher that only sends a 200 (and returns it, as
+``Dispatcher.answer`` does), against that stand-in alone, with
 the access log off; once as it is and once with ``note`` a no-op.
 
     python -m bench.observe_cost [--requests 20000] [--rounds 7]
@@ -140,9 +141,10 @@ async def app_layer(n: int) -> None:
     """``App.__call__`` around a dispatcher that only answers, less that dispatcher alone."""
     from starlette.applications import Starlette
 
-    async def answer(scope: Any, receive: Any, send: Any) -> None:
+    async def answer(scope: Any, receive: Any, send: Any) -> int:  # as Dispatcher.answer
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
+        return 200
 
     async def receive() -> dict[str, Any]:
         return {}

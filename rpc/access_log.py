@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 
-from rpc.line_batch import FLUSH_LINES, LineBatch, json_time
+from rpc.line_batch import LineBatch, json_time
 from rpc.logs import ACCESS_LOGGER
 
 access_log = logging.getLogger(ACCESS_LOGGER)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -34,6 +34,8 @@ from rpc.wire.dispatch import BASE_PATH, METHODS, ROUTE_PATH, Dispatcher
 from storage.engine import open_store
 
 log = logging.getLogger("rpc.app")
+# An ASGI app that returns the status it sent (`Dispatcher.answer`).
+Answer = Callable[[Scope, Receive, Send], Awaitable[int]]
 
 
 class App:
@@ -49,7 +51,7 @@ class App:
         self, cold: Starlette, settings: Settings | None = None, procedures: tuple[str, ...] = ()
     ) -> None:
         self.cold = cold
-        self.hot: ASGIApp = _not_started  # the dispatcher, once the lifespan has opened the store
+        self.hot: Answer = _not_started  # the dispatcher, once the lifespan has opened the store
         self.settings = settings
         self.loopback_only = settings is not None and settings.local_mode  # rpc.gate
         self.observer = Observer(procedures)  # HTTP metrics and access lines
@@ -65,25 +67,25 @@ class App:
             return
         # Timed and noted for rpc.observe here rather than by an ASGI app around this one:
         # each await between the server and the dispatcher is walked again at every
-        # suspension of the request (~0.4 µs a level a request, bench/RESULTS.md §30).
+        # suspension of the request (~0.4 µs a level a request), and the dispatcher returns
+        # the status it sent, so its ``send`` is not wrapped (bench/RESULTS.md §30).
         started = time.perf_counter()
         status = 500  # what the server answers when the app fails before its response
-
-        async def sent(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
         try:
             refused = gate.check(scope["headers"], self.loopback_only)  # cookie cap, local Host
-            if refused is not None:
-                await gate.refusal_app(refused, self.settings)(scope, receive, sent)
-            elif scope["path"].startswith(BASE_PATH):
+            if refused is None and scope["path"].startswith(BASE_PATH):
                 scope["app"] = self.cold  # as Starlette sets it: request.app.state is reachable
-                await self.hot(scope, receive, sent)
+                status = await self.hot(scope, receive, send)
             else:
-                await self.cold(scope, receive, sent)
+                cold = self.cold if refused is None else gate.refusal_app(refused, self.settings)
+
+                async def sent(message: Message) -> None:
+                    nonlocal status
+                    if message["type"] == "http.response.start":
+                        status = message["status"]
+                    await send(message)
+
+                await cold(scope, receive, sent)
         finally:
             self.observer.note(scope, status, started)
 
@@ -95,20 +97,37 @@ async def _redirect_only(request: Request) -> Response:
     return PlainTextResponse("Not Found", status_code=404)
 
 
-async def _not_started(scope: Scope, receive: Receive, send: Send) -> None:
+async def _not_started(scope: Scope, receive: Receive, send: Send) -> int:
     raise RuntimeError("the app's lifespan has not run: no store, no dispatcher")
 
 
-def _hot_path(dispatcher: Dispatcher, settings: Settings) -> ASGIApp:
+def _hot_path(dispatcher: Dispatcher, settings: Settings) -> Answer:
     """The dispatcher alone when the only middleware is SecurityHeaders (it then adds those
-    headers itself); with CORS, the same middleware stack the cold routes get."""
+    headers itself); with CORS, the same middleware stack the cold routes get, its status
+    read from what it sends."""
     if not security.cors_origins(settings):
-        return dispatcher.asgi
+        return dispatcher.answer
     dispatcher.security_headers = False
     app: ASGIApp = dispatcher.asgi
     for cls, args, kwargs in reversed(security.middleware(settings)):
         app = cls(app, *args, **kwargs)
-    return app
+    return _answering(app)
+
+
+def _answering(app: ASGIApp) -> Answer:
+    async def answer(scope: Scope, receive: Receive, send: Send) -> int:
+        status = 500
+
+        async def sent(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await app(scope, receive, sent)
+        return status
+
+    return answer
 
 
 def _warn_about_the_secret(settings: Settings) -> None:

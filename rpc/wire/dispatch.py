@@ -88,13 +88,19 @@ class Dispatcher:
         self.security_headers = security_headers
 
     async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The ASGI app of every ``/api/trpc/…`` request, called by ``rpc.app`` before
-        Starlette's router and middleware, whose per-request cost was ~40% of a getJobStatus:
-        what they did for this path is done here. Starlette's Route answered a method it does
-        not list with a plain 405; SecurityHeaders added its headers
-        (``security.add_api_headers``); ServerErrorMiddleware answered a fault escaping the
-        endpoint with a plain 500 and re-raised it for the server to log (`handle` already
-        turns a fault of a procedure or of the wire code into an envelope)."""
+        """The ASGI app of every ``/api/trpc/…`` request (`answer`), for a middleware stack
+        around it (CORS)."""
+        await self.answer(scope, receive, send)
+
+    async def answer(self, scope: Scope, receive: Receive, send: Send) -> int:
+        """`asgi`, returning the status it sent: ``rpc.app`` calls it straight, before
+        Starlette's router and middleware, whose per-request cost was ~40% of a getJobStatus,
+        and notes the status without wrapping ``send`` (bench/RESULTS.md §30). What they did
+        for this path is done here. Starlette's Route answered a method it does not list with
+        a plain 405; SecurityHeaders added its headers (``security.add_api_headers``);
+        ServerErrorMiddleware answered a fault escaping the endpoint with a plain 500 and
+        re-raised it for the server to log (`handle` already turns a fault of a procedure or
+        of the wire code into an envelope)."""
         try:
             if scope["method"] in METHODS:
                 response = await self.handle(Request(scope, receive))
@@ -108,6 +114,7 @@ class Dispatcher:
             await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
             raise
         await response(scope, receive, send)
+        return response.status_code
 
     async def handle(self, request: Request) -> Response:
         """The endpoint: every method on ``/api/trpc/{path}``. Whatever happens, a tRPC
