@@ -44,7 +44,7 @@ from bench.common import (
 NODE_DIR = ROOT / "bench" / "node"
 LUA = ROOT / "bench" / "wrk" / "trpc.lua"
 PROCS = ("status", "history")
-INPROC_PASSES = 6  # in-process passes per wrk round (bench.api_inproc), each tree in turn
+INPROC_PASSES = 6  # in-process passes per round (bench.api_inproc), each tree in turn
 
 
 @dataclass
@@ -270,7 +270,7 @@ async def run(
         if before is not None:  # our code's own cost, out of wrk's noise (bench.api_inproc)
             for url, backend, size in databases:
                 api_inproc.compare(section, url, backend, label(size), size, before,
-                                   INPROC_PASSES * rounds, tmp)  # fmt: skip
+                                   rounds, INPROC_PASSES, tmp)  # fmt: skip
     _report(section, candidates, sizes_seen, sizes)
     if before is not None:
         _against_baseline(section, candidates, before[0])

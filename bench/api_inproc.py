@@ -93,12 +93,14 @@ def driver(url: str, cwd: Path, job: dict[str, Any], log: Path, **env: str) -> I
 
 def compare(
     section: Section, url: str, backend: str, size_label: str, size: int,
-    before: tuple[str, Path], passes: int, tmp: Path, ours: Path = ROOT,
+    before: tuple[str, Path], rounds: int, passes: int, tmp: Path, ours: Path = ROOT,
 ) -> None:  # fmt: skip
     """CPU µs per request of ``ours`` (this checkout unless told; the access log on, as by
-    default, and off) and of ``before``, in passes taking turns (the order rotating), for each
-    procedure: a row each and an after/before target (≤ 1.05) on the medians, with the access
-    log on, and the median of the passes' paired ratios beside it."""
+    default, and off) and of ``before``, for each procedure: ``rounds`` rounds, each with a
+    fresh process per tree (a process's own speed, its memory layout, differs from the next
+    one's by a few percent: bench/RESULTS.md §30) running ``passes`` passes in turn, the order
+    rotating. A row each and an after/before target (≤ 1.05) on the medians of all passes,
+    with the access log on, and the median of the passes' paired ratios beside it."""
     rev, checkout = before
     trees = [
         ("python", ours, {"ACCESS_LOG": "true"}),
@@ -108,17 +110,19 @@ def compare(
     for procedure in ("status", "history"):
         job = job_spec(size, procedure)
         cpu: dict[str, list[float]] = {name: [] for name, _, _ in trees}
-        with ExitStack() as stack:
-            drivers = [
-                (name, stack.enter_context(driver(
-                    url, cwd, job, tmp / f"inproc_{backend}_{size_label}_{procedure}_{i}.log", **env
-                )))
-                for i, (name, cwd, env) in enumerate(trees)
-            ]  # fmt: skip
-            for p in range(passes):
-                shift = p % len(drivers)
-                for name, one in drivers[shift:] + drivers[:shift]:
-                    cpu[name].append(one.run(PASS))
+        for r in range(rounds):
+            with ExitStack() as stack:
+                drivers = [
+                    (name, stack.enter_context(driver(
+                        url, cwd, job,
+                        tmp / f"inproc_{backend}_{size_label}_{procedure}_{i}_{r}.log", **env,
+                    )))
+                    for i, (name, cwd, env) in enumerate(trees)
+                ]  # fmt: skip
+                for p in range(passes):
+                    shift = (r + p) % len(drivers)
+                    for name, one in drivers[shift:] + drivers[:shift]:
+                        cpu[name].append(one.run(PASS))
         for name, _, _ in trees:
             section.row(f"in-process {name} {backend} {size_label} {procedure}",
                         cpu_us=round(median(cpu[name]), 1), passes=len(cpu[name]))  # fmt: skip
