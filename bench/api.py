@@ -1,7 +1,8 @@
 """API: getJobStatus and getJobHistory under ``wrk`` (64 connections), with a large and a small
 table, beside the design document's own stack (``bench/node``: @trpc/server 11 standalone,
 superjson, better-sqlite3) reading the same SQLite rows. Candidates run in alternating rounds
-(the order reversed every other round); medians over rounds are reported.
+(the order reversed every other round), each round on freshly started servers (`Server`), each
+warmed up first; medians over rounds are reported.
 
 Our server is ``rpc.cli serve --no-worker`` (one process, uvicorn + uvloop); the Node server is
 one process too. Each client acts as one of 50 users spread over the table (``bench.dataset``).
@@ -13,12 +14,13 @@ rounds on this 2-core machine cannot tell from their spread.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,19 +50,57 @@ INPROC_PASSES = 6  # in-process passes per round (bench.api_inproc), each tree i
 
 
 @dataclass
+class Server:
+    """One server of the run, started afresh for each round (`start`): a process's own
+    speed, its memory layout, differs from the next one's by a few percent (bench/RESULTS.md
+    §30), so a comparison of two trees must not rest on one process of each."""
+
+    start: Callable[[], Awaitable[Proc]]
+    proc: Proc | None = None
+
+    async def restart(self) -> None:
+        self.stop()
+        self.proc = await self.start()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+            self.proc = None
+
+
+@dataclass
 class Candidate:
     server: str  # "python" | "node" | "python@<rev>" (a baseline checkout, --baseline)
     backend: str
     size: int
     procedure: str
-    base: str
+    host: Server
     tokens: Path
     runs: list[dict[str, float]]
-    pid: int = 0  # the server's process: its CPU time per request is read around each run
+
+    @property
+    def base(self) -> str:
+        assert self.host.proc is not None
+        return self.host.proc.base
+
+    @property
+    def pid(self) -> int:
+        """The server's process: its CPU time per request is read around each run."""
+        assert self.host.proc is not None
+        return self.host.proc.pid
 
     @property
     def name(self) -> str:
         return f"{self.server} {self.backend} {label(self.size)} {self.procedure}"
+
+
+def _stop_all(hosts: list[Server]) -> None:
+    for host in hosts:
+        host.stop()
+
+
+def _serve(url: str, log: Path, checkout: Path) -> Server:
+    return Server(lambda: start_serve(url, log, "--no-worker", cwd=checkout, LOG_LEVEL="warning"))
 
 
 def label(size: int) -> str:
@@ -213,9 +253,9 @@ async def run(
         ensure_node_modules()
     candidates: list[Candidate] = []
     databases: list[tuple[str, str, int]] = []
+    hosts: list[Server] = []
     async with contextlib.AsyncExitStack() as stack:
-        procs: list[Proc] = []
-        stack.callback(lambda: [p.stop() for p in procs])
+        stack.callback(_stop_all, hosts)
         for backend in backends:
             for size in sizes:
                 tag = f"api_{backend}_{label(size)}"
@@ -232,39 +272,32 @@ async def run(
                         f"{u} {token(dataset.open_id(u))}\n" for u in dataset.client_users(size)
                     )
                 )
-                servers = [
-                    (
-                        "python",
-                        await start_serve(
-                            url, tmp / f"{tag}.log", "--no-worker", LOG_LEVEL="warning"
-                        ),
-                    )
-                ]
-                procs.append(servers[0][1])
+                servers = [("python", _serve(url, tmp / f"{tag}.log", ROOT))]
                 if before is not None:
                     rev, checkout = before
-                    old = await start_serve(url, tmp / f"{tag}_{rev}.log", "--no-worker",
-                                            cwd=checkout, LOG_LEVEL="warning")  # fmt: skip
-                    servers.append((f"python@{rev}", old))
-                    procs.append(old)
+                    old_log = tmp / f"{tag}_{rev}.log"
+                    servers.append((f"python@{rev}", _serve(url, old_log, checkout)))
                 if node and backend == "sqlite":
+                    node_log = tmp / f"{tag}_node.log"
+                    db_path = url.split(":///", 1)[1]
                     servers.append(
-                        ("node", await start_node(url.split(":///", 1)[1], tmp / f"{tag}_node.log"))
+                        ("node", Server(functools.partial(start_node, db_path, node_log)))
                     )
-                    procs.append(servers[-1][1])
-                for server, proc in servers:
+                for server, host in servers:
+                    hosts.append(host)
                     for procedure in PROCS:
                         candidates.append(
-                            Candidate(
-                                server, backend, size, procedure, proc.base, tokens, [], proc.pid
-                            )
+                            Candidate(server, backend, size, procedure, host, tokens, [])
                         )
         sizes_seen: dict[str, int] = {}
-        for c in candidates:
-            sizes_seen[c.name] = await check(c)
-            await run_wrk(c, min(2.0, seconds), connections)  # warm-up, not counted
         for r in range(rounds):
+            for host in hosts:  # fresh processes for each round (see Server)
+                await host.restart()
             order = candidates if r % 2 == 0 else list(reversed(candidates))
+            for c in order:
+                if c.name not in sizes_seen:
+                    sizes_seen[c.name] = await check(c)
+                await run_wrk(c, min(2.0, seconds), connections)  # warm-up, not counted
             for c in order:
                 c.runs.append(await run_wrk(c, seconds, connections))
         if before is not None:  # our code's own cost, out of wrk's noise (bench.api_inproc)
