@@ -23,7 +23,7 @@ import anyio
 from starlette.types import Scope
 
 from pipeline import metrics
-from rpc.access_log import AccessBuffer, access_log
+from rpc.access_log import AccessBuffer, Seen, access_log
 from rpc.line_batch import FLUSH_LINES, FLUSH_SECONDS
 from rpc.wire.dispatch import BASE_PATH
 
@@ -34,9 +34,6 @@ _ROUTES = (("/healthz", "/healthz"), ("/readyz", "/readyz"), ("/metrics", "/metr
 _MAX_LOGGED = 200
 _PATHS_REMEMBERED = 1024
 
-# What a request leaves: time.perf_counter() at its end, method, path, status, seconds.
-Seen = tuple[float, str, str, int, float]
-
 
 class Observer:
     """The requests seen since the last batch. ``rpc.app.App`` times each HTTP request and
@@ -45,7 +42,7 @@ class Observer:
     def __init__(self, procedures: Collection[str]) -> None:
         self.procedures = frozenset(procedures)
         self.seen: list[Seen] = []
-        self.access = AccessBuffer()  # the lines of the batches moved so far, until written
+        self.access = AccessBuffer(self._target)  # the batches moved so far, until written
         self._paths: dict[str, tuple[tuple[str, ...], str]] = {}
 
     def note(self, scope: Scope, status: int, started: float) -> None:
@@ -92,11 +89,10 @@ class Observer:
             for label in (paths.get(path) or describe(path))[0]:
                 metrics.http_requests(label, status, durations)
         if access_log.isEnabledFor(logging.INFO):
-            wall = time.time() - time.perf_counter()  # perf_counter → time.time()
-            self.access.pending.extend(
-                (wall + ended, method, (paths.get(path) or describe(path))[1], status, seconds)
-                for ended, method, path, status, seconds in batch
-            )
+            self.access.pending.extend(batch)  # its lines are made when they are written
+
+    def _target(self, path: str) -> str:
+        return (self._paths.get(path) or self._describe(path))[1]
 
     def _describe(self, path: str) -> tuple[tuple[str, ...], str]:
         """A path's metric labels (one per tRPC call of a batch) and its access-log target.

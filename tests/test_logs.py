@@ -18,7 +18,7 @@ import pytest
 from pydantic import ValidationError
 
 from pipeline.reporting import MESSAGE, FinishedJob, Reporter, Tally, extras
-from rpc.access_log import _record
+from rpc.access_log import record_of
 from rpc.config import Settings
 from rpc.job_log import JobLines, jobs_log
 from rpc.logs import CHATTY, OurHandler, level_of, setup_logging
@@ -190,10 +190,23 @@ def test_batched_access_lines_are_the_lines_the_formatter_writes(log_format: str
     assert len(entries) == len(requests)
     observer.flush()
     assert observer.access.pending == observer.seen == []
-    expected = "".join(ours.format(_record(e)) + "\n" for e in entries)
+    lines = [record_of(observer.access.fields(e)) for e in entries]  # the wall clock of the flush
+    expected = "".join(ours.format(line) + "\n" for line in lines)
     assert out.getvalue() == expected
     assert "GET visionPipeline.getJobStatus 200 0.0 ms" in out.getvalue()
     assert "POST a,b 207 13.7 ms" in out.getvalue()
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_access_lines_of_made_up_paths_do_not_grow_memory() -> None:
+    out, _ = _our_handler_alone("text")
+    observer = Observer(["visionPipeline.getJobStatus"])
+    for n in range(3000):  # a scanner's paths: each line written, at most 1,024 remembered
+        observer.note({"method": "GET", "path": f"/scan/{n}"}, 404, time.perf_counter())
+    observer.flush()
+    assert len(out.getvalue().splitlines()) == 3000
+    assert "GET /scan/2999 404" in out.getvalue()
+    assert len(observer.access._middles) <= 1024 and len(observer._paths) == 0
 
 
 def _finished_record(entry: FinishedJob) -> logging.LogRecord:
