@@ -291,7 +291,9 @@ async def run(
                         )
         sizes_seen: dict[str, int] = {}
         for r in range(rounds):
-            for host in hosts:  # fresh processes for each round (see Server)
+            # Fresh processes for each round (see Server), started in the order the round
+            # runs them: a process started first or last differs by a few percent (§31).
+            for host in hosts if r % 2 == 0 else list(reversed(hosts)):
                 await host.restart()
             order = candidates if r % 2 == 0 else list(reversed(candidates))
             for c in order:

@@ -98,9 +98,10 @@ def compare(
     """CPU µs per request of ``ours`` (this checkout unless told; the access log on, as by
     default, and off) and of ``before``, for each procedure: ``rounds`` rounds, each with a
     fresh process per tree (a process's own speed, its memory layout, differs from the next
-    one's by a few percent: bench/RESULTS.md §30) running ``passes`` passes in turn, the order
-    rotating. A row each and an after/before target (≤ 1.05) on the medians of all passes,
-    with the access log on, and the median of the passes' paired ratios beside it."""
+    one's by a few percent: bench/RESULTS.md §30), started in an order that turns each round,
+    running ``passes`` passes in turn, the order rotating. A row each and an after/before
+    target (≤ 1.05) on the medians of all passes, with the access log on, and the median of
+    the passes' paired ratios beside it."""
     rev, checkout = before
     trees = [
         ("python", ours, {"ACCESS_LOG": "true"}),
@@ -111,13 +112,16 @@ def compare(
         job = job_spec(size, procedure)
         cpu: dict[str, list[float]] = {name: [] for name, _, _ in trees}
         for r in range(rounds):
+            # The order the processes start in turns too: started first or last, the same
+            # tree measured 0.96-1.07 of the others (bench/RESULTS.md §31).
+            started = trees[r % len(trees) :] + trees[: r % len(trees)]
             with ExitStack() as stack:
                 drivers = [
                     (name, stack.enter_context(driver(
                         url, cwd, job,
-                        tmp / f"inproc_{backend}_{size_label}_{procedure}_{i}_{r}.log", **env,
+                        tmp / f"inproc_{backend}_{size_label}_{procedure}_{name}_{r}.log", **env,
                     )))
-                    for i, (name, cwd, env) in enumerate(trees)
+                    for name, cwd, env in started
                 ]  # fmt: skip
                 for p in range(passes):
                     shift = (r + p) % len(drivers)
