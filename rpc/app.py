@@ -78,14 +78,11 @@ class App:
                 status = await self.hot(scope, receive, send)
             else:
                 cold = self.cold if refused is None else gate.refusal_app(refused, self.settings)
-
-                async def sent(message: Message) -> None:
-                    nonlocal status
-                    if message["type"] == "http.response.start":
-                        status = message["status"]
-                    await send(message)
-
-                await cold(scope, receive, sent)
+                sent = SentStatus(send)
+                try:
+                    await cold(scope, receive, sent)
+                finally:
+                    status = sent.status  # what was sent, even if the app then failed
         finally:
             self.observer.note(scope, status, started)
 
@@ -116,18 +113,27 @@ def _hot_path(dispatcher: Dispatcher, settings: Settings) -> Answer:
 
 def _answering(app: ASGIApp) -> Answer:
     async def answer(scope: Scope, receive: Receive, send: Send) -> int:
-        status = 500
-
-        async def sent(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        sent = SentStatus(send)
         await app(scope, receive, sent)
-        return status
+        return sent.status
 
     return answer
+
+
+class SentStatus:
+    """A ``send`` that remembers the status of the response sent through it (500 until one
+    starts: what the server answers when the app fails first)."""
+
+    __slots__ = ("send", "status")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.status = 500
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self.send(message)
 
 
 def _warn_about_the_secret(settings: Settings) -> None:

@@ -203,3 +203,54 @@ def test_observer_batches_count_as_requests_one_by_one() -> None:
                       for i, b in enumerate(buckets)]  # fmt: skip
         assert moved[:-1] == per_bucket, key
         assert moved[-1] == pytest.approx(sum(seconds_seen), rel=1e-3)  # noted with a clock
+
+
+@pytest.mark.anyio
+async def test_app_notes_the_status_each_path_sent() -> None:
+    """The tRPC path's status comes back from the dispatcher; the other paths' (and a
+    middleware stack's, `_answering`) from what they send, kept when the app then fails."""
+    from starlette.applications import Starlette
+
+    from rpc.app import App, _answering
+
+    async def receive() -> dict[str, object]:
+        return {}
+
+    async def send(message: object) -> None:
+        pass
+
+    async def sends(status: int, then_fail: bool, send_: object) -> None:
+        await send_({"type": "http.response.start", "status": status, "headers": []})  # type: ignore[operator]
+        if then_fail:
+            raise RuntimeError("after the start")
+
+    app = App(Starlette(), None, ["a.b"])
+
+    async def hot(scope: object, receive_: object, send_: object) -> int:
+        await sends(204, False, send_)
+        return 204
+
+    app.hot = hot
+
+    async def cold(scope: object, receive_: object, send_: object) -> None:
+        path = scope["path"]  # type: ignore[index]
+        if path == "/fails-first":
+            raise RuntimeError("before any response")
+        await sends(201 if path == "/ok" else 202, path == "/fails-after", send_)
+
+    app.cold = cold  # type: ignore[assignment]
+    headers = [(b"host", b"127.0.0.1")]
+    for path in ("/api/trpc/a.b", "/ok", "/fails-after", "/fails-first"):
+        scope = {"type": "http", "method": "GET", "path": path, "headers": headers}
+        try:
+            await app(scope, receive, send)
+        except RuntimeError:
+            pass
+    statuses = [(path, status) for _, _, path, status, _ in app.observer.seen]
+    assert statuses == [("/api/trpc/a.b", 204), ("/ok", 201), ("/fails-after", 202),
+                        ("/fails-first", 500)]  # fmt: skip
+
+    async def teapot(scope: object, receive_: object, send_: object) -> None:
+        await sends(418, False, send_)
+
+    assert await _answering(teapot)({"type": "http"}, receive, send) == 418
