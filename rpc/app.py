@@ -70,7 +70,7 @@ class App:
         # suspension of the request (~0.4 µs a level a request), and the dispatcher returns
         # the status it sent, so its ``send`` is not wrapped (bench/RESULTS.md §30).
         started = time.perf_counter()
-        status = 500  # what the server answers when the app fails before its response
+        status = 500  # noted when the dispatcher fails, or an app before its response
         try:
             refused = gate.check(scope["headers"], self.loopback_only)  # cookie cap, local Host
             if refused is None and scope["path"].startswith(BASE_PATH):
