@@ -302,6 +302,7 @@ async def run(
                 await run_wrk(c, min(2.0, seconds), connections)  # warm-up, not counted
             for c in order:
                 c.runs.append(await run_wrk(c, seconds, connections))
+        _stop_all(hosts)  # idle servers would share the cores with the in-process drivers
         if before is not None:  # our code's own cost, out of wrk's noise (bench.api_inproc)
             for url, backend, size in databases:
                 api_inproc.compare(section, url, backend, label(size), size, before,
