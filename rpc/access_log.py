@@ -22,8 +22,8 @@ MESSAGE = "%s %s %d %.1f ms"
 Seen = tuple[float, str, str, int, float]
 # A line's facts: time.time() at the request's end, method, target, status, seconds.
 Fields = tuple[float, str, str, int, float]
-# text_line's, the part after the time: " INFO rpc.access: GET target 200 " made once a
-# method, path and status (`_MIDDLES_REMEMBERED` of them at most).
+# rpc.logs.TEXT_FORMAT's line: its time, then a middle (" INFO rpc.access: GET target 200 ")
+# made once a method, path and status (`_MIDDLES_REMEMBERED` of them at most), then the ms.
 _TEXT = "%s,%03d%s%.1f ms\n"
 _MIDDLES_REMEMBERED = 1024
 
@@ -47,8 +47,9 @@ class AccessBuffer(LineBatch[Seen]):
         return self.wall + ended, method, self.target_of(path), status, seconds
 
     def text_lines(self, batch: list[Seen]) -> str:
-        """`text_line` of each request, in one pass: this runs once a request (a request's
-        note and share of its batch, log on: 1.01 → 0.91 µs, bench/RESULTS.md §31)."""
+        """``rpc.logs.TEXT_FORMAT``'s line of each request (the line its record would make,
+        asctime and all), in one pass: this runs once a request (a request's note and share
+        of its batch, log on: 1.01 → 0.91 µs, bench/RESULTS.md §31)."""
         wall, of_second, middles = self.wall, self.stamp.of_second, self._middles
         last, stamp = -1, ""
         lines = []
@@ -65,14 +66,6 @@ class AccessBuffer(LineBatch[Seen]):
             # %03d truncates the milliseconds, as Stamp does.
             lines.append(_TEXT % (stamp, (created - second) * 1000, middle, seconds * 1000))
         return "".join(lines)
-
-    def text_line(self, entry: Seen) -> str:
-        """``rpc.logs.TEXT_FORMAT``'s line, its asctime made once per second."""
-        created, method, target, status, seconds = self.fields(entry)
-        return (
-            f"{self.stamp(created)} INFO {ACCESS_LOGGER}: "
-            f"{method} {target} {status} {seconds * 1000:.1f} ms\n"
-        )  # MESSAGE
 
     def json_line(self, entry: Seen) -> str:
         """``rpc.logs.JsonLineFormatter``'s line for an access entry."""
